@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Prepare this machine for contend's tests and benches. Idempotent, and safe to
+# run concurrently (runs are serialised with a lock):
+#   - makes sure redis-server is on PATH (installs Debian's package when root),
+#   - builds the local stand-in docker images (testcontainers/build-images.sh)
+#     when a docker daemon answers, since no image registry may be reachable.
+# Prints a one-line summary; exits non-zero with a message on failure.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+lock=/tmp/contend-setup.lock
+
+die() { echo "setup.sh: error: $*" >&2; exit 1; }
+
+command -v flock >/dev/null 2>&1 || die "flock not found (install util-linux)"
+# Read-only fallback: the lock file may belong to another user, and flock
+# works on any open descriptor.
+{ exec 9>>"$lock"; } 2>/dev/null || exec 9<"$lock"
+chmod 0666 "$lock" 2>/dev/null || true
+if ! flock -n 9; then
+	echo "setup.sh: waiting for another setup.sh run to finish..." >&2
+	flock 9
+fi
+
+summary=()
+log=$(mktemp /tmp/contend-setup.XXXXXX.log)
+policy=/usr/sbin/policy-rc.d
+added_policy=0
+cleanup() {
+	rm -f "$log"
+	if [ "$added_policy" = 1 ]; then rm -f "$policy"; fi
+}
+trap cleanup EXIT
+
+redis_version() { redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
+
+apt_install_redis() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 redis-server >>"$log" 2>&1
+}
+
+# The package may start a system-wide redis on 127.0.0.1:6379 (init script or
+# systemd unit). Tests start their own servers, so don't leave that one around.
+stop_packaged_redis() {
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl stop redis-server >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/redis-server ] && command -v service >/dev/null 2>&1; then
+		service redis-server stop >/dev/null 2>&1 || true
+	fi
+	# Only the packaged daemon (its pidfile), never redis servers started by tests.
+	local pidfile=/run/redis/redis-server.pid pid i
+	[ -s "$pidfile" ] || return 0
+	pid=$(cat "$pidfile")
+	if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q redis-server; then
+		kill "$pid" 2>/dev/null || true
+		for i in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		summary+=("stopped the packaged redis-server daemon (pid $pid)")
+	fi
+}
+
+install_redis() {
+	[ "$(id -u)" = 0 ] ||
+		die "redis-server is not installed and we are not root; run: sudo apt-get install -y redis-server (or rerun this script as root)"
+	command -v apt-get >/dev/null 2>&1 ||
+		die "redis-server is not installed and apt-get is not available; install redis-server 7.x by hand"
+	# Standard Debian hook that tells maintainer scripts not to start services.
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 0755 "$policy"
+		added_policy=1
+	fi
+	# Refresh package lists only when they are missing (fresh containers) or
+	# the install fails on stale ones; keeps repeated runs fast.
+	local have_lists=0
+	if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then have_lists=1; fi
+	if [ $have_lists = 0 ] || ! apt_install_redis; then
+		if ! apt-get update -qq >>"$log" 2>&1; then
+			tail -n 20 "$log" >&2
+			die "apt-get update failed (is a Debian mirror reachable?)"
+		fi
+		if ! apt_install_redis; then
+			tail -n 20 "$log" >&2
+			die "apt-get install redis-server failed"
+		fi
+	fi
+	if [ "$added_policy" = 1 ]; then
+		rm -f "$policy"
+		added_policy=0
+	fi
+	hash -r
+	command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after installing the package"
+	stop_packaged_redis
+	summary+=("installed redis-server $(redis_version)")
+}
+
+if command -v redis-server >/dev/null 2>&1; then
+	summary+=("redis-server $(redis_version) present")
+else
+	install_redis
+fi
+
+# The docker backend is optional: without a daemon there is nothing to build.
+if command -v docker >/dev/null 2>&1 && timeout 30 docker info >/dev/null 2>&1; then
+	out=$("$repo/testcontainers/build-images.sh") ||
+		die "testcontainers/build-images.sh failed (see message above)"
+	# "contend-standin/postgres:15: up to date (PostgreSQL 15.18)" -> "contend-standin/postgres:15 up to date"
+	images=$(sed 's/: \([^(]*[^ (]\) *(.*$/ \1/' <<<"$out" | paste -sd, - | sed 's/,/, /g')
+	summary+=("docker images: $images")
+else
+	summary+=("docker not reachable, stand-in images skipped")
+fi
+
+joined=$(printf '%s; ' "${summary[@]}")
+echo "setup.sh: ${joined%; }"
