@@ -1,0 +1,546 @@
+//! The docker backend: PostgreSQL and Redis in containers, through
+//! testcontainers.
+//!
+//! Defaults are the official images at a current release. Choices made on
+//! purpose, because they shape every number measured:
+//! - fsync stays on (the testcontainers Postgres module turns it off; contend
+//!   uses a plain image and passes its own `-c` settings);
+//! - host networking, with the servers listening on 127.0.0.1 only: docker's
+//!   userland port proxy would otherwise sit in every round trip and take CPU
+//!   from the two cores the database and the driver share;
+//! - readiness is a real connection, not a log line (the official postgres
+//!   entrypoint starts the server twice, the first time on a socket only);
+//! - where no registry is reachable and a default image is missing, local
+//!   stand-in images built by `testcontainers/build-images.sh` serve, and
+//!   results record that they did.
+//!
+//! Containers carry `contend.*` labels; a killed contend's containers are
+//! removed by a watcher process within a second or two, or at the next start
+//! at the latest.
+
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{CreateImageOptions, ListContainersOptions, ListImagesOptions, RemoveContainerOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use testcontainers::core::WaitFor;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::docker_api;
+use super::local::free_port;
+use super::process::pid_alive;
+use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
+use crate::secret::generate_password;
+
+/// Default PostgreSQL image: the official image at a current release.
+pub const DEFAULT_PG_IMAGE: &str = "postgres:17";
+/// Default Redis image: the official image at a current release.
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7";
+/// Repository prefix of the local stand-in images.
+const STAND_IN_PREFIX: &str = "contend-standin/";
+
+const LABEL_SESSION: &str = "contend.session";
+const LABEL_PID: &str = "contend.pid";
+const LABEL_ROLE: &str = "contend.role";
+const DB_USER: &str = "contend";
+const PORT_ATTEMPTS: usize = 5;
+/// Parallel query plans need more than docker's default 64 MB /dev/shm.
+const SHM_BYTES: u64 = 512 * 1024 * 1024;
+/// How long a pull may take before the image counts as unavailable.
+const PULL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether docker can serve, as `auto` needs to know.
+pub enum DockerStatus {
+    /// The daemon answers and both images are available (names resolved).
+    Usable {
+        /// PostgreSQL image that would run.
+        pg_image: String,
+        /// Redis image that would run.
+        redis_image: String,
+    },
+    /// Why docker cannot serve.
+    Unusable(String),
+}
+
+impl DockerStatus {
+    /// Asks the daemon, and resolves both images (pulling if need be).
+    pub async fn probe(options: &ProvisionOptions) -> DockerStatus {
+        let docker = match docker_api::connect().await {
+            Ok(docker) => docker,
+            Err(reason) => return DockerStatus::Unusable(reason),
+        };
+        let pg = resolve_image(&docker, &options.pg_image, options.images_chosen).await;
+        let redis = resolve_image(&docker, &options.redis_image, options.images_chosen).await;
+        match (pg, redis) {
+            (Ok(pg), Ok(redis)) => DockerStatus::Usable {
+                pg_image: pg.reference,
+                redis_image: redis.reference,
+            },
+            (Err(e), _) | (_, Err(e)) => DockerStatus::Unusable(e.to_string()),
+        }
+    }
+}
+
+/// An image ready to run.
+#[derive(Debug, Clone)]
+struct ResolvedImage {
+    reference: String,
+    id: String,
+    stand_in: bool,
+}
+
+/// The image to run for `wanted`: present locally, else pulled, else (for a
+/// default image) the newest local stand-in for the same repository.
+async fn resolve_image(docker: &Docker, wanted: &str, chosen: bool) -> Result<ResolvedImage, ProvisionError> {
+    if let Ok(image) = docker.inspect_image(wanted).await {
+        return Ok(ResolvedImage {
+            reference: wanted.to_string(),
+            id: image.id.unwrap_or_default(),
+            stand_in: wanted.starts_with(STAND_IN_PREFIX),
+        });
+    }
+    let pull_error = match pull(docker, wanted).await {
+        Ok(()) => {
+            let image = docker
+                .inspect_image(wanted)
+                .await
+                .map_err(|e| ProvisionError::ImageUnavailable {
+                    image: wanted.to_string(),
+                    reason: format!("pulled but cannot be inspected: {e}"),
+                })?;
+            return Ok(ResolvedImage {
+                reference: wanted.to_string(),
+                id: image.id.unwrap_or_default(),
+                stand_in: false,
+            });
+        }
+        Err(reason) => reason,
+    };
+    let (repository, _) = split_reference(wanted);
+    let stand_in = if chosen {
+        None
+    } else {
+        newest_stand_in(docker, repository.rsplit('/').next().unwrap_or(repository)).await
+    };
+    match stand_in {
+        Some(resolved) => {
+            eprintln!(
+                "contend: {wanted} is not present and cannot be pulled ({pull_error}); using the local stand-in {} instead",
+                resolved.reference
+            );
+            Ok(resolved)
+        }
+        None => Err(ProvisionError::ImageUnavailable {
+            image: wanted.to_string(),
+            reason: format!(
+                "not present and cannot be pulled ({pull_error}); build the local stand-ins with testcontainers/build-images.sh, or pass another image"
+            ),
+        }),
+    }
+}
+
+async fn pull(docker: &Docker, reference: &str) -> Result<(), String> {
+    let (repository, tag) = split_reference(reference);
+    let options = CreateImageOptions {
+        from_image: Some(repository.to_string()),
+        tag: Some(tag.to_string()),
+        ..Default::default()
+    };
+    let pulling = async {
+        let mut progress = docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| first_line(&e.to_string()))?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(PULL_TIMEOUT, pulling)
+        .await
+        .map_err(|_| format!("no pull finished within {} s", PULL_TIMEOUT.as_secs()))?
+}
+
+async fn newest_stand_in(docker: &Docker, repository: &str) -> Option<ResolvedImage> {
+    let images = docker.list_images(Some(ListImagesOptions::default())).await.ok()?;
+    let prefix = format!("{STAND_IN_PREFIX}{repository}:");
+    images
+        .into_iter()
+        .flat_map(|image| {
+            let id = image.id.clone();
+            image
+                .repo_tags
+                .into_iter()
+                .filter(|tag| tag.starts_with(&prefix))
+                .map(move |tag| (tag, id.clone()))
+        })
+        .max_by_key(|(tag, _)| tag[prefix.len()..].parse::<u32>().unwrap_or(0))
+        .map(|(reference, id)| ResolvedImage {
+            reference,
+            id,
+            stand_in: true,
+        })
+}
+
+/// `registry:5000/a/b:tag` → (`registry:5000/a/b`, `tag`); no tag → `latest`.
+fn split_reference(reference: &str) -> (&str, &str) {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(colon) => (&reference[..last_slash + colon], &reference[last_slash + colon + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// The containers of one contend run.
+pub(super) struct DockerServers {
+    pg_port: u16,
+    pg_container: Option<ContainerAsync<GenericImage>>,
+    redis_container: Option<ContainerAsync<GenericImage>>,
+    pg_image: ResolvedImage,
+    settings: Vec<(String, String)>,
+    session: String,
+    startup_timeout: Duration,
+}
+
+impl DockerServers {
+    /// Starts both containers; returns them with the facts about each.
+    pub(super) async fn start(
+        options: &ProvisionOptions,
+    ) -> Result<(DockerServers, PgServer, RedisServer), ProvisionError> {
+        let docker = docker_api::connect()
+            .await
+            .map_err(|reason| ProvisionError::DockerUnavailable { reason })?;
+        for line in remove_stale_containers(&docker).await {
+            eprintln!("contend: {line}");
+        }
+        docker_api::make_testcontainers_compatible(&docker)
+            .map_err(|reason| ProvisionError::DockerUnavailable { reason })?;
+        let pg_image = resolve_image(&docker, &options.pg_image, options.images_chosen).await?;
+        let redis_image = resolve_image(&docker, &options.redis_image, options.images_chosen).await?;
+        let session = format!("{}-{}", std::process::id(), &generate_password()[..8]);
+        watch_for_contend_death(&session);
+
+        let settings = options.server_settings();
+        let (pg_container, postgres) =
+            start_postgres(&pg_image, &settings, options.pg_port, &session, options.startup_timeout).await?;
+        let (redis_container, redis) =
+            match start_redis(&redis_image, options.redis_port, &session, options.startup_timeout).await {
+                Ok(started) => started,
+                Err(e) => {
+                    let _ = pg_container.rm().await;
+                    return Err(e);
+                }
+            };
+        let servers = DockerServers {
+            pg_port: postgres.port,
+            pg_container: Some(pg_container),
+            redis_container: Some(redis_container),
+            pg_image,
+            settings,
+            session,
+            startup_timeout: options.startup_timeout,
+        };
+        Ok((servers, postgres, redis))
+    }
+
+    /// A fresh container with the new `max_connections`, on the same port
+    /// when it is free again.
+    pub(super) async fn replace_postgres(&mut self, max_connections: u32) -> Result<PgServer, ProvisionError> {
+        super::validate_max_connections(max_connections, &self.settings)?;
+        if let Some(old) = self.pg_container.take() {
+            old.rm().await.map_err(|e| ProvisionError::Container {
+                image: self.pg_image.reference.clone(),
+                reason: format!("removing the old container failed: {e}"),
+            })?;
+        }
+        self.settings.retain(|(k, _)| k != "max_connections");
+        self.settings
+            .push(("max_connections".into(), max_connections.to_string()));
+        let (container, postgres) = start_postgres(
+            &self.pg_image,
+            &self.settings,
+            Some(self.pg_port),
+            &self.session,
+            self.startup_timeout,
+        )
+        .await?;
+        self.pg_container = Some(container);
+        self.pg_port = postgres.port;
+        Ok(postgres)
+    }
+
+    pub(super) async fn shutdown(mut self) {
+        if let Some(container) = self.pg_container.take() {
+            let _ = container.rm().await;
+        }
+        if let Some(container) = self.redis_container.take() {
+            let _ = container.rm().await;
+        }
+    }
+}
+
+fn base_request(
+    image: &ResolvedImage,
+    role: &str,
+    session: &str,
+    timeout: Duration,
+) -> testcontainers::ContainerRequest<GenericImage> {
+    let (repository, tag) = split_reference(&image.reference);
+    GenericImage::new(repository, tag)
+        .with_wait_for(WaitFor::Nothing)
+        .with_network("host")
+        .with_label(LABEL_SESSION, session)
+        .with_label(LABEL_PID, std::process::id().to_string())
+        .with_label(LABEL_ROLE, role)
+        .with_startup_timeout(timeout)
+}
+
+async fn start_postgres(
+    image: &ResolvedImage,
+    settings: &[(String, String)],
+    port_hint: Option<u16>,
+    session: &str,
+    timeout: Duration,
+) -> Result<(ContainerAsync<GenericImage>, PgServer), ProvisionError> {
+    let password = generate_password();
+    let mut port = match port_hint {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    for attempt in 1..=PORT_ATTEMPTS {
+        let mut command = vec![
+            "postgres".to_string(),
+            "-c".into(),
+            "listen_addresses=127.0.0.1".into(),
+            "-c".into(),
+            format!("port={port}"),
+        ];
+        for (key, value) in settings {
+            command.push("-c".into());
+            command.push(format!("{key}={value}"));
+        }
+        let request = base_request(image, "postgres", session, timeout)
+            .with_env_var("POSTGRES_USER", DB_USER)
+            .with_env_var("POSTGRES_PASSWORD", &password)
+            .with_env_var("POSTGRES_DB", "postgres")
+            .with_shm_size(SHM_BYTES)
+            .with_cmd(command);
+        let container = request.start().await.map_err(|e| ProvisionError::Container {
+            image: image.reference.clone(),
+            reason: e.to_string(),
+        })?;
+        let url = format!("postgres://{DB_USER}:{password}@127.0.0.1:{port}/postgres");
+        let origin = ServerOrigin::Docker {
+            image: image.reference.clone(),
+            image_id: image.id.clone(),
+            stand_in: image.stand_in,
+        };
+        match wait_until_ready(&container, timeout, || probe_postgres(&url, origin.clone())).await {
+            Ok(server) => return Ok((container, server)),
+            Err(log) => {
+                let _ = container.rm().await;
+                if (log.contains("could not bind") || log.contains("Address already in use")) && attempt < PORT_ATTEMPTS
+                {
+                    let next = free_port()?;
+                    eprintln!("contend: port {port} was taken before PostgreSQL could bind it; trying {next}");
+                    port = next;
+                    continue;
+                }
+                return Err(ProvisionError::ServerStart {
+                    server: "PostgreSQL",
+                    reason: log,
+                });
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+async fn start_redis(
+    image: &ResolvedImage,
+    port_hint: Option<u16>,
+    session: &str,
+    timeout: Duration,
+) -> Result<(ContainerAsync<GenericImage>, RedisServer), ProvisionError> {
+    let password = generate_password();
+    let mut port = match port_hint {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    for attempt in 1..=PORT_ATTEMPTS {
+        let command: Vec<String> = vec![
+            "redis-server".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.clone(),
+        ];
+        let container = base_request(image, "redis", session, timeout)
+            .with_cmd(command)
+            .start()
+            .await
+            .map_err(|e| ProvisionError::Container {
+                image: image.reference.clone(),
+                reason: e.to_string(),
+            })?;
+        let url = format!("redis://default:{password}@127.0.0.1:{port}");
+        let origin = ServerOrigin::Docker {
+            image: image.reference.clone(),
+            image_id: image.id.clone(),
+            stand_in: image.stand_in,
+        };
+        match wait_until_ready(&container, timeout, || probe_redis(&url, origin.clone())).await {
+            Ok(server) => return Ok((container, server)),
+            Err(log) => {
+                let _ = container.rm().await;
+                if log.contains("Address already in use") && attempt < PORT_ATTEMPTS {
+                    let next = free_port()?;
+                    eprintln!("contend: port {port} was taken before Redis could bind it; trying {next}");
+                    port = next;
+                    continue;
+                }
+                return Err(ProvisionError::ServerStart {
+                    server: "Redis",
+                    reason: log,
+                });
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Polls `probe` until it succeeds; on the container's exit or the timeout,
+/// returns its last log lines.
+async fn wait_until_ready<T, F, Fut>(
+    container: &ContainerAsync<GenericImage>,
+    timeout: Duration,
+    mut probe: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProvisionError>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last_error = match probe().await {
+            Ok(server) => return Ok(server),
+            Err(e) => e.to_string(),
+        };
+        let running = container.is_running().await.unwrap_or(false);
+        if !running || Instant::now() >= deadline {
+            let mut log = container.stdout_to_vec().await.unwrap_or_default();
+            log.extend(container.stderr_to_vec().await.unwrap_or_default());
+            let log = String::from_utf8_lossy(&log).to_string();
+            let important: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("error") || l.contains("in use"))
+                .collect();
+            let why = if !running { "the container exited" } else { "timed out" };
+            let detail = if important.is_empty() {
+                last_error
+            } else {
+                important.join(" / ")
+            };
+            return Err(format!("{why}: {detail}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Removes containers labelled by contend processes that are gone.
+async fn remove_stale_containers(docker: &Docker) -> Vec<String> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(
+            [("label".to_string(), vec![LABEL_PID.to_string()])]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for container in containers {
+        let labels = container.labels.unwrap_or_default();
+        let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid_alive(pid) {
+            continue;
+        }
+        let Some(id) = container.id else { continue };
+        let remove = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if docker.remove_container(&id, Some(remove)).await.is_ok() {
+            removed.push(format!(
+                "removed container {} ({}) left by contend pid {pid}, which did not exit cleanly",
+                &id[..12.min(id.len())],
+                labels.get(LABEL_ROLE).map_or("?", String::as_str)
+            ));
+        }
+    }
+    removed
+}
+
+/// Starts a detached watcher that removes this session's containers once
+/// contend is gone, so a SIGKILL leaves nothing running for more than a
+/// second or two. Uses the docker CLI; without it, the next start cleans up.
+fn watch_for_contend_death(session: &str) {
+    use std::os::unix::process::CommandExt;
+    // A killed contend may linger as a zombie (the init of some containers
+    // never reaps), so "gone" is: no such process, or state Z.
+    let script = r#"while read -r stat 2>/dev/null < "/proc/$0/stat"; do
+  state=${stat##*) }; state=${state%% *}
+  [ "$state" = Z ] && break
+  sleep 1
+done
+ids=$(docker ps -aq --filter "label=contend.session=$1")
+[ -n "$ids" ] && docker rm -f -v $ids >/dev/null 2>&1
+exit 0"#;
+    let mut watcher = std::process::Command::new("sh");
+    match docker_api::users_docker_host() {
+        Some(host) => watcher.env("DOCKER_HOST", host),
+        None => watcher.env_remove("DOCKER_HOST"),
+    };
+    let _ = watcher
+        .arg("-c")
+        .arg(script)
+        .arg(std::process::id().to_string())
+        .arg(session)
+        // Its own process group: a Ctrl-C meant for contend must not end it.
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_references() {
+        assert_eq!(split_reference("postgres:17"), ("postgres", "17"));
+        assert_eq!(split_reference("postgres"), ("postgres", "latest"));
+        assert_eq!(
+            split_reference("contend-standin/postgres:15"),
+            ("contend-standin/postgres", "15")
+        );
+        assert_eq!(split_reference("registry:5000/pg"), ("registry:5000/pg", "latest"));
+        assert_eq!(split_reference("registry:5000/pg:16"), ("registry:5000/pg", "16"));
+    }
+}

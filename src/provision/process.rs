@@ -1,0 +1,155 @@
+//! Server processes that die with contend.
+//!
+//! Owns how local server processes are spawned and stopped: as the `postgres`
+//! user when contend runs as root (initdb and postgres refuse root), with a
+//! parent-death signal so that even a SIGKILL of contend takes them down, and
+//! from one thread that lives as long as the process. It knows nothing about
+//! PostgreSQL or Redis themselves.
+//!
+//! Why one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that
+//! forked the child exits, not the process. Tokio's blocking threads and the
+//! test harness's threads come and go, so every spawn is handed to a thread
+//! that never exits.
+
+use std::io;
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, User};
+
+/// The account servers run as, when contend itself runs as root.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    /// User name, for messages.
+    pub name: String,
+    /// Numeric user id.
+    pub uid: u32,
+    /// Numeric group id.
+    pub gid: u32,
+}
+
+/// The account to run servers as: `None` when contend is not root (servers
+/// then run as the current user), the `postgres` user when it is.
+pub fn server_account() -> Result<Option<RunAs>, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(RunAs {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
+        Ok(None) => Err(
+            "contend runs as root and there is no `postgres` user to run the servers as \
+             (initdb refuses root): create one (useradd --system postgres) or run contend as another user"
+                .to_string(),
+        ),
+        Err(e) => Err(format!("could not look up the `postgres` user: {e}")),
+    }
+}
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns `command` so that the child receives `death_signal` when contend
+/// dies, from the long-lived spawner thread.
+pub fn spawn_tied_to_contend(mut command: Command, run_as: Option<&RunAs>, death_signal: Signal) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    if let Some(account) = run_as {
+        command.uid(account.uid).gid(account.gid);
+    }
+    set_parent_death_signal(&mut command, death_signal);
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner()
+        .lock()
+        .map_err(|_| io::Error::other("spawner lock poisoned"))?
+        .send((command, reply_tx))
+        .map_err(|_| io::Error::other("the server spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| io::Error::other("the server spawner thread did not answer"))?
+}
+
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("contend-server-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("spawning the server spawner thread");
+        Mutex::new(tx)
+    })
+}
+
+/// Arranges for the child to get `signal` when its parent thread dies.
+///
+/// The one `unsafe` in contend: `pre_exec` runs between fork and exec, where
+/// only async-signal-safe calls are allowed; `prctl` and `getppid` are. std
+/// runs `pre_exec` after the uid/gid switch, which matters because changing
+/// credentials clears the parent-death signal.
+#[allow(unsafe_code)]
+fn set_parent_death_signal(command: &mut Command, signal: Signal) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    let signal = signal as libc::c_int;
+    // SAFETY: the closure only makes async-signal-safe syscalls and touches
+    // no memory shared with other threads.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // contend may have died between fork and prctl: then nobody would
+            // ever signal this child, so do not start it at all.
+            if libc::getppid() != parent {
+                return Err(io::Error::other("contend exited while starting a server"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `first` to the child, waits up to `grace` for it to exit, then
+/// SIGKILLs it. Returns once the child is reaped.
+pub fn stop_child(child: &mut Child, first: Signal, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pid = Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, first);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Whether a process with this pid is running. A zombie is not: where the
+/// init process does not reap (some containers), a killed contend lingers as
+/// one.
+pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 || kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself
+        // contain spaces or parentheses.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_none_or(|state| state != "Z" && state != "X"),
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,102 @@
+//! Leftovers of contend runs that were killed before they could clean up.
+//!
+//! A SIGKILL leaves no chance to remove a run directory (the servers in it
+//! die by their parent-death signal). Each start of contend looks for run
+//! directories whose owning contend is gone, stops any server still running
+//! from one, removes it, and says so. Docker leftovers are handled by the
+//! docker backend, which knows the labels.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::docker_api::PROXY_SOCKET_PREFIX;
+use super::local::{OWNER_FILE, REDIS_PID_FILE, RUN_DIR_PREFIX};
+use super::process::pid_alive;
+
+/// Removes run directories left by dead contend processes, returning one
+/// line per directory removed.
+pub fn remove_stale_local_runs() -> Vec<String> {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(pid) = proxy_socket_owner(name) {
+            // The docker API proxy's socket; nothing runs behind it once its
+            // contend is gone.
+            if !pid_alive(pid) {
+                let _ = fs::remove_file(entry.path());
+            }
+            continue;
+        }
+        if !name.starts_with(RUN_DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let owner = read_pid(&dir.join(OWNER_FILE));
+        if owner.is_some_and(pid_alive) {
+            continue;
+        }
+        let stopped = stop_leftover_servers(&dir);
+        if fs::remove_dir_all(&dir).is_ok() {
+            let owner = owner.map_or("unknown".to_string(), |pid| pid.to_string());
+            let servers = if stopped == 0 {
+                String::new()
+            } else {
+                format!(", stopping {stopped} server process(es) still running from it")
+            };
+            removed.push(format!(
+                "removed {} left by contend pid {owner}, which did not exit cleanly{servers}",
+                dir.display()
+            ));
+        }
+    }
+    removed
+}
+
+/// Stops a postmaster or redis-server still running from `dir`; returns how
+/// many were signalled. A pid is only signalled when it runs inside the
+/// directory, so a reused pid is never hit.
+fn stop_leftover_servers(dir: &Path) -> usize {
+    let candidates = [
+        (read_pid(&dir.join("data").join("postmaster.pid")), Signal::SIGQUIT),
+        (read_pid(&dir.join(REDIS_PID_FILE)), Signal::SIGKILL),
+    ];
+    let mut stopped = 0;
+    for (pid, signal) in candidates {
+        let Some(pid) = pid else { continue };
+        // Both servers were started in the run directory (postgres then
+        // moves into its data directory, below it).
+        let runs_there = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        if runs_there && kill(Pid::from_raw(pid), signal).is_ok() {
+            stopped += 1;
+            for _ in 0..100 {
+                if !pid_alive(pid) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    stopped
+}
+
+/// `contend-docker-<pid>.sock` → pid.
+fn proxy_socket_owner(file_name: &str) -> Option<i32> {
+    file_name
+        .strip_prefix(PROXY_SOCKET_PREFIX)?
+        .strip_suffix(".sock")?
+        .parse()
+        .ok()
+}
+
+/// The first line of a pid file as a pid.
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
+}

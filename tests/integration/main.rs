@@ -1,0 +1,8 @@
+//! Integration tests against real PostgreSQL and Redis: one test binary, so
+//! the crate links once and the machine is prepared once.
+
+mod bad_input;
+mod docker;
+mod external;
+mod local;
+mod util;
