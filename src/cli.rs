@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::driver::{DriverSettings, Ramp};
+use crate::pool::{PoolKind, PoolSettings};
 use crate::provision::{BackendChoice, ProvisionError, ProvisionOptions, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
+use crate::run::CellSettings;
+use crate::workload::WorkloadOverrides;
 
 /// contend measures connection pools and max_connections on real servers.
 #[derive(Debug, Parser)]
@@ -28,6 +32,161 @@ pub enum Command {
     /// REDIS_URL set, tear everything down, and exit with COMMAND's status.
     /// Without a command, print the URLs and wait for Ctrl-C.
     Provision(ProvisionCommand),
+    /// Run one benchmark cell: a workload through pools, measured on both
+    /// sides of the pool; appended to results/<run>/cells.jsonl.
+    Run(RunCommand),
+}
+
+/// `contend run`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// Workload to run (goal-count).
+    #[arg(long)]
+    pub workload: String,
+    /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
+    #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
+    pub pool: PoolArg,
+    /// Connections per instance's pool (ignored with --pool none).
+    #[arg(long, default_value_t = 10)]
+    pub pool_size: u32,
+    /// Application instances, each with its own pool.
+    #[arg(long, default_value_t = 1)]
+    pub instances: u32,
+    /// Concurrent clients (closed loop), spread over the instances.
+    #[arg(long, default_value_t = 16)]
+    pub clients: u32,
+    /// How clients start: herd (all at once) or linear:DURATION.
+    #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
+    pub ramp: Ramp,
+    /// Measured time, e.g. 10s or 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Time run before measuring, excluded from results.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Data scale (1 = the workload's default size; goal-count: 2 million goals).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Think time between a client's transactions, e.g. 10ms (default: the workload's).
+    #[arg(long, value_parser = parse_duration)]
+    pub think_time: Option<Duration>,
+    /// Longest wait for a pooled connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub acquire_timeout: Duration,
+    /// statement_timeout for every connection (default: the server's).
+    #[arg(long, value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    /// Retries of a deadlocked or serialization-failed transaction.
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Directory under which results/<run>/ is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Seed of the clients' random choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the servers come from.
+    #[command(flatten)]
+    pub servers: ServerArgs,
+}
+
+/// `--pool` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolArg {
+    /// deadpool-postgres.
+    Deadpool,
+    /// sqlx PgPool.
+    Sqlx,
+    /// A new connection per transaction.
+    None,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like 10s, 500ms or 2m"))
+}
+
+fn parse_ramp(raw: &str) -> Result<Ramp, String> {
+    match raw.split_once(':') {
+        None if raw == "herd" => Ok(Ramp::Herd),
+        Some(("linear", over)) => Ok(Ramp::Linear {
+            over_s: parse_duration(over)?.as_secs_f64(),
+        }),
+        _ => Err(format!(
+            "`{raw}` is not a ramp: use herd, or linear:DURATION such as linear:5s"
+        )),
+    }
+}
+
+/// A validated `contend run`.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The cell.
+    pub cell: CellSettings,
+    /// The servers.
+    pub provision: ProvisionOptions,
+    /// Where results go.
+    pub results_root: PathBuf,
+}
+
+impl TryFrom<RunCommand> for RunPlan {
+    type Error = String;
+
+    fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
+        if args.pool_size == 0 {
+            return Err("--pool-size 0: a pool needs at least one connection".into());
+        }
+        if args.clients == 0 {
+            return Err("--clients 0: at least one client is needed".into());
+        }
+        if args.instances == 0 {
+            return Err("--instances 0: at least one application instance is needed".into());
+        }
+        if args.duration.is_zero() {
+            return Err("--duration 0s: measure for at least a moment, e.g. --duration 10s".into());
+        }
+        if !crate::workload::WORKLOADS.contains(&args.workload.as_str()) {
+            return Err(format!(
+                "unknown workload `{}`: choose one of {}",
+                args.workload,
+                crate::workload::WORKLOADS.join(", ")
+            ));
+        }
+        let provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
+        let pool = PoolSettings {
+            kind: match args.pool {
+                PoolArg::Deadpool => PoolKind::Deadpool,
+                PoolArg::Sqlx => PoolKind::Sqlx,
+                PoolArg::None => PoolKind::None,
+            },
+            size: args.pool_size,
+            acquire_timeout: args.acquire_timeout,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: args.statement_timeout,
+        };
+        let cell = CellSettings {
+            workload: args.workload,
+            overrides: WorkloadOverrides {
+                scale: args.scale,
+                think_time_ms: args.think_time.map(|d| d.as_millis() as u64),
+            },
+            pool,
+            instances: args.instances,
+            driver: DriverSettings {
+                clients: args.clients,
+                ramp: args.ramp,
+                warmup_s: args.warmup.as_secs_f64(),
+                duration_s: args.duration.as_secs_f64(),
+                max_retries: args.max_retries,
+                seed: args.seed,
+            },
+        };
+        Ok(RunPlan {
+            cell,
+            provision,
+            results_root: args.results,
+        })
+    }
 }
 
 /// `contend provision`.
@@ -143,7 +302,9 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ProvisionOptions, String> {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-        let Command::Provision(provision) = cli.command;
+        let Command::Provision(provision) = cli.command else {
+            panic!("not provision")
+        };
         ProvisionOptions::try_from(provision.servers).map_err(|e| e.to_string())
     }
 
@@ -172,7 +333,9 @@ mod tests {
             "true",
         ])
         .unwrap();
-        let Command::Provision(provision) = cli.command;
+        let Command::Provision(provision) = cli.command else {
+            panic!("not provision")
+        };
         assert_eq!(provision.command, ["sh", "-c", "true"]);
         let options = ProvisionOptions::try_from(provision.servers).unwrap();
         assert_eq!(options.max_connections, Some(37));

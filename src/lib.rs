@@ -14,6 +14,15 @@
 //!            backends: local (initdb/postgres, redis-server), docker
 //!            (testcontainers), external (URLs); auto picks one
 //! secret     generated passwords; masking them out of every output
+//!  │
+//!  ▼
+//! workload   one module per workload (+ sql/<name>/, workloads/<name>.toml)
+//! template   data loaded once into a template database, copied per cell
+//! pool       deadpool | sqlx | none → a checked-out Session, acquire timing
+//! driver     closed-loop clients → metrics::Recorder (per shard, merged)
+//! metrics    HdrHistograms per operation, errors by SQLSTATE, timeline
+//! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
+//! report     CellRecord → text for people
 //! ```
 //!
 //! Data flows top to bottom; nothing below `cli` prints except short
@@ -23,5 +32,12 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod driver;
+pub mod metrics;
+pub mod pool;
 pub mod provision;
+pub mod report;
+pub mod run;
 pub mod secret;
+pub mod template;
+pub mod workload;

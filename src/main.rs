@@ -7,6 +7,7 @@ use clap::Parser;
 use contend::cli::{Cli, Command};
 
 mod provision_cmd;
+mod run_cmd;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Provision(args) => provision_cmd::run(args).await,
+            Command::Run(args) => run_cmd::run(args).await,
         }
     });
     match outcome {

@@ -5,4 +5,5 @@ mod bad_input;
 mod docker;
 mod external;
 mod local;
+mod run;
 mod util;

@@ -1,0 +1,2 @@
+-- Progress of one goal.
+SELECT progress, target, claimed FROM user_goals WHERE id = $1

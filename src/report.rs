@@ -1,0 +1,117 @@
+//! Text for people: the terminal summary of a cell.
+//!
+//! Reads finished records only; never measures.
+
+use std::fmt::Write;
+
+use crate::metrics::{ErrorClass, LatencySummary};
+use crate::run::CellRecord;
+
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn label_of(key: &str) -> String {
+    let class = match key {
+        "pool_timeout" => ErrorClass::PoolTimeout,
+        "connection_failed" => ErrorClass::ConnectionFailed,
+        "connection_lost" => ErrorClass::ConnectionLost,
+        "other" => ErrorClass::Other,
+        code => ErrorClass::from_sqlstate(code),
+    };
+    class.label()
+}
+
+/// A readable summary of one cell.
+pub fn cell_summary(record: &CellRecord) -> String {
+    let s = &record.settings;
+    let m = &record.metrics;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} · pool {} × {} instance(s) of size {} · {} clients ({:?}) · max_connections {} · {:.0} s measured",
+        s.workload,
+        s.pool.kind,
+        s.instances,
+        s.pool.size,
+        s.driver.clients,
+        s.driver.ramp,
+        record.postgres.max_connections,
+        m.measured_s
+    );
+    let _ = writeln!(
+        out,
+        "server: PostgreSQL {} ({}), template {} ({}), copy {:.0} ms",
+        record.postgres.version,
+        record.backend,
+        record.template.name,
+        if record.template.reused { "reused" } else { "loaded" },
+        record.copy_ms
+    );
+    let _ = writeln!(
+        out,
+        "throughput {:.1}/s · goodput {:.1}/s · attempts {} (retries {}) · ok {} · errors {} ({:.2}%)",
+        m.throughput_per_s,
+        m.goodput_per_s,
+        m.attempts,
+        m.retries,
+        m.ok,
+        m.errors,
+        m.error_rate * 100.0
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10}",
+        "operation",
+        "attempts",
+        "ok",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "pool p99",
+        "conn p99",
+        "in-db p99"
+    );
+    for op in &m.operations {
+        let errors: u64 = op.errors_by_class.values().sum();
+        let e2e: &LatencySummary = &op.end_to_end;
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10}",
+            op.name,
+            op.first_attempts + op.retries,
+            op.ok,
+            errors,
+            ms(e2e.p50_us),
+            ms(e2e.p95_us),
+            ms(e2e.p99_us),
+            ms(e2e.max_us),
+            ms(op.pool_wait.p99_us),
+            ms(op.connect.p99_us),
+            ms(op.in_db.p99_us)
+        );
+    }
+    if !m.errors_by_class.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "errors:");
+        for (key, count) in &m.errors_by_class {
+            let _ = writeln!(out, "  {count:>8}  {}", label_of(key));
+        }
+    }
+    let counted: Vec<String> = m
+        .operations
+        .iter()
+        .flat_map(|op| {
+            op.counts
+                .iter()
+                .map(move |(what, n)| format!("{} {what}: {n}", op.name))
+        })
+        .collect();
+    if !counted.is_empty() {
+        let _ = writeln!(out, "\noutcomes: {}", counted.join(" · "));
+    }
+    out
+}

@@ -1,0 +1,198 @@
+//! One benchmark cell from start to record: template, fresh copy, pools,
+//! driver, metrics, and the line appended to `cells.jsonl`.
+//!
+//! Owns the order of those steps and the cell record's shape; it measures
+//! nothing itself (the driver does) and formats nothing (report does).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{drive, DriverSettings, LiveCounts};
+use crate::metrics::CellMetrics;
+use crate::pool::{AppPool, PoolSettings};
+use crate::provision::{Backend, PgServer, RedisServer, Servers};
+use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
+use crate::workload::{with_workload, Workload, WorkloadError, WorkloadOverrides, WorkloadUser};
+
+/// Version of the cell record's schema; bumped on any incompatible change.
+pub const CELL_SCHEMA: &str = "contend.cell/1";
+
+/// Everything that defines a cell, as run and as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellSettings {
+    /// Workload name.
+    pub workload: String,
+    /// Workload overrides (scale, think time).
+    pub overrides: WorkloadOverrides,
+    /// Pool of each application instance.
+    pub pool: PoolSettings,
+    /// Application instances, each with its own pool.
+    pub instances: u32,
+    /// Driver settings.
+    pub driver: DriverSettings,
+}
+
+/// One finished cell, as written to `cells.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellRecord {
+    /// [`CELL_SCHEMA`].
+    pub schema: String,
+    /// contend's version.
+    pub contend_version: String,
+    /// When the cell started, RFC 3339 UTC.
+    pub started_at: String,
+    /// What was run.
+    pub settings: CellSettings,
+    /// Backend that served.
+    pub backend: Backend,
+    /// The PostgreSQL server (password never recorded).
+    pub postgres: PgServer,
+    /// The Redis server, when there was one.
+    pub redis: Option<RedisServer>,
+    /// The template the cell's data was copied from.
+    pub template: TemplateInfo,
+    /// Milliseconds to copy the template for this cell.
+    pub copy_ms: f64,
+    /// Client-side measurements.
+    pub metrics: CellMetrics,
+}
+
+/// Setup failures of a cell (what the cell measured is never an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Building the workload.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// Loading or copying data.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    /// Building pools or reading the cell's data.
+    #[error("{0}")]
+    Setup(String),
+    /// Writing results.
+    #[error("writing {path}: {source}")]
+    Results {
+        /// File being written.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs one cell against `servers`; `live` receives counts as it goes.
+pub async fn run_cell(
+    settings: &CellSettings,
+    servers: &Servers,
+    live: Arc<LiveCounts>,
+) -> Result<CellRecord, RunError> {
+    let cell = CellRun {
+        settings,
+        servers,
+        live,
+    };
+    with_workload(&settings.workload, &settings.overrides, cell).await?
+}
+
+struct CellRun<'a> {
+    settings: &'a CellSettings,
+    servers: &'a Servers,
+    live: Arc<LiveCounts>,
+}
+
+impl WorkloadUser for CellRun<'_> {
+    type Output = Result<CellRecord, RunError>;
+
+    async fn run<W: Workload>(self, workload: W) -> Self::Output {
+        let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let admin_url = &self.servers.postgres.url;
+        let plan = workload.data_plan();
+        let template = ensure_template(admin_url, &plan).await?;
+        let cell_database = format!("contend_cell_{}", std::process::id());
+        let copy = copy_for_cell(
+            admin_url,
+            &template.name,
+            &cell_database,
+            self.servers.postgres.version_num,
+        )
+        .await?;
+        let cell_url = database_url(admin_url, &cell_database);
+        let outcome = measure(workload, self.settings, &cell_url, self.live).await;
+        drop_database(admin_url, &cell_database).await?;
+        let metrics = outcome?;
+        Ok(CellRecord {
+            schema: CELL_SCHEMA.to_string(),
+            contend_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at,
+            settings: self.settings.clone(),
+            backend: self.servers.backend,
+            postgres: self.servers.postgres.clone(),
+            redis: self.servers.redis.clone(),
+            template,
+            copy_ms: copy.as_secs_f64() * 1000.0,
+            metrics,
+        })
+    }
+}
+
+async fn measure<W: Workload>(
+    mut workload: W,
+    settings: &CellSettings,
+    cell_url: &str,
+    live: Arc<LiveCounts>,
+) -> Result<CellMetrics, RunError> {
+    {
+        let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| RunError::Setup(format!("connecting to the cell database: {e}")))?;
+        let task = tokio::spawn(connection);
+        workload.inspect_data(&client).await.map_err(RunError::Setup)?;
+        drop(client);
+        let _ = task.await;
+    }
+    let pools = (0..settings.instances)
+        .map(|_| AppPool::new(cell_url, &settings.pool))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Setup)?;
+    let pools = Arc::new(pools);
+    let recorder = drive(Arc::new(workload), Arc::clone(&pools), settings.driver, live).await;
+    for pool in pools.iter() {
+        pool.close().await;
+    }
+    Ok(recorder.summarize(settings.driver.duration_s))
+}
+
+/// Appends `record` as one line to `dir/cells.jsonl`, creating both, and
+/// syncs it: a sweep killed later keeps every finished cell.
+pub fn append_cell(dir: &std::path::Path, record: &CellRecord) -> Result<PathBuf, RunError> {
+    use std::io::Write;
+    let path = dir.join("cells.jsonl");
+    let fail = |source| RunError::Results {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let mut line = serde_json::to_string(record).map_err(|e| fail(std::io::Error::other(e)))?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(fail)?;
+    // One write of the whole line: a crash leaves whole lines only.
+    file.write_all(line.as_bytes()).map_err(fail)?;
+    file.sync_data().map_err(fail)?;
+    Ok(path)
+}
+
+/// `results/<UTC timestamp>-<workload>`.
+pub fn new_run_dir(results_root: &std::path::Path, workload: &str) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "")
+        .trim_end_matches('Z')
+        .to_string();
+    results_root.join(format!("{stamp}-{workload}"))
+}

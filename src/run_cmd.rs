@@ -1,0 +1,55 @@
+//! `contend run`: servers, one cell with a progress bar, the summary, and
+//! the record appended to results.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contend::cli::{RunCommand, RunPlan};
+use contend::driver::LiveCounts;
+use contend::provision::provision;
+use contend::report::cell_summary;
+use contend::run::{append_cell, new_run_dir, run_cell};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
+    let plan = RunPlan::try_from(args).map_err(anyhow::Error::msg)?;
+    let servers = provision(&plan.provision).await?;
+    let live = Arc::new(LiveCounts::default());
+    let total_s = plan.cell.driver.warmup_s + plan.cell.driver.duration_s;
+    let bar = ProgressBar::new((total_s * 10.0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let ticker = {
+        let live = Arc::clone(&live);
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(100));
+            let mut started = None;
+            loop {
+                interval.tick().await;
+                let (ok, errors) = (live.ok.load(Ordering::Relaxed), live.errors.load(Ordering::Relaxed));
+                if ok + errors > 0 && started.is_none() {
+                    started = Some(std::time::Instant::now());
+                }
+                if let Some(t) = started {
+                    bar.set_position((t.elapsed().as_secs_f64() * 10.0) as u64);
+                }
+                bar.set_message(format!("ok {ok} · errors {errors}"));
+            }
+        })
+    };
+    let outcome = run_cell(&plan.cell, &servers, Arc::clone(&live)).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    servers.shutdown().await;
+    let record = outcome?;
+    let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
+    let path = append_cell(&dir, &record)?;
+    println!("{}", cell_summary(&record));
+    eprintln!("contend: cell appended to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}

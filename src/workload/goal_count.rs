@@ -1,0 +1,268 @@
+//! goal-count: a challenge service counting a user's goals.
+//!
+//! `initialize` counts a user's goals in a challenge (`GetUserGoalCount`, a
+//! sequential scan until the migration adds an index on (user_id,
+//! challenge_id)) and assigns more when below the challenge's limit; `browse`
+//! lists a user's latest goals; `progress` reads one goal; `claim` updates
+//! one. Users are drawn with Zipf skew, so a few users are hot. The count and
+//! the assignment are not atomic, as in the service the incident came from:
+//! two concurrent initializes of one user can both assign.
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+use rand_distr::{Distribution, Zipf};
+use serde::{Deserialize, Serialize};
+
+use super::{parse_defaults, weighted_choice, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use crate::metrics::ErrorClass;
+use crate::pool::{Param, Session};
+
+/// Registry name.
+pub const NAME: &str = "goal-count";
+
+const DEFAULTS: &str = include_str!("../../workloads/goal-count.toml");
+const SCHEMA: &str = include_str!("../../sql/goal-count/schema.sql");
+const SEED: &str = include_str!("../../sql/goal-count/seed.sql");
+const INITIALIZE_COUNT: &str = include_str!("../../sql/goal-count/initialize_count.sql");
+const INITIALIZE_ASSIGN: &str = include_str!("../../sql/goal-count/initialize_assign.sql");
+const BROWSE: &str = include_str!("../../sql/goal-count/browse.sql");
+const PROGRESS: &str = include_str!("../../sql/goal-count/progress.sql");
+const CLAIM: &str = include_str!("../../sql/goal-count/claim.sql");
+
+const OPERATIONS: &[&str] = &["initialize", "browse", "progress", "claim"];
+
+/// workloads/goal-count.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalCountDefaults {
+    /// Data size.
+    pub data: DataSettings,
+    /// Client behaviour.
+    pub traffic: TrafficSettings,
+    /// Operation weights.
+    pub mix: Mix,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    /// Users at scale 1.
+    pub users_per_scale: u64,
+    /// Goals each user starts with.
+    pub goals_per_user: u32,
+    /// Number of challenges.
+    pub challenges: u32,
+    /// Goals per (user, challenge) that initialize assigns up to.
+    pub goal_limit: u32,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSettings {
+    /// Zipf exponent over users; 0 is uniform.
+    pub zipf_exponent: f64,
+    /// Pause between a client's transactions, milliseconds.
+    pub think_time_ms: u64,
+}
+
+/// `[mix]`: relative weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    /// Weight of initialize.
+    pub initialize: u32,
+    /// Weight of browse.
+    pub browse: u32,
+    /// Weight of progress.
+    pub progress: u32,
+    /// Weight of claim.
+    pub claim: u32,
+}
+
+/// The goal-count workload, configured.
+pub struct GoalCount {
+    defaults: GoalCountDefaults,
+    scale: f64,
+    users: u64,
+    think_time_ms: u64,
+    cumulative_mix: [u32; 4],
+    user_distribution: Zipf<f64>,
+    max_goal_id: i64,
+}
+
+impl GoalCount {
+    /// The workload with its compiled-in defaults and `overrides`.
+    pub fn new(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
+        let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS)?;
+        let scale = overrides.scale.unwrap_or(1.0);
+        if !(scale > 0.0 && scale.is_finite()) {
+            return Err(WorkloadError::Invalid(format!(
+                "--scale {scale}: must be a positive number (1 = default size)"
+            )));
+        }
+        let users = ((defaults.data.users_per_scale as f64 * scale).round() as u64).max(1);
+        let mix = &defaults.mix;
+        let weights = [mix.initialize, mix.browse, mix.progress, mix.claim];
+        if weights.iter().all(|&w| w == 0) {
+            return Err(WorkloadError::Defaults {
+                name: NAME.into(),
+                reason: "[mix] gives every operation weight 0".into(),
+            });
+        }
+        let mut cumulative_mix = [0u32; 4];
+        let mut total = 0;
+        for (slot, weight) in cumulative_mix.iter_mut().zip(weights) {
+            total += weight;
+            *slot = total;
+        }
+        let user_distribution =
+            Zipf::new(users as f64, defaults.traffic.zipf_exponent).map_err(|e| WorkloadError::Defaults {
+                name: NAME.into(),
+                reason: format!("[traffic] zipf_exponent {}: {e}", defaults.traffic.zipf_exponent),
+            })?;
+        Ok(GoalCount {
+            think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),
+            scale,
+            users,
+            cumulative_mix,
+            user_distribution,
+            max_goal_id: users as i64 * defaults.data.goals_per_user as i64,
+            defaults,
+        })
+    }
+
+    fn user(&self, rng: &mut SmallRng) -> i32 {
+        self.user_distribution.sample(rng) as i32
+    }
+
+    fn challenge(&self, rng: &mut SmallRng) -> i32 {
+        rng.random_range(1..=self.defaults.data.challenges as i32)
+    }
+
+    fn goal(&self, rng: &mut SmallRng) -> i64 {
+        rng.random_range(1..=self.max_goal_id.max(1))
+    }
+}
+
+impl Workload for GoalCount {
+    fn operations(&self) -> &'static [&'static str] {
+        OPERATIONS
+    }
+
+    fn data_plan(&self) -> DataPlan {
+        let data = &self.defaults.data;
+        let seed_sql = SEED
+            .replace("{users}", &self.users.to_string())
+            .replace("{goals_per_user}", &data.goals_per_user.to_string())
+            .replace("{challenges}", &data.challenges.to_string())
+            .replace("{goal_limit}", &data.goal_limit.to_string());
+        DataPlan {
+            template_name: format!(
+                "contend_tmpl_goal_count_u{}_g{}_c{}",
+                self.users, data.goals_per_user, data.challenges
+            ),
+            schema_sql: SCHEMA.to_string(),
+            seed_sql,
+        }
+    }
+
+    async fn inspect_data(&mut self, client: &tokio_postgres::Client) -> Result<(), String> {
+        let row = client
+            .query_one("SELECT coalesce(max(id), 0) FROM user_goals", &[])
+            .await
+            .map_err(|e| format!("reading the goal id range: {e}"))?;
+        self.max_goal_id = row.get(0);
+        let _ = self.scale;
+        Ok(())
+    }
+
+    fn choose_operation(&self, rng: &mut SmallRng) -> usize {
+        weighted_choice(&self.cumulative_mix, rng)
+    }
+
+    fn think_time_ms(&self) -> u64 {
+        self.think_time_ms
+    }
+
+    async fn run_operation(
+        &self,
+        op: usize,
+        session: &mut Session,
+        rng: &mut SmallRng,
+    ) -> Result<OperationResult, ErrorClass> {
+        match OPERATIONS[op] {
+            "initialize" => {
+                let (user, challenge) = (self.user(rng), self.challenge(rng));
+                let counted = session
+                    .query(INITIALIZE_COUNT, &[Param::Int(user), Param::Int(challenge)])
+                    .await?
+                    .first_int
+                    .unwrap_or(0);
+                let limit = i64::from(self.defaults.data.goal_limit);
+                if counted >= limit {
+                    return Ok(OperationResult {
+                        counted: Some("at_limit"),
+                    });
+                }
+                let missing = (limit - counted) as i32;
+                session
+                    .execute(
+                        INITIALIZE_ASSIGN,
+                        &[Param::Int(user), Param::Int(challenge), Param::Int(missing)],
+                    )
+                    .await?;
+                Ok(OperationResult {
+                    counted: Some("assigned"),
+                })
+            }
+            "browse" => {
+                session.query(BROWSE, &[Param::Int(self.user(rng))]).await?;
+                Ok(OperationResult::default())
+            }
+            "progress" => {
+                session.query(PROGRESS, &[Param::BigInt(self.goal(rng))]).await?;
+                Ok(OperationResult::default())
+            }
+            _ => {
+                let claimed = session.execute(CLAIM, &[Param::BigInt(self.goal(rng))]).await?;
+                Ok(OperationResult {
+                    counted: Some(if claimed == 1 { "claimed" } else { "already_claimed" }),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_scale_sizes_the_data() {
+        let workload = GoalCount::new(&WorkloadOverrides {
+            scale: Some(0.01),
+            think_time_ms: None,
+        })
+        .unwrap();
+        assert_eq!(workload.users, 2_000);
+        let plan = workload.data_plan();
+        assert!(plan.seed_sql.contains("generate_series(1, 2000)"), "{}", plan.seed_sql);
+        assert!(
+            !plan.seed_sql.contains('{'),
+            "every placeholder filled: {}",
+            plan.seed_sql
+        );
+        assert!(plan.template_name.contains("u2000"));
+    }
+
+    #[test]
+    fn scale_must_be_positive() {
+        let zero = WorkloadOverrides {
+            scale: Some(0.0),
+            think_time_ms: None,
+        };
+        assert!(GoalCount::new(&zero).is_err());
+    }
+}
