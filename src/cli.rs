@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::driver::{DriverSettings, Ramp};
+use crate::driver::{DriverSettings, Load, Ramp};
 use crate::pool::{PoolKind, PoolSettings};
 use crate::provision::{BackendChoice, ProvisionError, ProvisionOptions, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
 use crate::run::CellSettings;
@@ -52,9 +52,15 @@ pub struct RunCommand {
     /// Application instances, each with its own pool.
     #[arg(long, default_value_t = 1)]
     pub instances: u32,
-    /// Concurrent clients (closed loop), spread over the instances.
-    #[arg(long, default_value_t = 16)]
-    pub clients: u32,
+    /// Concurrent clients, closed loop, spread over the instances [default: 16].
+    #[arg(long, conflicts_with = "rate")]
+    pub clients: Option<u32>,
+    /// Open loop: transactions per second arriving as a Poisson process, latency timed from each intended start.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Open loop: most transactions in flight at once.
+    #[arg(long, default_value_t = 1000, requires = "rate")]
+    pub max_in_flight: u32,
     /// How clients start: herd (all at once) or linear:DURATION.
     #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
     pub ramp: Ramp,
@@ -136,9 +142,24 @@ impl TryFrom<RunCommand> for RunPlan {
         if args.pool_size == 0 {
             return Err("--pool-size 0: a pool needs at least one connection".into());
         }
-        if args.clients == 0 {
-            return Err("--clients 0: at least one client is needed".into());
-        }
+        let load = match (args.clients, args.rate) {
+            (Some(0), _) => return Err("--clients 0: at least one client is needed".into()),
+            (_, Some(rate)) if !(rate > 0.0 && rate.is_finite()) => {
+                return Err(format!(
+                    "--rate {rate}: give a positive number of transactions per second"
+                ))
+            }
+            (_, Some(_)) if args.max_in_flight == 0 => {
+                return Err("--max-in-flight 0: at least one transaction must be allowed in flight".into())
+            }
+            (_, Some(rate)) => Load::Open {
+                rate_per_s: rate,
+                max_in_flight: args.max_in_flight,
+            },
+            (clients, None) => Load::Closed {
+                clients: clients.unwrap_or(16),
+            },
+        };
         if args.instances == 0 {
             return Err("--instances 0: at least one application instance is needed".into());
         }
@@ -173,7 +194,7 @@ impl TryFrom<RunCommand> for RunPlan {
             pool,
             instances: args.instances,
             driver: DriverSettings {
-                clients: args.clients,
+                load,
                 ramp: args.ramp,
                 warmup_s: args.warmup.as_secs_f64(),
                 duration_s: args.duration.as_secs_f64(),

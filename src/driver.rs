@@ -1,10 +1,16 @@
-//! The load generator: closed-loop clients running a workload through the
-//! application instances' pools.
+//! The load generator: clients running a workload through the application
+//! instances' pools, in a closed or an open loop.
 //!
-//! Each client is a task bound to one instance's pool; it picks an
-//! operation, checks out a connection, runs the operation in a transaction,
-//! records the attempt, retries deadlocks and serialization failures up to a
-//! bound, thinks, and goes again until the measured window ends. Recording
+//! Closed loop: each client is a task bound to one instance's pool; it picks
+//! an operation, checks out a connection, runs the operation in a
+//! transaction, records the attempt, retries deadlocks and serialization
+//! failures up to a bound, thinks, and goes again until the measured window
+//! ends. Open loop: arrivals follow a Poisson schedule fixed in advance;
+//! workers take the next arrival, wait for its time if it is still ahead,
+//! and time the transaction from its *intended* start, so a stalled server
+//! shows in the tail instead of silently slowing the arrivals (coordinated
+//! omission); how late each arrival started is reported as schedule lag.
+//! Recording
 //! goes to a few mutex-guarded shards (histograms are large; one set per
 //! client would cost hundreds of MB at 150 clients), merged at the end. The
 //! driver never formats and never writes files.
@@ -34,12 +40,33 @@ pub enum Ramp {
     },
 }
 
+/// How load is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Load {
+    /// A fixed number of clients, each waiting for its answer (and its
+    /// think time) before the next transaction.
+    Closed {
+        /// Concurrent clients, spread evenly over the instances.
+        clients: u32,
+    },
+    /// Transactions arriving at a rate, whatever the answers.
+    Open {
+        /// Mean arrivals per second (Poisson).
+        rate_per_s: f64,
+        /// Most transactions in flight at once; arrivals beyond wait for a
+        /// free worker, and their wait counts in their latency.
+        max_in_flight: u32,
+    },
+}
+
 /// Driver settings for one cell.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DriverSettings {
-    /// Concurrent clients, spread evenly over the instances.
-    pub clients: u32,
-    /// How clients start.
+    /// Closed or open loop.
+    pub load: Load,
+    /// How closed-loop clients start (open loop: how the rate ramps up is
+    /// not modelled; arrivals start at once).
     pub ramp: Ramp,
     /// Seconds run before measuring; attempts started then are not measured.
     pub warmup_s: f64,
@@ -64,14 +91,29 @@ pub struct LiveCounts {
 /// with two cores, few enough to keep the histograms small.
 const SHARDS: usize = 8;
 
-/// Runs `settings.clients` clients against `pools` until warmup plus duration
-/// have passed; returns everything recorded.
+/// What a driven cell produced.
+pub struct DriveOutput {
+    /// Every attempt, merged.
+    pub recorder: Recorder,
+    /// Open loop: how late arrivals started, microseconds (measured ones).
+    pub schedule_lag: Option<hdrhistogram::Histogram<u64>>,
+    /// Open loop: arrivals scheduled in the measured window.
+    pub scheduled: u64,
+    /// Seconds from the start of measurement until the last measured
+    /// attempt finished: the duration plus the drain of what was in flight
+    /// (and, in an overloaded open loop, queued). Rates divide by this, so
+    /// they count work done, not work offered.
+    pub measured_s: f64,
+}
+
+/// Runs the load against `pools` until warmup plus duration have passed;
+/// returns everything recorded.
 pub async fn drive<W: Workload>(
     workload: Arc<W>,
     pools: Arc<Vec<AppPool>>,
     settings: DriverSettings,
     live: Arc<LiveCounts>,
-) -> Recorder {
+) -> DriveOutput {
     let t0 = Instant::now();
     let measure_from = t0 + Duration::from_secs_f64(settings.warmup_s);
     let end = measure_from + Duration::from_secs_f64(settings.duration_s);
@@ -81,31 +123,108 @@ pub async fn drive<W: Workload>(
             .map(|_| Mutex::new(Recorder::new(operations, measure_from)))
             .collect(),
     );
-    let mut clients = Vec::with_capacity(settings.clients as usize);
-    for client in 0..settings.clients {
-        let start_at = t0 + ramp_offset(settings.ramp, client, settings.clients);
+    let (workers, schedule) = match settings.load {
+        Load::Closed { clients } => (clients, None),
+        Load::Open {
+            rate_per_s,
+            max_in_flight,
+        } => {
+            let offsets = poisson_schedule(rate_per_s, settings.warmup_s + settings.duration_s, settings.seed);
+            (max_in_flight, Some(Arc::new(OpenSchedule::new(t0, offsets))))
+        }
+    };
+    let mut tasks = Vec::with_capacity(workers as usize);
+    for worker in 0..workers {
         let context = ClientContext {
             workload: Arc::clone(&workload),
             pools: Arc::clone(&pools),
             shards: Arc::clone(&shards),
             live: Arc::clone(&live),
-            instance: client as usize % pools.len(),
-            shard: client as usize % SHARDS,
-            start_at,
+            instance: worker as usize % pools.len(),
+            shard: worker as usize % SHARDS,
+            start_at: t0 + ramp_offset(settings.ramp, worker, workers),
             end,
             max_retries: settings.max_retries,
-            rng: SmallRng::seed_from_u64(settings.seed ^ (u64::from(client) << 32 | 0x9e37)),
+            rng: SmallRng::seed_from_u64(settings.seed ^ (u64::from(worker) << 32 | 0x9e37)),
         };
-        clients.push(tokio::spawn(run_client(context)));
+        tasks.push(match &schedule {
+            None => tokio::spawn(run_client(context)),
+            Some(schedule) => tokio::spawn(run_open_worker(context, Arc::clone(schedule), measure_from)),
+        });
     }
-    for client in clients {
-        let _ = client.await;
+    for task in tasks {
+        let _ = task.await;
     }
-    let mut merged = Recorder::new(operations, measure_from);
+    let measured_s = measure_from.elapsed().as_secs_f64().max(settings.duration_s);
+    let mut recorder = Recorder::new(operations, measure_from);
     for shard in shards.iter() {
-        merged.merge(&shard.lock().expect("a client panicked while recording"));
+        recorder.merge(&shard.lock().expect("a client panicked while recording"));
     }
-    merged
+    let (schedule_lag, scheduled) = match schedule {
+        None => (None, 0),
+        Some(schedule) => {
+            let scheduled = schedule
+                .offsets
+                .iter()
+                .filter(|offset| t0 + **offset >= measure_from)
+                .count() as u64;
+            let lag = schedule.lag.lock().expect("lag histogram poisoned").clone();
+            (Some(lag), scheduled)
+        }
+    };
+    DriveOutput {
+        recorder,
+        schedule_lag,
+        scheduled,
+        measured_s,
+    }
+}
+
+/// Arrival offsets from t0 of a Poisson process at `rate_per_s` over
+/// `seconds`, seeded: the same seed gives the same arrivals.
+pub fn poisson_schedule(rate_per_s: f64, seconds: f64, seed: u64) -> Vec<Duration> {
+    use rand_distr::{Distribution, Exp};
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x005e_ed0f_a771_7a15);
+    let Ok(gaps) = Exp::new(rate_per_s) else {
+        return Vec::new();
+    };
+    let mut offsets = Vec::with_capacity((rate_per_s * seconds * 1.1) as usize + 16);
+    let mut at = 0.0;
+    loop {
+        at += gaps.sample(&mut rng);
+        if at >= seconds {
+            return offsets;
+        }
+        offsets.push(Duration::from_secs_f64(at));
+    }
+}
+
+/// The arrivals of an open-loop cell, handed out one at a time.
+struct OpenSchedule {
+    t0: Instant,
+    offsets: Vec<Duration>,
+    next: AtomicU64,
+    lag: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl OpenSchedule {
+    fn new(t0: Instant, offsets: Vec<Duration>) -> OpenSchedule {
+        OpenSchedule {
+            t0,
+            offsets,
+            next: AtomicU64::new(0),
+            lag: Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, crate::metrics::MAX_LATENCY_US, 3)
+                    .expect("valid histogram bounds"),
+            ),
+        }
+    }
+
+    /// The next arrival's intended start, or `None` when all are taken.
+    fn take(&self) -> Option<Instant> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        self.offsets.get(index).map(|offset| self.t0 + *offset)
+    }
 }
 
 fn ramp_offset(ramp: Ramp, client: u32, clients: u32) -> Duration {
@@ -131,56 +250,83 @@ struct ClientContext<W> {
 async fn run_client<W: Workload>(mut context: ClientContext<W>) {
     tokio::time::sleep_until(context.start_at.into()).await;
     let think = Duration::from_millis(context.workload.think_time_ms());
-    let pool = &context.pools[context.instance];
     while Instant::now() < context.end {
-        let op = context.workload.choose_operation(&mut context.rng);
-        let mut retry = false;
-        for attempt in 0..=context.max_retries {
-            let started = Instant::now();
-            let (session, acquired) = pool.acquire().await;
-            let mut in_db_us = 0;
-            let mut counted = None;
-            let outcome = match session {
-                Err(class) => AttemptOutcome::Failed(class),
-                Ok(mut session) => {
-                    let in_db = Instant::now();
-                    let result = run_transaction(&*context.workload, op, &mut session, &mut context.rng).await;
-                    in_db_us = in_db.elapsed().as_micros() as u64;
-                    match result {
-                        Ok(result) => {
-                            counted = result.counted;
-                            AttemptOutcome::Ok
-                        }
-                        Err(class) => AttemptOutcome::Failed(class),
-                    }
-                }
-            };
-            let timing = AttemptTiming {
-                pool_wait_us: acquired.pool_wait_us,
-                connect_us: acquired.connect_us,
-                in_db_us,
-                end_to_end_us: started.elapsed().as_micros() as u64,
-            };
-            let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
-            match &outcome {
-                AttemptOutcome::Ok => context.live.ok.fetch_add(1, Ordering::Relaxed),
-                AttemptOutcome::Failed(_) => context.live.errors.fetch_add(1, Ordering::Relaxed),
-            };
-            {
-                let mut recorder = context.shards[context.shard].lock().expect("recorder shard poisoned");
-                recorder.record(op, started, timing, &outcome, retry);
-                if let Some(what) = counted {
-                    recorder.count(op, started, what);
-                }
-            }
-            if !retryable || attempt == context.max_retries || Instant::now() >= context.end {
-                break;
-            }
-            retry = true;
-        }
+        let started = Instant::now();
+        run_with_retries(&mut context, started).await;
         if !think.is_zero() {
             tokio::time::sleep(think).await;
         }
+    }
+}
+
+async fn run_open_worker<W: Workload>(
+    mut context: ClientContext<W>,
+    schedule: Arc<OpenSchedule>,
+    measure_from: Instant,
+) {
+    while let Some(intended) = schedule.take() {
+        tokio::time::sleep_until(intended.into()).await;
+        let lag_us = intended.elapsed().as_micros() as u64;
+        if intended >= measure_from {
+            schedule
+                .lag
+                .lock()
+                .expect("lag histogram poisoned")
+                .saturating_record(lag_us.max(1));
+        }
+        // Timed from the intended start: the wait for a free worker is part
+        // of what a client arriving then would have seen.
+        run_with_retries(&mut context, intended).await;
+    }
+}
+
+/// One transaction, retried while it fails with a retryable class. The first
+/// attempt is timed from `first_started`; retries from their own start.
+async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_started: Instant) {
+    let pool = &context.pools[context.instance];
+    let op = context.workload.choose_operation(&mut context.rng);
+    let mut started = first_started;
+    for attempt in 0..=context.max_retries {
+        let (session, acquired) = pool.acquire().await;
+        let mut in_db_us = 0;
+        let mut counted = None;
+        let outcome = match session {
+            Err(class) => AttemptOutcome::Failed(class),
+            Ok(mut session) => {
+                let in_db = Instant::now();
+                let result = run_transaction(&*context.workload, op, &mut session, &mut context.rng).await;
+                in_db_us = in_db.elapsed().as_micros() as u64;
+                match result {
+                    Ok(result) => {
+                        counted = result.counted;
+                        AttemptOutcome::Ok
+                    }
+                    Err(class) => AttemptOutcome::Failed(class),
+                }
+            }
+        };
+        let timing = AttemptTiming {
+            pool_wait_us: acquired.pool_wait_us,
+            connect_us: acquired.connect_us,
+            in_db_us,
+            end_to_end_us: started.elapsed().as_micros() as u64,
+        };
+        let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
+        match &outcome {
+            AttemptOutcome::Ok => context.live.ok.fetch_add(1, Ordering::Relaxed),
+            AttemptOutcome::Failed(_) => context.live.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        {
+            let mut recorder = context.shards[context.shard].lock().expect("recorder shard poisoned");
+            recorder.record(op, started, timing, &outcome, attempt > 0);
+            if let Some(what) = counted {
+                recorder.count(op, started, what);
+            }
+        }
+        if !retryable || attempt == context.max_retries || Instant::now() >= context.end {
+            break;
+        }
+        started = Instant::now();
     }
 }
 
@@ -207,6 +353,16 @@ async fn run_transaction<W: Workload>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poisson_schedule_has_the_rate_and_is_reproducible() {
+        let offsets = poisson_schedule(1000.0, 10.0, 3);
+        assert!((9_700..10_300).contains(&offsets.len()), "{}", offsets.len());
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
+        assert!(offsets.last().unwrap() < &Duration::from_secs(10));
+        assert_eq!(offsets, poisson_schedule(1000.0, 10.0, 3));
+        assert_ne!(offsets, poisson_schedule(1000.0, 10.0, 4));
+    }
 
     #[test]
     fn linear_ramp_spreads_starts() {

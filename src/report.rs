@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::driver::{DriverSettings, Load, Ramp};
 use crate::metrics::{ErrorClass, LatencySummary};
 use crate::run::CellRecord;
 
@@ -22,6 +23,19 @@ fn label_of(key: &str) -> String {
     class.label()
 }
 
+fn load_text(driver: &DriverSettings) -> String {
+    match driver.load {
+        Load::Closed { clients } => match driver.ramp {
+            Ramp::Herd => format!("{clients} clients, all starting at once"),
+            Ramp::Linear { over_s } => format!("{clients} clients started over {over_s} s"),
+        },
+        Load::Open {
+            rate_per_s,
+            max_in_flight,
+        } => format!("open loop at {rate_per_s}/s (at most {max_in_flight} in flight)"),
+    }
+}
+
 /// A readable summary of one cell.
 pub fn cell_summary(record: &CellRecord) -> String {
     let s = &record.settings;
@@ -29,13 +43,12 @@ pub fn cell_summary(record: &CellRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} · pool {} × {} instance(s) of size {} · {} clients ({:?}) · max_connections {} · {:.0} s measured",
+        "{} · pool {} × {} instance(s) of size {} · {} · max_connections {} · {:.0} s measured",
         s.workload,
         s.pool.kind,
         s.instances,
         s.pool.size,
-        s.driver.clients,
-        s.driver.ramp,
+        load_text(&s.driver),
         record.postgres.max_connections,
         m.measured_s
     );
@@ -92,6 +105,18 @@ pub fn cell_summary(record: &CellRecord) -> String {
             ms(op.pool_wait.p99_us),
             ms(op.connect.p99_us),
             ms(op.in_db.p99_us)
+        );
+    }
+    if let Some(schedule) = &record.schedule {
+        let _ = writeln!(
+            out,
+            "schedule: {} arrivals at {:.1}/s asked, {:.1}/s started · lag p50 {} ms, p99 {} ms, max {} ms",
+            schedule.scheduled,
+            schedule.target_rate_per_s,
+            schedule.achieved_rate_per_s,
+            ms(schedule.lag.p50_us),
+            ms(schedule.lag.p99_us),
+            ms(schedule.lag.max_us)
         );
     }
     if !m.errors_by_class.is_empty() {

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::driver::Load;
 use crate::driver::{drive, DriverSettings, LiveCounts};
-use crate::metrics::CellMetrics;
+use crate::metrics::{CellMetrics, LatencySummary};
 use crate::pool::{AppPool, PoolSettings};
 use crate::provision::{Backend, PgServer, RedisServer, Servers};
 use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
@@ -58,6 +59,22 @@ pub struct CellRecord {
     pub copy_ms: f64,
     /// Client-side measurements.
     pub metrics: CellMetrics,
+    /// Open loop: how well the arrival schedule was kept.
+    pub schedule: Option<ScheduleReport>,
+}
+
+/// How well an open-loop cell kept its arrival schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleReport {
+    /// Rate asked for, per second.
+    pub target_rate_per_s: f64,
+    /// Arrivals scheduled in the measured window.
+    pub scheduled: u64,
+    /// First attempts of measured arrivals per second of measured time
+    /// (window plus drain): below the target when the server fell behind.
+    pub achieved_rate_per_s: f64,
+    /// How late arrivals started after their intended time.
+    pub lag: LatencySummary,
 }
 
 /// Setup failures of a cell (what the cell measured is never an error).
@@ -121,7 +138,7 @@ impl WorkloadUser for CellRun<'_> {
         let cell_url = database_url(admin_url, &cell_database);
         let outcome = measure(workload, self.settings, &cell_url, self.live).await;
         drop_database(admin_url, &cell_database).await?;
-        let metrics = outcome?;
+        let (metrics, schedule) = outcome?;
         Ok(CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -133,6 +150,7 @@ impl WorkloadUser for CellRun<'_> {
             template,
             copy_ms: copy.as_secs_f64() * 1000.0,
             metrics,
+            schedule,
         })
     }
 }
@@ -142,7 +160,7 @@ async fn measure<W: Workload>(
     settings: &CellSettings,
     cell_url: &str,
     live: Arc<LiveCounts>,
-) -> Result<CellMetrics, RunError> {
+) -> Result<(CellMetrics, Option<ScheduleReport>), RunError> {
     {
         let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
             .await
@@ -157,11 +175,21 @@ async fn measure<W: Workload>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);
-    let recorder = drive(Arc::new(workload), Arc::clone(&pools), settings.driver, live).await;
+    let output = drive(Arc::new(workload), Arc::clone(&pools), settings.driver, live).await;
     for pool in pools.iter() {
         pool.close().await;
     }
-    Ok(recorder.summarize(settings.driver.duration_s))
+    let metrics = output.recorder.summarize(output.measured_s);
+    let schedule = match (settings.driver.load, &output.schedule_lag) {
+        (Load::Open { rate_per_s, .. }, Some(lag)) => Some(ScheduleReport {
+            target_rate_per_s: rate_per_s,
+            scheduled: output.scheduled,
+            achieved_rate_per_s: metrics.first_attempts as f64 / output.measured_s,
+            lag: LatencySummary::of(lag),
+        }),
+        _ => None,
+    };
+    Ok((metrics, schedule))
 }
 
 /// Appends `record` as one line to `dir/cells.jsonl`, creating both, and

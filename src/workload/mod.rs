@@ -7,6 +7,7 @@
 //! checked-out [`Session`] inside a transaction.
 
 pub mod goal_count;
+pub mod sleep;
 
 use std::future::Future;
 
@@ -17,7 +18,7 @@ use crate::metrics::ErrorClass;
 use crate::pool::Session;
 
 /// Names of the registered workloads.
-pub const WORKLOADS: &[&str] = &[goal_count::NAME];
+pub const WORKLOADS: &[&str] = &[goal_count::NAME, sleep::NAME];
 
 /// What one operation achieved, when it succeeded.
 #[derive(Debug, Clone, Copy, Default)]
@@ -108,6 +109,7 @@ pub async fn with_workload<U: WorkloadUser>(
 ) -> Result<U::Output, WorkloadError> {
     match name {
         goal_count::NAME => Ok(user.run(goal_count::GoalCount::new(overrides)?).await),
+        sleep::NAME => Ok(user.run(sleep::Sleep::new(overrides)?).await),
         _ => Err(WorkloadError::Unknown { name: name.to_string() }),
     }
 }

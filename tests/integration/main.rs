@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod docker;
+mod errors;
 mod external;
 mod local;
 mod run;

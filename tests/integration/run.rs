@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contend::driver::{DriverSettings, LiveCounts, Ramp};
+use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::pool::{PoolKind, PoolSettings};
 use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
 use contend::run::{run_cell, CellRecord, CellSettings};
@@ -39,7 +39,7 @@ fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {
         },
         instances: 1,
         driver: DriverSettings {
-            clients,
+            load: Load::Closed { clients },
             ramp,
             warmup_s: 0.5,
             duration_s: 2.0,
@@ -103,7 +103,11 @@ async fn a_herd_without_a_pool_meets_too_many_clients_and_a_bounded_pool_does_no
         "45 clients against max_connections 30: {:?}",
         unpooled.metrics.errors_by_class
     );
-    assert!(unpooled.metrics.ok > 0, "the connections that got in did work");
+    assert!(
+        unpooled.metrics.ok > 0,
+        "the connections that got in did work: {:?}",
+        unpooled.metrics
+    );
 
     let pooled = run(&cell(PoolKind::Deadpool, 10, 45, Ramp::Herd), &servers).await;
     assert_eq!(pooled.metrics.errors, 0, "{:?}", pooled.metrics.errors_by_class);
@@ -216,4 +220,59 @@ fn contend_run_refuses_bad_input_in_one_line() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// p99 end-to-end of a sleep cell (5 ms server-side per transaction) through
+/// a pool of 2: capacity about 2 / 5 ms = 400/s.
+async fn sleep_p99_us(servers: &Servers, load: Load, warmup_s: f64, duration_s: f64) -> u64 {
+    let mut settings = cell(PoolKind::Deadpool, 2, 1, Ramp::Herd);
+    settings.workload = "sleep".into();
+    settings.driver.load = load;
+    settings.driver.warmup_s = warmup_s;
+    settings.driver.duration_s = duration_s;
+    let record = run(&settings, servers).await;
+    assert_eq!(record.metrics.errors, 0, "{:?}", record.metrics.errors_by_class);
+    record.metrics.operations[0].end_to_end.p99_us
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_tail_grows_with_run_length_while_closed_loop_does_not() {
+    let servers = servers(20).await;
+    let overload = Load::Open {
+        rate_per_s: 600.0,
+        max_in_flight: 1000,
+    };
+    // No warmup in the open loop: the backlog it builds is the point.
+    let open_short = sleep_p99_us(&servers, overload, 0.0, 1.0).await;
+    let open_long = sleep_p99_us(&servers, overload, 0.0, 4.0).await;
+    let closed = Load::Closed { clients: 4 };
+    let closed_short = sleep_p99_us(&servers, closed, 0.5, 1.0).await;
+    let closed_long = sleep_p99_us(&servers, closed, 0.5, 4.0).await;
+    eprintln!("p99 µs: open 1 s {open_short}, 4 s {open_long}; closed 1 s {closed_short}, 4 s {closed_long}");
+    assert!(
+        open_long as f64 > 1.8 * open_short as f64,
+        "queueing behind a rate above capacity grows with time: {open_short} → {open_long}"
+    );
+    assert!(
+        (closed_long as f64) < 1.5 * closed_short as f64,
+        "a closed loop hides it: {closed_short} → {closed_long}"
+    );
+    assert!(open_long > 10 * closed_long);
+    servers.shutdown().await;
+}
+
+#[test]
+fn rate_and_clients_together_are_refused() {
+    let tmp = IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args(["run", "--workload", "sleep", "--rate", "100", "--clients", "4"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'--rate <PER_SECOND>' cannot be used with '--clients <CLIENTS>'"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,94 @@
+//! sleep: one `pg_sleep` per transaction and no data.
+//!
+//! A fixed, known service time on the server: what the driver measures can
+//! be checked against it (open-loop accuracy, coordinated omission), and a
+//! pool's queueing shows without any contention inside the database.
+
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use super::{parse_defaults, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use crate::metrics::ErrorClass;
+use crate::pool::{Param, Session};
+
+/// Registry name.
+pub const NAME: &str = "sleep";
+
+const DEFAULTS: &str = include_str!("../../workloads/sleep.toml");
+const SLEEP: &str = include_str!("../../sql/sleep/sleep.sql");
+const OPERATIONS: &[&str] = &["sleep"];
+
+/// workloads/sleep.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepDefaults {
+    /// Client behaviour.
+    pub traffic: SleepTraffic,
+}
+
+/// `[traffic]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepTraffic {
+    /// Server-side delay of each transaction, microseconds.
+    pub delay_us: u32,
+    /// Pause between a client's transactions, milliseconds.
+    pub think_time_ms: u64,
+}
+
+/// The sleep workload, configured.
+pub struct Sleep {
+    delay_us: i32,
+    think_time_ms: u64,
+}
+
+impl Sleep {
+    /// The workload with its compiled-in defaults and `overrides` (scale has
+    /// no meaning here and is ignored).
+    pub fn new(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
+        let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS)?;
+        Ok(Sleep {
+            delay_us: i32::try_from(defaults.traffic.delay_us).map_err(|_| WorkloadError::Defaults {
+                name: NAME.into(),
+                reason: "[traffic] delay_us is too large".into(),
+            })?,
+            think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),
+        })
+    }
+}
+
+impl Workload for Sleep {
+    fn operations(&self) -> &'static [&'static str] {
+        OPERATIONS
+    }
+
+    fn data_plan(&self) -> DataPlan {
+        DataPlan {
+            template_name: "contend_tmpl_sleep".into(),
+            schema_sql: String::new(),
+            seed_sql: String::new(),
+        }
+    }
+
+    async fn inspect_data(&mut self, _client: &tokio_postgres::Client) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn choose_operation(&self, _rng: &mut SmallRng) -> usize {
+        0
+    }
+
+    fn think_time_ms(&self) -> u64 {
+        self.think_time_ms
+    }
+
+    async fn run_operation(
+        &self,
+        _op: usize,
+        session: &mut Session,
+        _rng: &mut SmallRng,
+    ) -> Result<OperationResult, ErrorClass> {
+        session.query(SLEEP, &[Param::Int(self.delay_us)]).await?;
+        Ok(OperationResult::default())
+    }
+}

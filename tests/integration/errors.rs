@@ -1,0 +1,205 @@
+//! Every error class the driver reports, provoked for real on a real server
+//! through each pool kind's session, and asserted to be classified rather
+//! than crashed on.
+
+use std::time::Duration;
+
+use contend::metrics::ErrorClass;
+use contend::pool::{AppPool, Param, PoolKind, PoolSettings, Session};
+use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
+
+use crate::util::prepare_machine;
+
+async fn servers(max_connections: u32) -> Servers {
+    prepare_machine();
+    provision(&ProvisionOptions {
+        backend: BackendChoice::Local,
+        max_connections: Some(max_connections),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn settings(kind: PoolKind) -> PoolSettings {
+    PoolSettings {
+        kind,
+        size: 4,
+        acquire_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: None,
+    }
+}
+
+async fn session(pool: &AppPool) -> Session {
+    pool.acquire().await.0.expect("a connection")
+}
+
+const KINDS: [PoolKind; 3] = [PoolKind::Deadpool, PoolKind::Sqlx, PoolKind::None];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_violation_query_canceled_and_lock_not_available() {
+    let servers = servers(40).await;
+    let url = &servers.postgres.url;
+    let setup = AppPool::new(url, &settings(PoolKind::None)).unwrap();
+    let mut admin = session(&setup).await;
+    admin
+        .simple("CREATE TABLE uniq (id int PRIMARY KEY); CREATE TABLE locked (id int)")
+        .await
+        .unwrap();
+    for kind in KINDS {
+        let pool = AppPool::new(url, &settings(kind)).unwrap();
+        let mut s = session(&pool).await;
+        s.simple("DELETE FROM uniq").await.unwrap();
+        s.execute("INSERT INTO uniq VALUES ($1)", &[Param::Int(1)])
+            .await
+            .unwrap();
+        let duplicate = s.execute("INSERT INTO uniq VALUES ($1)", &[Param::Int(1)]).await;
+        assert_eq!(duplicate.unwrap_err(), ErrorClass::UniqueViolation, "{kind}");
+
+        let mut timed = settings(kind);
+        timed.statement_timeout = Some(Duration::from_millis(50));
+        let timed_pool = AppPool::new(url, &timed).unwrap();
+        let mut t = session(&timed_pool).await;
+        let slow = t.query("SELECT pg_sleep(2)", &[]).await;
+        assert_eq!(
+            slow.unwrap_err(),
+            ErrorClass::QueryCanceled,
+            "{kind}: statement_timeout"
+        );
+
+        admin
+            .simple("BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        s.simple("SET lock_timeout = '50ms'").await.unwrap();
+        let blocked = s.query("SELECT count(*) FROM locked", &[]).await;
+        assert_eq!(
+            blocked.unwrap_err(),
+            ErrorClass::LockNotAvailable,
+            "{kind}: lock_timeout"
+        );
+        s.simple("RESET lock_timeout").await.unwrap();
+        admin.simple("COMMIT").await.unwrap();
+        drop((s, t));
+        pool.close().await;
+        timed_pool.close().await;
+    }
+    drop(admin);
+    servers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlocks_and_serialization_failures_are_classified_as_retryable() {
+    let servers = servers(40).await;
+    let url = &servers.postgres.url;
+    let setup = AppPool::new(url, &settings(PoolKind::None)).unwrap();
+    let mut admin = session(&setup).await;
+    admin
+        .simple("CREATE TABLE pair (id int PRIMARY KEY, v int); INSERT INTO pair VALUES (1, 0), (2, 0); CREATE TABLE skew (k int, v int)")
+        .await
+        .unwrap();
+    for kind in KINDS {
+        let pool = AppPool::new(url, &settings(kind)).unwrap();
+        // Deadlock: each locks one row, then wants the other's.
+        let (mut a, mut b) = (session(&pool).await, session(&pool).await);
+        for s in [&mut a, &mut b] {
+            s.simple("SET deadlock_timeout = '50ms'").await.unwrap();
+            s.simple("BEGIN").await.unwrap();
+        }
+        a.execute("UPDATE pair SET v = v + 1 WHERE id = $1", &[Param::Int(1)])
+            .await
+            .unwrap();
+        b.execute("UPDATE pair SET v = v + 1 WHERE id = $1", &[Param::Int(2)])
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(
+            a.execute("UPDATE pair SET v = v + 1 WHERE id = $1", &[Param::Int(2)]),
+            b.execute("UPDATE pair SET v = v + 1 WHERE id = $1", &[Param::Int(1)]),
+        );
+        let failures: Vec<ErrorClass> = [ra, rb].into_iter().filter_map(Result::err).collect();
+        assert_eq!(failures, [ErrorClass::DeadlockDetected], "{kind}: exactly one victim");
+        assert!(failures[0].is_retryable());
+        for s in [&mut a, &mut b] {
+            s.simple("ROLLBACK").await.unwrap();
+        }
+
+        // Write skew under SERIALIZABLE: the second commit must fail.
+        for s in [&mut a, &mut b] {
+            s.simple("BEGIN ISOLATION LEVEL SERIALIZABLE").await.unwrap();
+        }
+        a.query("SELECT sum(v) FROM skew WHERE k = $1", &[Param::Int(1)])
+            .await
+            .unwrap();
+        b.query("SELECT sum(v) FROM skew WHERE k = $1", &[Param::Int(2)])
+            .await
+            .unwrap();
+        a.execute("INSERT INTO skew VALUES ($1, 1)", &[Param::Int(2)])
+            .await
+            .unwrap();
+        b.execute("INSERT INTO skew VALUES ($1, 1)", &[Param::Int(1)])
+            .await
+            .unwrap();
+        a.simple("COMMIT").await.unwrap();
+        let second = b.simple("COMMIT").await;
+        assert_eq!(second.unwrap_err(), ErrorClass::SerializationFailure, "{kind}");
+        assert!(ErrorClass::SerializationFailure.is_retryable());
+        drop((a, b));
+        pool.close().await;
+    }
+    drop(admin);
+    servers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_connections_and_refused_connections_are_outcomes() {
+    let servers = servers(6).await;
+    let url = &servers.postgres.url;
+    let unpooled = AppPool::new(url, &settings(PoolKind::None)).unwrap();
+    let mut held = Vec::new();
+    let mut refusal = None;
+    for _ in 0..10 {
+        match unpooled.acquire().await.0 {
+            Ok(session) => held.push(session),
+            Err(class) => {
+                refusal = Some(class);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        held.len(),
+        6,
+        "max_connections 6 admits 6 (contend's user is a superuser)"
+    );
+    assert_eq!(refusal, Some(ErrorClass::TooManyConnections));
+    let deadpool = AppPool::new(url, &settings(PoolKind::Deadpool)).unwrap();
+    assert_eq!(deadpool.acquire().await.0.err(), Some(ErrorClass::TooManyConnections));
+    // sqlx retries a refused connect inside acquire until its acquire
+    // timeout and then reports only that: the application sees a pool
+    // timeout, never the 53300 behind it.
+    let mut quick = settings(PoolKind::Sqlx);
+    quick.acquire_timeout = Duration::from_millis(500);
+    let sqlx_pool = AppPool::new(url, &quick).unwrap();
+    assert_eq!(sqlx_pool.acquire().await.0.err(), Some(ErrorClass::PoolTimeout));
+    drop(held);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere = format!("postgres://x:y@127.0.0.1:{port}/db");
+    for kind in KINDS {
+        let mut quick = settings(kind);
+        quick.acquire_timeout = Duration::from_millis(500);
+        let pool = AppPool::new(&nowhere, &quick).unwrap();
+        let (result, _) = pool.acquire().await;
+        let class = result.err().unwrap();
+        assert!(
+            matches!(class, ErrorClass::ConnectionFailed | ErrorClass::PoolTimeout),
+            "{kind}: {class:?}"
+        );
+    }
+    servers.shutdown().await;
+}
