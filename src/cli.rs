@@ -82,6 +82,9 @@ pub struct RunCommand {
     /// statement_timeout for every connection (default: the server's).
     #[arg(long, value_parser = parse_duration)]
     pub statement_timeout: Option<Duration>,
+    /// Use the workload's Redis cache-aside (goal-count: initialize's count).
+    #[arg(long)]
+    pub cache: bool,
     /// Retries of a deadlocked or serialization-failed transaction.
     #[arg(long, default_value_t = 3)]
     pub max_retries: u32,
@@ -190,6 +193,7 @@ impl TryFrom<RunCommand> for RunPlan {
             overrides: WorkloadOverrides {
                 scale: args.scale,
                 think_time_ms: args.think_time.map(|d| d.as_millis() as u64),
+                cache: args.cache,
             },
             pool,
             instances: args.instances,

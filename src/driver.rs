@@ -23,6 +23,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::attempt::Attempt;
 use crate::metrics::{AttemptOutcome, AttemptTiming, Recorder};
 use crate::pool::AppPool;
 use crate::workload::Workload;
@@ -108,9 +109,13 @@ pub struct DriveOutput {
 
 /// Runs the load against `pools` until warmup plus duration have passed;
 /// returns everything recorded.
+///
+/// `caches` holds one Redis connection per instance when the workload's
+/// cache is on, and is empty otherwise.
 pub async fn drive<W: Workload>(
     workload: Arc<W>,
     pools: Arc<Vec<AppPool>>,
+    caches: Vec<redis::aio::MultiplexedConnection>,
     settings: DriverSettings,
     live: Arc<LiveCounts>,
 ) -> DriveOutput {
@@ -141,6 +146,7 @@ pub async fn drive<W: Workload>(
             shards: Arc::clone(&shards),
             live: Arc::clone(&live),
             instance: worker as usize % pools.len(),
+            cache: caches.get(worker as usize % pools.len()).cloned(),
             shard: worker as usize % SHARDS,
             start_at: t0 + ramp_offset(settings.ramp, worker, workers),
             end,
@@ -240,6 +246,7 @@ struct ClientContext<W> {
     shards: Arc<Vec<Mutex<Recorder>>>,
     live: Arc<LiveCounts>,
     instance: usize,
+    cache: Option<redis::aio::MultiplexedConnection>,
     shard: usize,
     start_at: Instant,
     end: Instant,
@@ -287,29 +294,26 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
     let op = context.workload.choose_operation(&mut context.rng);
     let mut started = first_started;
     for attempt in 0..=context.max_retries {
-        let (session, acquired) = pool.acquire().await;
-        let mut in_db_us = 0;
-        let mut counted = None;
-        let outcome = match session {
-            Err(class) => AttemptOutcome::Failed(class),
-            Ok(mut session) => {
-                let in_db = Instant::now();
-                let result = run_transaction(&*context.workload, op, &mut session, &mut context.rng).await;
-                in_db_us = in_db.elapsed().as_micros() as u64;
-                match result {
-                    Ok(result) => {
-                        counted = result.counted;
-                        AttemptOutcome::Ok
-                    }
-                    Err(class) => AttemptOutcome::Failed(class),
-                }
+        let mut connections = Attempt::new(pool, context.cache.as_mut());
+        let result = context
+            .workload
+            .run_operation(op, &mut connections, &mut context.rng)
+            .await;
+        let (times, finished) = connections.finish(result.is_ok()).await;
+        let mut counted = [None; 3];
+        let outcome = match result.and_then(|result| finished.map(|()| result)) {
+            Ok(result) => {
+                counted = result.counted;
+                AttemptOutcome::Ok
             }
+            Err(class) => AttemptOutcome::Failed(class),
         };
         let timing = AttemptTiming {
-            pool_wait_us: acquired.pool_wait_us,
-            connect_us: acquired.connect_us,
-            in_db_us,
+            pool_wait_us: times.acquire.pool_wait_us,
+            connect_us: times.acquire.connect_us,
+            in_db_us: times.in_db_us,
             end_to_end_us: started.elapsed().as_micros() as u64,
+            checked_out: times.checked_out,
         };
         let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
         match &outcome {
@@ -319,7 +323,7 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
         {
             let mut recorder = context.shards[context.shard].lock().expect("recorder shard poisoned");
             recorder.record(op, started, timing, &outcome, attempt > 0);
-            if let Some(what) = counted {
+            for what in counted.into_iter().flatten() {
                 recorder.count(op, started, what);
             }
         }
@@ -327,26 +331,6 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
             break;
         }
         started = Instant::now();
-    }
-}
-
-/// BEGIN, the operation, COMMIT; ROLLBACK when the operation fails.
-async fn run_transaction<W: Workload>(
-    workload: &W,
-    op: usize,
-    session: &mut crate::pool::Session,
-    rng: &mut SmallRng,
-) -> Result<crate::workload::OperationResult, crate::metrics::ErrorClass> {
-    session.simple("BEGIN").await?;
-    match workload.run_operation(op, session, rng).await {
-        Ok(result) => {
-            session.simple("COMMIT").await?;
-            Ok(result)
-        }
-        Err(class) => {
-            let _ = session.simple("ROLLBACK").await;
-            Err(class)
-        }
     }
 }
 

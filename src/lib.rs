@@ -19,6 +19,7 @@
 //! workload   one module per workload (+ sql/<name>/, workloads/<name>.toml)
 //! template   data loaded once into a template database, copied per cell
 //! pool       deadpool | sqlx | none → a checked-out Session, acquire timing
+//! attempt    one attempt's lazily checked-out session (+ BEGIN) and cache
 //! driver     closed-loop clients → metrics::Recorder (per shard, merged)
 //! metrics    HdrHistograms per operation, errors by SQLSTATE, timeline
 //! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
@@ -31,6 +32,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod attempt;
 pub mod cli;
 pub mod driver;
 pub mod metrics;

@@ -253,6 +253,10 @@ pub struct AttemptTiming {
     pub in_db_us: u64,
     /// Microseconds from the attempt's intended start (open loop) or actual start (closed loop) to done.
     pub end_to_end_us: u64,
+    /// Whether the attempt went to the pool at all. An attempt that did not
+    /// (a cache hit) is left out of the pool-wait and in-database
+    /// histograms, whose percentiles would otherwise be pulled to zero.
+    pub checked_out: bool,
 }
 
 /// How one attempt ended.
@@ -585,8 +589,13 @@ impl Recorder {
             operation.first_attempts += 1;
         }
         operation.end_to_end.saturating_record(timing.end_to_end_us);
-        operation.pool_wait.saturating_record(timing.pool_wait_us);
-        operation.in_db.saturating_record(timing.in_db_us);
+        if timing.checked_out {
+            operation.pool_wait.saturating_record(timing.pool_wait_us);
+        }
+        // Zero only when no session was had (a refused or timed-out checkout).
+        if timing.in_db_us > 0 {
+            operation.in_db.saturating_record(timing.in_db_us);
+        }
         if timing.connect_us > 0 {
             operation.connect.saturating_record(timing.connect_us);
         }
@@ -871,12 +880,37 @@ mod tests {
 
     const OPS: &[&str] = &["assign", "lookup"];
 
+    #[test]
+    fn attempts_that_skip_the_pool_stay_out_of_pool_and_db_histograms() {
+        let origin = Instant::now();
+        let mut recorder = Recorder::new(OPS, origin);
+        let cache_hit = AttemptTiming {
+            end_to_end_us: 300,
+            ..AttemptTiming::default()
+        };
+        recorder.record(0, at(origin, 1), cache_hit, &AttemptOutcome::Ok, false);
+        recorder.record(
+            0,
+            at(origin, 2),
+            timing(5_000, 2_000, 0, 2_500),
+            &AttemptOutcome::Ok,
+            false,
+        );
+        let summary = recorder.summarize(1.0);
+        let op = &summary.operations[0];
+        assert_eq!(op.end_to_end.count, 2);
+        assert_eq!(op.pool_wait.count, 1);
+        assert_eq!(op.in_db.count, 1);
+        assert!(op.pool_wait.p50_us >= 1_990, "{:?}", op.pool_wait);
+    }
+
     fn timing(end_to_end_us: u64, pool_wait_us: u64, connect_us: u64, in_db_us: u64) -> AttemptTiming {
         AttemptTiming {
             pool_wait_us,
             connect_us,
             in_db_us,
             end_to_end_us,
+            checked_out: true,
         }
     }
 

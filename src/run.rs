@@ -136,7 +136,8 @@ impl WorkloadUser for CellRun<'_> {
         )
         .await?;
         let cell_url = database_url(admin_url, &cell_database);
-        let outcome = measure(workload, self.settings, &cell_url, self.live).await;
+        let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
+        let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
         drop_database(admin_url, &cell_database).await?;
         let (metrics, schedule) = outcome?;
         Ok(CellRecord {
@@ -159,6 +160,7 @@ async fn measure<W: Workload>(
     mut workload: W,
     settings: &CellSettings,
     cell_url: &str,
+    redis_url: Option<&str>,
     live: Arc<LiveCounts>,
 ) -> Result<(CellMetrics, Option<ScheduleReport>), RunError> {
     {
@@ -175,7 +177,15 @@ async fn measure<W: Workload>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);
-    let output = drive(Arc::new(workload), Arc::clone(&pools), settings.driver, live).await;
+    let caches = if settings.overrides.cache {
+        let url = redis_url.ok_or_else(|| {
+            RunError::Setup("--cache needs a Redis server: use a local or docker backend, or pass --redis-url".into())
+        })?;
+        cache_connections(url, settings.instances).await?
+    } else {
+        Vec::new()
+    };
+    let output = drive(Arc::new(workload), Arc::clone(&pools), caches, settings.driver, live).await;
     for pool in pools.iter() {
         pool.close().await;
     }
@@ -190,6 +200,22 @@ async fn measure<W: Workload>(
         _ => None,
     };
     Ok((metrics, schedule))
+}
+
+/// One multiplexed Redis connection per application instance, as each
+/// instance's cache client would hold.
+async fn cache_connections(url: &str, instances: u32) -> Result<Vec<redis::aio::MultiplexedConnection>, RunError> {
+    let client = redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?;
+    let mut connections = Vec::with_capacity(instances as usize);
+    for _ in 0..instances {
+        connections.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| RunError::Setup(format!("connecting to Redis for the cache: {e}")))?,
+        );
+    }
+    Ok(connections)
 }
 
 /// Appends `record` as one line to `dir/cells.jsonl`, creating both, and

@@ -14,8 +14,9 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{parse_defaults, weighted_choice, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
-use crate::pool::{Param, Session};
+use crate::pool::Param;
 
 /// Registry name.
 pub const NAME: &str = "goal-count";
@@ -41,6 +42,8 @@ pub struct GoalCountDefaults {
     pub traffic: TrafficSettings,
     /// Operation weights.
     pub mix: Mix,
+    /// The count cache.
+    pub cache: CacheSettings,
 }
 
 /// `[data]`.
@@ -67,6 +70,16 @@ pub struct TrafficSettings {
     pub think_time_ms: u64,
 }
 
+/// `[cache]`: Redis cache-aside for initialize's count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Whether the cache is on by default (`--cache` turns it on).
+    pub enabled: bool,
+    /// Seconds a cached count lives.
+    pub ttl_s: u64,
+}
+
 /// `[mix]`: relative weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +103,8 @@ pub struct GoalCount {
     cumulative_mix: [u32; 4],
     user_distribution: Zipf<f64>,
     max_goal_id: i64,
+    cache_enabled: bool,
+    cache_ttl_s: u64,
 }
 
 impl GoalCount {
@@ -129,6 +144,8 @@ impl GoalCount {
             cumulative_mix,
             user_distribution,
             max_goal_id: users as i64 * defaults.data.goals_per_user as i64,
+            cache_enabled: overrides.cache || defaults.cache.enabled,
+            cache_ttl_s: defaults.cache.ttl_s,
             defaults,
         })
     }
@@ -189,49 +206,110 @@ impl Workload for GoalCount {
     async fn run_operation(
         &self,
         op: usize,
-        session: &mut Session,
+        attempt: &mut Attempt<'_>,
         rng: &mut SmallRng,
     ) -> Result<OperationResult, ErrorClass> {
         match OPERATIONS[op] {
-            "initialize" => {
-                let (user, challenge) = (self.user(rng), self.challenge(rng));
-                let counted = session
+            "initialize" => self.initialize(attempt, rng).await,
+            "browse" => {
+                attempt.db().await?.query(BROWSE, &[Param::Int(self.user(rng))]).await?;
+                Ok(OperationResult::default())
+            }
+            "progress" => {
+                let goal = Param::BigInt(self.goal(rng));
+                attempt.db().await?.query(PROGRESS, &[goal]).await?;
+                Ok(OperationResult::default())
+            }
+            _ => {
+                let goal = Param::BigInt(self.goal(rng));
+                let claimed = attempt.db().await?.execute(CLAIM, &[goal]).await?;
+                Ok(OperationResult::counting(if claimed == 1 {
+                    "claimed"
+                } else {
+                    "already_claimed"
+                }))
+            }
+        }
+    }
+}
+
+/// What the cache said about a count.
+enum CacheAnswer {
+    Hit(i64),
+    Miss,
+    Failed,
+    Off,
+}
+
+impl GoalCount {
+    /// Counts the user's goals in a challenge (from the cache when it has
+    /// them) and assigns up to the limit, invalidating the cached count.
+    async fn initialize(&self, attempt: &mut Attempt<'_>, rng: &mut SmallRng) -> Result<OperationResult, ErrorClass> {
+        let (user, challenge) = (self.user(rng), self.challenge(rng));
+        let key = self.cache_enabled.then(|| format!("goal-count:{user}:{challenge}"));
+        let answer = match (attempt.cache(), &key) {
+            (Some(cache), Some(key)) => match redis::AsyncCommands::get::<_, Option<i64>>(cache, key).await {
+                Ok(Some(count)) => CacheAnswer::Hit(count),
+                Ok(None) => CacheAnswer::Miss,
+                Err(_) => CacheAnswer::Failed,
+            },
+            _ => CacheAnswer::Off,
+        };
+        let mut result = OperationResult::default();
+        let count = match answer {
+            CacheAnswer::Hit(count) => {
+                result.count("cache_hit");
+                count
+            }
+            other => {
+                let count = attempt
+                    .db()
+                    .await?
                     .query(INITIALIZE_COUNT, &[Param::Int(user), Param::Int(challenge)])
                     .await?
                     .first_int
                     .unwrap_or(0);
-                let limit = i64::from(self.defaults.data.goal_limit);
-                if counted >= limit {
-                    return Ok(OperationResult {
-                        counted: Some("at_limit"),
-                    });
+                match other {
+                    CacheAnswer::Miss => {
+                        result.count("cache_miss");
+                        if let (Some(cache), Some(key)) = (attempt.cache(), &key) {
+                            let stored: redis::RedisResult<()> =
+                                redis::AsyncCommands::set_ex(cache, key, count, self.cache_ttl_s).await;
+                            if stored.is_err() {
+                                result.count("cache_error");
+                            }
+                        }
+                    }
+                    CacheAnswer::Failed => result.count("cache_error"),
+                    _ => {}
                 }
-                let missing = (limit - counted) as i32;
-                session
-                    .execute(
-                        INITIALIZE_ASSIGN,
-                        &[Param::Int(user), Param::Int(challenge), Param::Int(missing)],
-                    )
-                    .await?;
-                Ok(OperationResult {
-                    counted: Some("assigned"),
-                })
+                count
             }
-            "browse" => {
-                session.query(BROWSE, &[Param::Int(self.user(rng))]).await?;
-                Ok(OperationResult::default())
-            }
-            "progress" => {
-                session.query(PROGRESS, &[Param::BigInt(self.goal(rng))]).await?;
-                Ok(OperationResult::default())
-            }
-            _ => {
-                let claimed = session.execute(CLAIM, &[Param::BigInt(self.goal(rng))]).await?;
-                Ok(OperationResult {
-                    counted: Some(if claimed == 1 { "claimed" } else { "already_claimed" }),
-                })
+        };
+        let limit = i64::from(self.defaults.data.goal_limit);
+        if count >= limit {
+            result.count("at_limit");
+            return Ok(result);
+        }
+        let missing = (limit - count) as i32;
+        attempt
+            .db()
+            .await?
+            .execute(
+                INITIALIZE_ASSIGN,
+                &[Param::Int(user), Param::Int(challenge), Param::Int(missing)],
+            )
+            .await?;
+        result.count("assigned");
+        if let (Some(cache), Some(key)) = (attempt.cache(), &key) {
+            // Invalidate before COMMIT: a reader between the two re-caches
+            // the old count for at most the TTL, the usual cache-aside race.
+            let removed: redis::RedisResult<()> = redis::AsyncCommands::del(cache, key).await;
+            if removed.is_err() {
+                result.count("cache_error");
             }
         }
+        Ok(result)
     }
 }
 
@@ -243,7 +321,7 @@ mod tests {
     fn defaults_parse_and_scale_sizes_the_data() {
         let workload = GoalCount::new(&WorkloadOverrides {
             scale: Some(0.01),
-            think_time_ms: None,
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(workload.users, 2_000);
@@ -261,7 +339,7 @@ mod tests {
     fn scale_must_be_positive() {
         let zero = WorkloadOverrides {
             scale: Some(0.0),
-            think_time_ms: None,
+            ..Default::default()
         };
         assert!(GoalCount::new(&zero).is_err());
     }

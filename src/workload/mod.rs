@@ -3,8 +3,9 @@
 //! Each workload is one module here, its SQL under `sql/<name>/` and its
 //! defaults in `workloads/<name>.toml`, both compiled in. Adding one is adding
 //! those three and a line in [`WORKLOADS`] and [`with_workload`]. A workload
-//! never times anything and never opens connections: the driver hands it a
-//! checked-out [`Session`] inside a transaction.
+//! never times anything and never opens connections: the driver hands it an
+//! [`Attempt`] that checks a connection out (and begins a transaction) when
+//! the operation first needs the database.
 
 pub mod goal_count;
 pub mod sleep;
@@ -14,8 +15,8 @@ use std::future::Future;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
+use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
-use crate::pool::Session;
 
 /// Names of the registered workloads.
 pub const WORKLOADS: &[&str] = &[goal_count::NAME, sleep::NAME];
@@ -23,8 +24,24 @@ pub const WORKLOADS: &[&str] = &[goal_count::NAME, sleep::NAME];
 /// What one operation achieved, when it succeeded.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OperationResult {
-    /// A business-level result worth counting ("assigned", "at_limit"…).
-    pub counted: Option<&'static str>,
+    /// Business-level results worth counting ("assigned", "cache_hit"…).
+    pub counted: [Option<&'static str>; 3],
+}
+
+impl OperationResult {
+    /// A result counting `what`.
+    pub fn counting(what: &'static str) -> OperationResult {
+        let mut result = OperationResult::default();
+        result.count(what);
+        result
+    }
+
+    /// Adds `what` to the counted results (beyond three, the rest are dropped).
+    pub fn count(&mut self, what: &'static str) {
+        if let Some(slot) = self.counted.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(what);
+        }
+    }
 }
 
 /// Data a workload loads into its template database.
@@ -52,11 +69,12 @@ pub trait Workload: Send + Sync + 'static {
     fn choose_operation(&self, rng: &mut SmallRng) -> usize;
     /// Client think time between transactions, milliseconds.
     fn think_time_ms(&self) -> u64;
-    /// Runs operation `op` inside an open transaction.
+    /// Runs operation `op`; `attempt.db()` checks a connection out and
+    /// begins the transaction when the operation first needs it.
     fn run_operation(
         &self,
         op: usize,
-        session: &mut Session,
+        attempt: &mut Attempt<'_>,
         rng: &mut SmallRng,
     ) -> impl Future<Output = Result<OperationResult, ErrorClass>> + Send;
 }
@@ -68,6 +86,9 @@ pub struct WorkloadOverrides {
     pub scale: Option<f64>,
     /// Think time, milliseconds.
     pub think_time_ms: Option<u64>,
+    /// Use the workload's Redis cache, where it has one.
+    #[serde(default)]
+    pub cache: bool,
 }
 
 /// Failures to set up a workload.

@@ -8,8 +8,9 @@ use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_defaults, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
-use crate::pool::{Param, Session};
+use crate::pool::Param;
 
 /// Registry name.
 pub const NAME: &str = "sleep";
@@ -85,10 +86,10 @@ impl Workload for Sleep {
     async fn run_operation(
         &self,
         _op: usize,
-        session: &mut Session,
+        attempt: &mut Attempt<'_>,
         _rng: &mut SmallRng,
     ) -> Result<OperationResult, ErrorClass> {
-        session.query(SLEEP, &[Param::Int(self.delay_us)]).await?;
+        attempt.db().await?.query(SLEEP, &[Param::Int(self.delay_us)]).await?;
         Ok(OperationResult::default())
     }
 }

@@ -28,7 +28,7 @@ fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {
         workload: "goal-count".into(),
         overrides: WorkloadOverrides {
             scale: Some(0.005),
-            think_time_ms: None,
+            ..Default::default()
         },
         pool: PoolSettings {
             kind,
@@ -275,4 +275,24 @@ fn rate_and_clients_together_are_refused() {
         stderr.contains("'--rate <PER_SECOND>' cannot be used with '--clients <CLIENTS>'"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_cache_is_read_filled_and_invalidated() {
+    let servers = servers(20).await;
+    let mut settings = cell(PoolKind::Deadpool, 4, 4, Ramp::Herd);
+    settings.overrides.cache = true;
+    let record = run(&settings, &servers).await;
+    let counts = &record.metrics.operations[0].counts;
+    let misses = counts.get("cache_miss").copied().unwrap_or(0);
+    let hits = counts.get("cache_hit").copied().unwrap_or(0);
+    assert!(misses > 0, "{counts:?}");
+    assert!(hits > 0, "hot users' counts come from the cache: {counts:?}");
+    assert_eq!(counts.get("cache_error"), None, "{counts:?}");
+    let initialize = &record.metrics.operations[0];
+    assert!(
+        initialize.pool_wait.count > 0 && initialize.first_attempts + initialize.retries >= initialize.pool_wait.count,
+        "pool wait recorded for attempts"
+    );
+    servers.shutdown().await;
 }
