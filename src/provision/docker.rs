@@ -28,7 +28,7 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::docker_api;
-use super::local::free_port;
+use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::pid_alive;
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
 use crate::secret::generate_password;
@@ -44,7 +44,6 @@ const LABEL_SESSION: &str = "contend.session";
 const LABEL_PID: &str = "contend.pid";
 const LABEL_ROLE: &str = "contend.role";
 const DB_USER: &str = "contend";
-const PORT_ATTEMPTS: usize = 5;
 /// Parallel query plans need more than docker's default 64 MB /dev/shm.
 const SHM_BYTES: u64 = 512 * 1024 * 1024;
 /// How long a pull may take before the image counts as unavailable.
@@ -88,6 +87,16 @@ struct ResolvedImage {
     reference: String,
     id: String,
     stand_in: bool,
+}
+
+impl ResolvedImage {
+    fn origin(&self) -> ServerOrigin {
+        ServerOrigin::Docker {
+            image: self.reference.clone(),
+            image_id: self.id.clone(),
+            stand_in: self.stand_in,
+        }
+    }
 }
 
 /// The image to run for `wanted`: present locally, else pulled, else (for a
@@ -305,11 +314,8 @@ async fn start_postgres(
     timeout: Duration,
 ) -> Result<(ContainerAsync<GenericImage>, PgServer), ProvisionError> {
     let password = generate_password();
-    let mut port = match port_hint {
-        Some(port) => port,
-        None => free_port()?,
-    };
-    for attempt in 1..=PORT_ATTEMPTS {
+    let password = &password;
+    on_a_free_port("PostgreSQL", port_hint, |port| async move {
         let mut command = vec![
             "postgres".to_string(),
             "-c".into(),
@@ -323,7 +329,7 @@ async fn start_postgres(
         }
         let request = base_request(image, "postgres", session, timeout)
             .with_env_var("POSTGRES_USER", DB_USER)
-            .with_env_var("POSTGRES_PASSWORD", &password)
+            .with_env_var("POSTGRES_PASSWORD", password)
             .with_env_var("POSTGRES_DB", "postgres")
             .with_shm_size(SHM_BYTES)
             .with_cmd(command);
@@ -332,30 +338,16 @@ async fn start_postgres(
             reason: e.to_string(),
         })?;
         let url = format!("postgres://{DB_USER}:{password}@127.0.0.1:{port}/postgres");
-        let origin = ServerOrigin::Docker {
-            image: image.reference.clone(),
-            image_id: image.id.clone(),
-            stand_in: image.stand_in,
-        };
+        let origin = image.origin();
         match wait_until_ready(&container, timeout, || probe_postgres(&url, origin.clone())).await {
-            Ok(server) => return Ok((container, server)),
+            Ok(server) => Ok((container, server)),
             Err(log) => {
                 let _ = container.rm().await;
-                if (log.contains("could not bind") || log.contains("Address already in use")) && attempt < PORT_ATTEMPTS
-                {
-                    let next = free_port()?;
-                    eprintln!("contend: port {port} was taken before PostgreSQL could bind it; trying {next}");
-                    port = next;
-                    continue;
-                }
-                return Err(ProvisionError::ServerStart {
-                    server: "PostgreSQL",
-                    reason: log,
-                });
+                Err(start_failure("PostgreSQL", log))
             }
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    })
+    .await
 }
 
 async fn start_redis(
@@ -365,11 +357,8 @@ async fn start_redis(
     timeout: Duration,
 ) -> Result<(ContainerAsync<GenericImage>, RedisServer), ProvisionError> {
     let password = generate_password();
-    let mut port = match port_hint {
-        Some(port) => port,
-        None => free_port()?,
-    };
-    for attempt in 1..=PORT_ATTEMPTS {
+    let password = &password;
+    on_a_free_port("Redis", port_hint, |port| async move {
         let command: Vec<String> = vec![
             "redis-server".into(),
             "--bind".into(),
@@ -392,29 +381,24 @@ async fn start_redis(
                 reason: e.to_string(),
             })?;
         let url = format!("redis://default:{password}@127.0.0.1:{port}");
-        let origin = ServerOrigin::Docker {
-            image: image.reference.clone(),
-            image_id: image.id.clone(),
-            stand_in: image.stand_in,
-        };
+        let origin = image.origin();
         match wait_until_ready(&container, timeout, || probe_redis(&url, origin.clone())).await {
-            Ok(server) => return Ok((container, server)),
+            Ok(server) => Ok((container, server)),
             Err(log) => {
                 let _ = container.rm().await;
-                if log.contains("Address already in use") && attempt < PORT_ATTEMPTS {
-                    let next = free_port()?;
-                    eprintln!("contend: port {port} was taken before Redis could bind it; trying {next}");
-                    port = next;
-                    continue;
-                }
-                return Err(ProvisionError::ServerStart {
-                    server: "Redis",
-                    reason: log,
-                });
+                Err(start_failure("Redis", log))
             }
         }
+    })
+    .await
+}
+
+fn start_failure(server: &'static str, log: String) -> StartFailure {
+    if says_port_taken(&log) {
+        StartFailure::PortTaken(log)
+    } else {
+        StartFailure::Failed(ProvisionError::ServerStart { server, reason: log })
     }
-    unreachable!("the loop returns on its last attempt")
 }
 
 /// Polls `probe` until it succeeds; on the container's exit or the timeout,

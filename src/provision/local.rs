@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::{self, RunAs};
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
 use crate::secret::generate_password;
@@ -30,7 +30,6 @@ pub(super) const OWNER_FILE: &str = "owner.pid";
 pub(super) const REDIS_PID_FILE: &str = "redis.pid";
 
 const DB_USER: &str = "contend";
-const PORT_ATTEMPTS: usize = 5;
 
 /// Finds the directory holding `initdb` and `postgres`: `--pg-bin`, else
 /// PATH, else `pg_config --bindir`, else the newest /usr/lib/postgresql/*/bin.
@@ -95,15 +94,6 @@ pub fn find_redis_server() -> Result<PathBuf, ProvisionError> {
         .map(|dir| dir.join("redis-server"))
         .find(|candidate| candidate.is_file())
         .ok_or(ProvisionError::NoRedisServer)
-}
-
-/// A free TCP port on 127.0.0.1, as the kernel hands one out. It may be taken
-/// again before the server binds it: callers retry.
-pub(super) fn free_port() -> Result<u16, ProvisionError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(ProvisionError::io("choosing a free port on 127.0.0.1"))
 }
 
 /// The run directory: created owned by the server account, removed on drop.
@@ -350,16 +340,13 @@ async fn start_postmaster(
     timeout: Duration,
 ) -> Result<(Child, u16), ProvisionError> {
     let log_path = run_dir.join("postgres.log");
-    let mut port = match port_hint {
-        Some(port) => port,
-        None => free_port()?,
-    };
-    for attempt in 1..=PORT_ATTEMPTS {
-        let log_offset = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+    let log_path = &log_path;
+    on_a_free_port("PostgreSQL", port_hint, |port| async move {
+        let log_offset = fs::metadata(log_path).map(|m| m.len()).unwrap_or(0);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(log_path)
             .map_err(ProvisionError::io("opening the PostgreSQL log"))?;
         let mut command = Command::new(bin_dir.join("postgres"));
         command
@@ -387,34 +374,23 @@ async fn start_postmaster(
         let mut child = process::spawn_tied_to_contend(command, run_as, Signal::SIGQUIT).map_err(
             ProvisionError::io(format!("running {}", bin_dir.join("postgres").display())),
         )?;
-        match wait_for_log_line(
-            &mut child,
-            &log_path,
-            log_offset,
-            "ready to accept connections",
-            timeout,
-        )
-        .await
-        {
-            Ok(()) => return Ok((child, port)),
+        match wait_for_log_line(&mut child, log_path, log_offset, "ready to accept connections", timeout).await {
+            Ok(()) => Ok((child, port)),
             Err(log_tail) => {
                 process::stop_child(&mut child, Signal::SIGQUIT, Duration::from_secs(5));
-                if (log_tail.contains("could not bind") || log_tail.contains("Address already in use"))
-                    && attempt < PORT_ATTEMPTS
-                {
-                    let next = free_port()?;
-                    eprintln!("contend: port {port} was taken before PostgreSQL could bind it; trying {next}");
-                    port = next;
-                    continue;
-                }
-                return Err(ProvisionError::ServerStart {
-                    server: "PostgreSQL",
-                    reason: important_lines(&log_tail),
-                });
+                let reason = important_lines(&log_tail);
+                Err(if says_port_taken(&log_tail) {
+                    StartFailure::PortTaken(reason)
+                } else {
+                    StartFailure::Failed(ProvisionError::ServerStart {
+                        server: "PostgreSQL",
+                        reason,
+                    })
+                })
             }
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    })
+    .await
 }
 
 async fn start_redis(
@@ -426,16 +402,13 @@ async fn start_redis(
     timeout: Duration,
 ) -> Result<(Child, u16), ProvisionError> {
     let log_path = run_dir.join("redis.log");
-    let mut port = match port_hint {
-        Some(port) => port,
-        None => free_port()?,
-    };
-    for attempt in 1..=PORT_ATTEMPTS {
-        let log_offset = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+    let log_path = &log_path;
+    on_a_free_port("Redis", port_hint, |port| async move {
+        let log_offset = fs::metadata(log_path).map(|m| m.len()).unwrap_or(0);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(log_path)
             .map_err(ProvisionError::io("opening the Redis log"))?;
         let mut command = Command::new(binary);
         command
@@ -453,32 +426,23 @@ async fn start_redis(
         let mut child = process::spawn_tied_to_contend(command, run_as, Signal::SIGKILL)
             .map_err(ProvisionError::io(format!("running {}", binary.display())))?;
         let _ = fs::write(run_dir.join(REDIS_PID_FILE), child.id().to_string());
-        match wait_for_log_line(
-            &mut child,
-            &log_path,
-            log_offset,
-            "Ready to accept connections",
-            timeout,
-        )
-        .await
-        {
-            Ok(()) => return Ok((child, port)),
+        match wait_for_log_line(&mut child, log_path, log_offset, "Ready to accept connections", timeout).await {
+            Ok(()) => Ok((child, port)),
             Err(log_tail) => {
                 process::stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
-                if log_tail.contains("Address already in use") && attempt < PORT_ATTEMPTS {
-                    let next = free_port()?;
-                    eprintln!("contend: port {port} was taken before Redis could bind it; trying {next}");
-                    port = next;
-                    continue;
-                }
-                return Err(ProvisionError::ServerStart {
-                    server: "Redis",
-                    reason: last_lines(&log_tail, 3),
-                });
+                let reason = last_lines(&log_tail, 3);
+                Err(if says_port_taken(&log_tail) {
+                    StartFailure::PortTaken(reason)
+                } else {
+                    StartFailure::Failed(ProvisionError::ServerStart {
+                        server: "Redis",
+                        reason,
+                    })
+                })
             }
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    })
+    .await
 }
 
 /// Waits until `needle` appears in the log after `offset`. On exit of the

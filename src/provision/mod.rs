@@ -12,6 +12,7 @@ mod docker;
 mod docker_api;
 mod external;
 mod local;
+mod ports;
 pub(crate) mod process;
 mod stale;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use contend::provision::{provision, BackendChoice, ProvisionOptions, ServerOrigin};
 
-use crate::util::{containers_of_pid, prepare_machine, text, wait_until, IsolatedTmp};
+use crate::util::{containers_of_pid, prepare_machine, text, wait_until, IsolatedTmp, KillOnDrop};
 
 #[test]
 fn provision_runs_the_command_in_containers_and_removes_them() {
@@ -93,13 +93,14 @@ fn container_is_running(id: &str) -> bool {
 fn sigkill_of_contend_removes_its_containers_within_seconds() {
     prepare_machine();
     let tmp = IsolatedTmp::new();
-    let mut child = tmp
-        .contend()
-        .args(["provision", "--backend", "docker"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        tmp.contend()
+            .args(["provision", "--backend", "docker"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();

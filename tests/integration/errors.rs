@@ -6,19 +6,12 @@ use std::time::Duration;
 
 use contend::metrics::ErrorClass;
 use contend::pool::{AppPool, Param, PoolKind, PoolSettings, Session};
-use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
+use contend::provision::Servers;
 
-use crate::util::prepare_machine;
+use crate::util::local_servers;
 
 async fn servers(max_connections: u32) -> Servers {
-    prepare_machine();
-    provision(&ProvisionOptions {
-        backend: BackendChoice::Local,
-        max_connections: Some(max_connections),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    local_servers(Some(max_connections)).await
 }
 
 fn settings(kind: PoolKind) -> PoolSettings {

@@ -2,19 +2,12 @@
 //! servers here are started by contend's local backend, then handed over by
 //! URL as a user's would be.
 
-use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
+use contend::provision::Servers;
 
-use crate::util::{prepare_machine, text, IsolatedTmp};
+use crate::util::{local_servers, text, IsolatedTmp};
 
 async fn owned_servers(max_connections: u32) -> Servers {
-    prepare_machine();
-    provision(&ProvisionOptions {
-        backend: BackendChoice::Local,
-        max_connections: Some(max_connections),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    local_servers(Some(max_connections)).await
 }
 
 #[tokio::test]

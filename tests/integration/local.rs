@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contend::provision::{provision, BackendChoice, ProvisionOptions};
 
-use crate::util::{prepare_machine, processes_mentioning, text, wait_until, IsolatedTmp};
+use crate::util::{prepare_machine, processes_mentioning, text, wait_until, IsolatedTmp, KillOnDrop};
 
 fn local_options(max_connections: u32) -> ProvisionOptions {
     ProvisionOptions {
@@ -96,13 +96,14 @@ async fn max_connections_changes_by_restart_and_keeps_the_data() {
 fn sigkill_of_contend_takes_its_servers_down_and_the_next_start_cleans_up() {
     prepare_machine();
     let tmp = IsolatedTmp::new();
-    let mut child = tmp
-        .contend()
-        .args(["provision", "--backend", "local"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        tmp.contend()
+            .args(["provision", "--backend", "local"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("DATABASE_URL=postgres://"), "{first}");

@@ -6,21 +6,14 @@ use std::time::Duration;
 
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::pool::{PoolKind, PoolSettings};
-use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
+use contend::provision::Servers;
 use contend::run::{run_cell, CellRecord, CellSettings};
 use contend::workload::WorkloadOverrides;
 
-use crate::util::{prepare_machine, text, IsolatedTmp};
+use crate::util::{local_servers, prepare_machine, text, IsolatedTmp};
 
 async fn servers(max_connections: u32) -> Servers {
-    prepare_machine();
-    provision(&ProvisionOptions {
-        backend: BackendChoice::Local,
-        max_connections: Some(max_connections),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    local_servers(Some(max_connections)).await
 }
 
 fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {

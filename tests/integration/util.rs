@@ -120,3 +120,39 @@ pub fn containers_of_pid(pid: u32) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A child process killed when the test ends, pass or fail: a failed
+/// assertion must not leave a `contend provision` waiting for Ctrl-C.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Local servers for a library-level test, after preparing the machine.
+pub async fn local_servers(max_connections: Option<u32>) -> contend::provision::Servers {
+    prepare_machine();
+    contend::provision::provision(&contend::provision::ProvisionOptions {
+        backend: contend::provision::BackendChoice::Local,
+        max_connections,
+        ..Default::default()
+    })
+    .await
+    .expect("starting local servers")
+}
