@@ -22,6 +22,8 @@
 //! attempt    one attempt's lazily checked-out session (+ BEGIN) and cache
 //! driver     closed-loop clients → metrics::Recorder (per shard, merged)
 //! metrics    HdrHistograms per operation, errors by SQLSTATE, timeline
+//! sampler    the server's side meanwhile: pg_stat_activity, pg_locks,
+//!            pg_stat_database and pg_stat_statements deltas, Redis INFO
 //! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
 //! report     CellRecord → text for people
 //! ```
@@ -40,6 +42,7 @@ pub mod pool;
 pub mod provision;
 pub mod report;
 pub mod run;
+pub mod sampler;
 pub mod secret;
 pub mod template;
 pub mod workload;

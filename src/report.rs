@@ -126,6 +126,73 @@ pub fn cell_summary(record: &CellRecord) -> String {
             let _ = writeln!(out, "  {count:>8}  {}", label_of(key));
         }
     }
+    let server = &record.server;
+    if !server.samples.is_empty() {
+        let peak = |f: &dyn Fn(&crate::sampler::ActivitySample) -> u32| server.samples.iter().map(f).max().unwrap_or(0);
+        let mut waits: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+        for sample in &server.samples {
+            for (kind, n) in &sample.by_wait_event_type {
+                let entry = waits.entry(kind.as_str()).or_default();
+                *entry = (*entry).max(*n);
+            }
+        }
+        let waits: Vec<String> = waits.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "\nserver ({} samples every {} ms): peak connections {} · peak active {} · peak lock waiters {} · active by wait (peak): {}",
+            server.samples.len(),
+            server.interval_ms,
+            peak(&|s| s.connections),
+            peak(&|s| s.by_state.get("active").copied().unwrap_or(0)),
+            peak(&|s| s.lock_waiters),
+            if waits.is_empty() { "none".to_string() } else { waits.join(", ") }
+        );
+    }
+    let db = &server.database;
+    let reads = db.blks_hit + db.blks_read;
+    let _ = writeln!(
+        out,
+        "database: {} commits · {} rollbacks · {} deadlocks · buffer hit ratio {}",
+        db.xact_commit,
+        db.xact_rollback,
+        db.deadlocks,
+        if reads > 0 {
+            format!("{:.1}%", 100.0 * db.blks_hit as f64 / reads as f64)
+        } else {
+            "n/a".into()
+        }
+    );
+    for statement in server.top_statements.iter().take(3) {
+        // The SQL files open with a comment saying what the statement is
+        // for; the statement itself is what identifies it here.
+        let text: String = statement
+            .query
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let text = if text.chars().count() > 70 {
+            format!("{}…", text.chars().take(70).collect::<String>())
+        } else {
+            text
+        };
+        let _ = writeln!(
+            out,
+            "  {:>9.1} ms total · {:>7} calls · {:>7.2} ms mean · {text}",
+            statement.total_exec_ms, statement.calls, statement.mean_exec_ms
+        );
+    }
+    if let Some(redis) = &server.redis {
+        let _ = writeln!(
+            out,
+            "redis: {} hits · {} misses · {} commands",
+            redis.keyspace_hits, redis.keyspace_misses, redis.commands_processed
+        );
+    }
+    if !server.sampling_errors.is_empty() {
+        let _ = writeln!(out, "sampling errors: {}", server.sampling_errors.join("; "));
+    }
     let counted: Vec<String> = m
         .operations
         .iter()

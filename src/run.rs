@@ -15,6 +15,7 @@ use crate::driver::{drive, DriverSettings, LiveCounts};
 use crate::metrics::{CellMetrics, LatencySummary};
 use crate::pool::{AppPool, PoolSettings};
 use crate::provision::{Backend, PgServer, RedisServer, Servers};
+use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
 use crate::workload::{with_workload, Workload, WorkloadError, WorkloadOverrides, WorkloadUser};
 
@@ -61,6 +62,8 @@ pub struct CellRecord {
     pub metrics: CellMetrics,
     /// Open loop: how well the arrival schedule was kept.
     pub schedule: Option<ScheduleReport>,
+    /// What the server was doing meanwhile (sampled outside the pools).
+    pub server: ServerSamples,
 }
 
 /// How well an open-loop cell kept its arrival schedule.
@@ -139,7 +142,7 @@ impl WorkloadUser for CellRun<'_> {
         let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
         let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
         drop_database(admin_url, &cell_database).await?;
-        let (metrics, schedule) = outcome?;
+        let (metrics, schedule, server) = outcome?;
         Ok(CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -152,6 +155,7 @@ impl WorkloadUser for CellRun<'_> {
             copy_ms: copy.as_secs_f64() * 1000.0,
             metrics,
             schedule,
+            server,
         })
     }
 }
@@ -162,7 +166,7 @@ async fn measure<W: Workload>(
     cell_url: &str,
     redis_url: Option<&str>,
     live: Arc<LiveCounts>,
-) -> Result<(CellMetrics, Option<ScheduleReport>), RunError> {
+) -> Result<(CellMetrics, Option<ScheduleReport>, ServerSamples), RunError> {
     {
         let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
             .await
@@ -185,7 +189,12 @@ async fn measure<W: Workload>(
     } else {
         Vec::new()
     };
+    let database = cell_database_name(cell_url);
+    let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database))
+        .await
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let output = drive(Arc::new(workload), Arc::clone(&pools), caches, settings.driver, live).await;
+    let server = sampler.stop().await;
     for pool in pools.iter() {
         pool.close().await;
     }
@@ -199,7 +208,14 @@ async fn measure<W: Workload>(
         }),
         _ => None,
     };
-    Ok((metrics, schedule))
+    Ok((metrics, schedule, server))
+}
+
+fn cell_database_name(cell_url: &str) -> String {
+    url::Url::parse(cell_url)
+        .ok()
+        .map(|url| url.path().trim_start_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 /// One multiplexed Redis connection per application instance, as each

@@ -7,4 +7,5 @@ mod errors;
 mod external;
 mod local;
 mod run;
+mod sampler;
 mod util;
