@@ -18,6 +18,7 @@
 //! removed by a watcher process within a second or two, or at the next start
 //! at the latest.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{CreateImageOptions, ListContainersOptions, ListImagesOptions, RemoveContainerOptions};
@@ -99,9 +100,29 @@ impl ResolvedImage {
     }
 }
 
-/// The image to run for `wanted`: present locally, else pulled, else (for a
-/// default image) the newest local stand-in for the same repository.
+/// The image to run for `wanted`, resolved once per process: `auto` and the
+/// start that follows it must not try a pull twice or say so twice.
 async fn resolve_image(docker: &Docker, wanted: &str, chosen: bool) -> Result<ResolvedImage, ProvisionError> {
+    static RESOLVED: Mutex<Vec<(String, bool, ResolvedImage)>> = Mutex::new(Vec::new());
+    let known = RESOLVED.lock().ok().and_then(|resolved| {
+        resolved
+            .iter()
+            .find(|(w, c, _)| w == wanted && *c == chosen)
+            .map(|(_, _, r)| r.clone())
+    });
+    if let Some(resolved) = known {
+        return Ok(resolved);
+    }
+    let resolved = resolve_image_now(docker, wanted, chosen).await?;
+    if let Ok(mut cache) = RESOLVED.lock() {
+        cache.push((wanted.to_string(), chosen, resolved.clone()));
+    }
+    Ok(resolved)
+}
+
+/// Present locally, else pulled, else (for a default image) the newest local
+/// stand-in for the same repository.
+async fn resolve_image_now(docker: &Docker, wanted: &str, chosen: bool) -> Result<ResolvedImage, ProvisionError> {
     if let Ok(image) = docker.inspect_image(wanted).await {
         return Ok(ResolvedImage {
             reference: wanted.to_string(),
