@@ -21,6 +21,7 @@ pub struct Attempt<'a> {
     in_db_started: Option<Instant>,
     checked_out: bool,
     cache: Option<&'a mut redis::aio::MultiplexedConnection>,
+    counted: [Option<&'static str>; 4],
 }
 
 /// How long an attempt spent getting a connection and inside the database.
@@ -33,6 +34,8 @@ pub struct AttemptTimes {
     pub in_db_us: u64,
     /// Whether the attempt asked the pool for a connection.
     pub checked_out: bool,
+    /// Events counted with [`Attempt::count`].
+    pub counted: [Option<&'static str>; 4],
 }
 
 impl<'a> Attempt<'a> {
@@ -45,6 +48,7 @@ impl<'a> Attempt<'a> {
             in_db_started: None,
             checked_out: false,
             cache,
+            counted: [None; 4],
         }
     }
 
@@ -68,6 +72,15 @@ impl<'a> Attempt<'a> {
         self.cache.as_deref_mut()
     }
 
+    /// Counts a business-level event whatever the attempt's outcome (a
+    /// compensation runs because the attempt is failing). Beyond four per
+    /// attempt, the rest are dropped.
+    pub fn count(&mut self, what: &'static str) {
+        if let Some(slot) = self.counted.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(what);
+        }
+    }
+
     /// Ends the transaction, if one was begun: COMMIT when the operation
     /// succeeded (a failing COMMIT fails the attempt), ROLLBACK otherwise.
     pub async fn finish(mut self, operation_succeeded: bool) -> (AttemptTimes, Result<(), ErrorClass>) {
@@ -87,6 +100,7 @@ impl<'a> Attempt<'a> {
                 acquire: self.acquire,
                 in_db_us,
                 checked_out: self.checked_out,
+                counted: self.counted,
             },
             outcome,
         )

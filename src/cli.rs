@@ -34,7 +34,7 @@ pub enum Command {
     Provision(ProvisionCommand),
     /// Run one benchmark cell: a workload through pools, measured on both
     /// sides of the pool; appended to results/<run>/cells.jsonl.
-    Run(RunCommand),
+    Run(Box<RunCommand>),
 }
 
 /// `contend run`.
@@ -85,6 +85,12 @@ pub struct RunCommand {
     /// Use the workload's Redis cache-aside (goal-count: initialize's count).
     #[arg(long)]
     pub cache: bool,
+    /// Strategy, for workloads that have several (default: the workload's).
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Override any default of workloads/<name>.toml by dotted path (repeatable), e.g. traffic.zipf_exponent=1.2.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", value_parser = parse_setting)]
+    pub workload_settings: Vec<(String, String)>,
     /// Retries of a deadlocked or serialization-failed transaction.
     #[arg(long, default_value_t = 3)]
     pub max_retries: u32,
@@ -169,13 +175,6 @@ impl TryFrom<RunCommand> for RunPlan {
         if args.duration.is_zero() {
             return Err("--duration 0s: measure for at least a moment, e.g. --duration 10s".into());
         }
-        if !crate::workload::WORKLOADS.contains(&args.workload.as_str()) {
-            return Err(format!(
-                "unknown workload `{}`: choose one of {}",
-                args.workload,
-                crate::workload::WORKLOADS.join(", ")
-            ));
-        }
         let provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
         let pool = PoolSettings {
             kind: match args.pool {
@@ -194,6 +193,8 @@ impl TryFrom<RunCommand> for RunPlan {
                 scale: args.scale,
                 think_time_ms: args.think_time.map(|d| d.as_millis() as u64),
                 cache: args.cache,
+                strategy: args.strategy,
+                settings: args.workload_settings,
             },
             pool,
             instances: args.instances,
@@ -206,6 +207,7 @@ impl TryFrom<RunCommand> for RunPlan {
                 seed: args.seed,
             },
         };
+        crate::workload::validate(&cell.workload, &cell.overrides).map_err(|e| e.to_string())?;
         Ok(RunPlan {
             cell,
             provision,

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::attempt::Attempt;
@@ -87,6 +87,12 @@ pub struct LiveCounts {
     /// Attempts that failed.
     pub errors: AtomicU64,
 }
+
+/// First retry waits up to this long, microseconds; each further retry
+/// doubles the ceiling, up to [`RETRY_BACKOFF_MAX_US`].
+const RETRY_BACKOFF_BASE_US: u64 = 1_000;
+/// Longest wait before a retry, microseconds.
+const RETRY_BACKOFF_MAX_US: u64 = 50_000;
 
 /// Number of recorder shards: enough that clients rarely wait on a lock
 /// with two cores, few enough to keep the histograms small.
@@ -323,13 +329,18 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
         {
             let mut recorder = context.shards[context.shard].lock().expect("recorder shard poisoned");
             recorder.record(op, started, timing, &outcome, attempt > 0);
-            for what in counted.into_iter().flatten() {
+            for what in counted.into_iter().chain(times.counted).flatten() {
                 recorder.count(op, started, what);
             }
         }
         if !retryable || attempt == context.max_retries || Instant::now() >= context.end {
             break;
         }
+        // Bounded, jittered exponential backoff: retrying a deadlock or a
+        // serialization failure at once mostly meets the same conflict.
+        let ceiling_us = (RETRY_BACKOFF_BASE_US << attempt.min(6)).min(RETRY_BACKOFF_MAX_US);
+        let backoff_us = context.rng.random_range(0..=ceiling_us);
+        tokio::time::sleep(Duration::from_micros(backoff_us)).await;
         started = Instant::now();
     }
 }

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Provision(args) => provision_cmd::run(args).await,
-            Command::Run(args) => run_cmd::run(args).await,
+            Command::Run(args) => run_cmd::run(*args).await,
         }
     });
     match outcome {

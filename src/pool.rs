@@ -355,6 +355,61 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The integer columns of the first row a query returns (empty when it
+    /// returns none); for reads of a few numbers at once.
+    pub async fn query_row_ints(&mut self, sql: &str, params: &[Param]) -> Result<Vec<i64>, ErrorClass> {
+        let ints = |row: &tokio_postgres::Row| -> Vec<i64> {
+            (0..row.len())
+                .map(|i| {
+                    row.try_get::<_, i64>(i)
+                        .or_else(|_| row.try_get::<_, i32>(i).map(i64::from))
+                        .unwrap_or(0)
+                })
+                .collect()
+        };
+        match self {
+            Session::Deadpool(client) => {
+                let statement = client
+                    .prepare_cached(sql)
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                let rows = client
+                    .query(&statement, &tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                Ok(rows.first().map(ints).unwrap_or_default())
+            }
+            Session::Fresh(client, _) => {
+                let rows = client
+                    .query(sql, &tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                Ok(rows.first().map(ints).unwrap_or_default())
+            }
+            Session::Sqlx(connection) => {
+                use sqlx::Row;
+                let rows = sqlx_query(sql, params)
+                    .fetch_all(&mut **connection)
+                    .await
+                    .map_err(|e| ErrorClass::from_sqlx(&e))?;
+                Ok(rows
+                    .first()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| {
+                                row.try_get::<i64, _>(i)
+                                    .or_else(|_| row.try_get::<i32, _>(i).map(i64::from))
+                                    .unwrap_or(0)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+        }
+    }
+}
+
 fn sqlx_query<'q>(
     sql: &'q str,
     params: &[Param],

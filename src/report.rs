@@ -61,11 +61,22 @@ pub fn cell_summary(record: &CellRecord) -> String {
         if record.template.reused { "reused" } else { "loaded" },
         record.copy_ms
     );
+    if let Some(strategy) = &record.strategy {
+        let _ = writeln!(out, "strategy: {strategy}");
+    }
+    let goodput = if record.business.outcomes.is_empty() {
+        format!("{:.1}/s", record.business.goodput_per_s)
+    } else {
+        format!(
+            "{:.1}/s ({})",
+            record.business.goodput_per_s,
+            record.business.outcomes.join(", ")
+        )
+    };
     let _ = writeln!(
         out,
-        "throughput {:.1}/s · goodput {:.1}/s · attempts {} (retries {}) · ok {} · errors {} ({:.2}%)",
+        "throughput {:.1}/s · goodput {goodput} · attempts {} (retries {}) · ok {} · errors {} ({:.2}%)",
         m.throughput_per_s,
-        m.goodput_per_s,
         m.attempts,
         m.retries,
         m.ok,
@@ -192,6 +203,13 @@ pub fn cell_summary(record: &CellRecord) -> String {
     }
     if !server.sampling_errors.is_empty() {
         let _ = writeln!(out, "sampling errors: {}", server.sampling_errors.join("; "));
+    }
+    if !record.invariants.is_empty() {
+        let _ = writeln!(out, "\ninvariants:");
+        for check in &record.invariants {
+            let verdict = if check.holds { "PASS" } else { "FAIL" };
+            let _ = writeln!(out, "  {verdict}  {} — {}", check.name, check.detail);
+        }
     }
     let counted: Vec<String> = m
         .operations

@@ -17,7 +17,9 @@ use crate::pool::{AppPool, PoolSettings};
 use crate::provision::{Backend, PgServer, RedisServer, Servers};
 use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
-use crate::workload::{with_workload, Workload, WorkloadError, WorkloadOverrides, WorkloadUser};
+use crate::workload::{
+    with_workload, CellContext, InvariantCheck, Workload, WorkloadError, WorkloadOverrides, WorkloadUser,
+};
 
 /// Version of the cell record's schema; bumped on any incompatible change.
 pub const CELL_SCHEMA: &str = "contend.cell/1";
@@ -64,6 +66,57 @@ pub struct CellRecord {
     pub schedule: Option<ScheduleReport>,
     /// What the server was doing meanwhile (sampled outside the pools).
     pub server: ServerSamples,
+    /// The workload's strategy, where it has several.
+    pub strategy: Option<String>,
+    /// Business successes (goodput in the workload's own terms).
+    pub business: BusinessSummary,
+    /// Invariants checked on the data after the run.
+    pub invariants: Vec<InvariantCheck>,
+}
+
+impl CellRecord {
+    /// Whether every invariant held.
+    pub fn invariants_hold(&self) -> bool {
+        self.invariants.iter().all(|check| check.holds)
+    }
+}
+
+/// Goodput in the workload's own terms: successes per second, where a
+/// success is one of the workload's goodput outcomes (every successful
+/// attempt when it names none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusinessSummary {
+    /// Outcomes counted as successes; empty = every successful attempt.
+    pub outcomes: Vec<String>,
+    /// Successes in the measured window.
+    pub successes: u64,
+    /// Successes per second of measured time.
+    pub goodput_per_s: f64,
+}
+
+impl BusinessSummary {
+    fn of(metrics: &CellMetrics, outcomes: &[&'static str]) -> BusinessSummary {
+        let successes = if outcomes.is_empty() {
+            metrics.ok
+        } else {
+            metrics
+                .operations
+                .iter()
+                .flat_map(|op| op.counts.iter())
+                .filter(|(what, _)| outcomes.contains(&what.as_str()))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        BusinessSummary {
+            outcomes: outcomes.iter().map(|o| o.to_string()).collect(),
+            successes,
+            goodput_per_s: if metrics.measured_s > 0.0 {
+                successes as f64 / metrics.measured_s
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 /// How well an open-loop cell kept its arrival schedule.
@@ -142,7 +195,14 @@ impl WorkloadUser for CellRun<'_> {
         let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
         let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
         drop_database(admin_url, &cell_database).await?;
-        let (metrics, schedule, server) = outcome?;
+        let Measured {
+            metrics,
+            schedule,
+            server,
+            invariants,
+            business,
+            strategy,
+        } = outcome?;
         Ok(CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -156,8 +216,21 @@ impl WorkloadUser for CellRun<'_> {
             metrics,
             schedule,
             server,
+            strategy,
+            business,
+            invariants,
         })
     }
+}
+
+/// What measuring a cell produced.
+struct Measured {
+    metrics: CellMetrics,
+    schedule: Option<ScheduleReport>,
+    server: ServerSamples,
+    invariants: Vec<InvariantCheck>,
+    business: BusinessSummary,
+    strategy: Option<String>,
 }
 
 async fn measure<W: Workload>(
@@ -166,38 +239,57 @@ async fn measure<W: Workload>(
     cell_url: &str,
     redis_url: Option<&str>,
     live: Arc<LiveCounts>,
-) -> Result<(CellMetrics, Option<ScheduleReport>, ServerSamples), RunError> {
-    {
-        let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| RunError::Setup(format!("connecting to the cell database: {e}")))?;
-        let task = tokio::spawn(connection);
-        workload.inspect_data(&client).await.map_err(RunError::Setup)?;
-        drop(client);
-        let _ = task.await;
-    }
+) -> Result<Measured, RunError> {
+    let database = cell_database_name(cell_url);
+    let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| RunError::Setup(format!("connecting to the cell database: {e}")))?;
+    let connection_task = tokio::spawn(connection);
+    let mut checker_redis = match (workload.uses_redis(), redis_url) {
+        (false, _) => None,
+        (true, Some(url)) => cache_connections(url, 1).await?.pop(),
+        (true, None) => {
+            return Err(RunError::Setup(
+                "this workload needs Redis (a cache or a gate): use a local or docker backend, or pass --redis-url"
+                    .into(),
+            ))
+        }
+    };
+    workload
+        .prepare_cell(CellContext {
+            client: &client,
+            database: &database,
+            redis: checker_redis.as_mut(),
+        })
+        .await
+        .map_err(RunError::Setup)?;
     let pools = (0..settings.instances)
         .map(|_| AppPool::new(cell_url, &settings.pool))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);
-    let caches = if settings.overrides.cache {
-        let url = redis_url.ok_or_else(|| {
-            RunError::Setup("--cache needs a Redis server: use a local or docker backend, or pass --redis-url".into())
-        })?;
-        cache_connections(url, settings.instances).await?
-    } else {
-        Vec::new()
+    let caches = match (workload.uses_redis(), redis_url) {
+        (true, Some(url)) => cache_connections(url, settings.instances).await?,
+        _ => Vec::new(),
     };
-    let database = cell_database_name(cell_url);
-    let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database))
+    let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database.clone()))
         .await
         .map_err(|e| RunError::Setup(e.to_string()))?;
-    let output = drive(Arc::new(workload), Arc::clone(&pools), caches, settings.driver, live).await;
+    let workload = Arc::new(workload);
+    let output = drive(Arc::clone(&workload), Arc::clone(&pools), caches, settings.driver, live).await;
     let server = sampler.stop().await;
     for pool in pools.iter() {
         pool.close().await;
     }
+    let invariants = workload
+        .check_invariants(CellContext {
+            client: &client,
+            database: &database,
+            redis: checker_redis.as_mut(),
+        })
+        .await;
+    drop(client);
+    let _ = connection_task.await;
     let metrics = output.recorder.summarize(output.measured_s);
     let schedule = match (settings.driver.load, &output.schedule_lag) {
         (Load::Open { rate_per_s, .. }, Some(lag)) => Some(ScheduleReport {
@@ -208,7 +300,15 @@ async fn measure<W: Workload>(
         }),
         _ => None,
     };
-    Ok((metrics, schedule, server))
+    let business = BusinessSummary::of(&metrics, workload.goodput_outcomes());
+    Ok(Measured {
+        metrics,
+        schedule,
+        server,
+        invariants,
+        business,
+        strategy: workload.strategy().map(str::to_string),
+    })
 }
 
 fn cell_database_name(cell_url: &str) -> String {

@@ -51,5 +51,10 @@ pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
     let path = append_cell(&dir, &record)?;
     println!("{}", cell_summary(&record));
     eprintln!("contend: cell appended to {}", path.display());
-    Ok(ExitCode::SUCCESS)
+    if record.invariants_hold() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("contend: an invariant was violated (see above); the cell is recorded as failed");
+        Ok(ExitCode::from(1))
+    }
 }

@@ -13,7 +13,9 @@ use rand::Rng;
 use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
-use super::{parse_defaults, weighted_choice, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use super::{
+    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides,
+};
 use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
 use crate::pool::Param;
@@ -105,12 +107,15 @@ pub struct GoalCount {
     max_goal_id: i64,
     cache_enabled: bool,
     cache_ttl_s: u64,
+    /// Redis keys are prefixed by the cell's database: each cell has fresh
+    /// data, and a count cached for another cell would be wrong.
+    cache_prefix: String,
 }
 
 impl GoalCount {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
-        let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS)?;
+        let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
         let scale = overrides.scale.unwrap_or(1.0);
         if !(scale > 0.0 && scale.is_finite()) {
             return Err(WorkloadError::Invalid(format!(
@@ -146,6 +151,7 @@ impl GoalCount {
             max_goal_id: users as i64 * defaults.data.goals_per_user as i64,
             cache_enabled: overrides.cache || defaults.cache.enabled,
             cache_ttl_s: defaults.cache.ttl_s,
+            cache_prefix: String::new(),
             defaults,
         })
     }
@@ -185,8 +191,14 @@ impl Workload for GoalCount {
         }
     }
 
-    async fn inspect_data(&mut self, client: &tokio_postgres::Client) -> Result<(), String> {
-        let row = client
+    fn uses_redis(&self) -> bool {
+        self.cache_enabled
+    }
+
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+        self.cache_prefix = cell.database.to_string();
+        let row = cell
+            .client
             .query_one("SELECT coalesce(max(id), 0) FROM user_goals", &[])
             .await
             .map_err(|e| format!("reading the goal id range: {e}"))?;
@@ -246,7 +258,9 @@ impl GoalCount {
     /// them) and assigns up to the limit, invalidating the cached count.
     async fn initialize(&self, attempt: &mut Attempt<'_>, rng: &mut SmallRng) -> Result<OperationResult, ErrorClass> {
         let (user, challenge) = (self.user(rng), self.challenge(rng));
-        let key = self.cache_enabled.then(|| format!("goal-count:{user}:{challenge}"));
+        let key = self
+            .cache_enabled
+            .then(|| format!("{}:goals:{user}:{challenge}", self.cache_prefix));
         let answer = match (attempt.cache(), &key) {
             (Some(cache), Some(key)) => match redis::AsyncCommands::get::<_, Option<i64>>(cache, key).await {
                 Ok(Some(count)) => CacheAnswer::Hit(count),

@@ -8,7 +8,9 @@
 //! the operation first needs the database.
 
 pub mod goal_count;
+pub mod seat_reservation;
 pub mod sleep;
+pub mod wallet_transfer;
 
 use std::future::Future;
 
@@ -19,7 +21,12 @@ use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
 
 /// Names of the registered workloads.
-pub const WORKLOADS: &[&str] = &[goal_count::NAME, sleep::NAME];
+pub const WORKLOADS: &[&str] = &[
+    goal_count::NAME,
+    seat_reservation::NAME,
+    sleep::NAME,
+    wallet_transfer::NAME,
+];
 
 /// What one operation achieved, when it succeeded.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,16 +62,55 @@ pub struct DataPlan {
     pub seed_sql: String,
 }
 
+/// What a workload gets to prepare a cell with.
+pub struct CellContext<'a> {
+    /// A connection to the cell's own copy of the data (outside the pools).
+    pub client: &'a tokio_postgres::Client,
+    /// The cell database's name: unique per cell, a prefix for Redis keys.
+    pub database: &'a str,
+    /// A Redis connection, when [`Workload::uses_redis`] and a server exists.
+    pub redis: Option<&'a mut redis::aio::MultiplexedConnection>,
+}
+
+/// One invariant checked after a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantCheck {
+    /// What must hold, e.g. "taken = count(reservations) <= capacity".
+    pub name: String,
+    /// Whether it held.
+    pub holds: bool,
+    /// The evidence: counts checked, or the first violations found.
+    pub detail: String,
+}
+
 /// A workload the driver can run.
 pub trait Workload: Send + Sync + 'static {
     /// Operation names, indexed by the numbers [`Workload::choose_operation`]
     /// returns.
     fn operations(&self) -> &'static [&'static str];
+    /// The strategy in use, for workloads that have several.
+    fn strategy(&self) -> Option<&'static str> {
+        None
+    }
+    /// Business outcomes (as counted in [`OperationResult`]) that make
+    /// goodput, e.g. "reserved"; empty means every successful attempt.
+    fn goodput_outcomes(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether clients need a Redis connection (a cache or a gate).
+    fn uses_redis(&self) -> bool {
+        false
+    }
     /// The template database's name and the SQL that fills it.
     fn data_plan(&self) -> DataPlan;
-    /// Reads what the workload needs to know about the loaded data (row
-    /// counts, id ranges) from a cell database.
-    fn inspect_data(&mut self, client: &tokio_postgres::Client) -> impl Future<Output = Result<(), String>> + Send;
+    /// Reads what the workload needs to know about the cell's data (row
+    /// counts, id ranges) and prepares per-cell state (Redis keys).
+    fn prepare_cell(&mut self, cell: CellContext<'_>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Checks the workload's invariants on the cell's data after the run.
+    fn check_invariants(&self, cell: CellContext<'_>) -> impl Future<Output = Vec<InvariantCheck>> + Send {
+        let _ = cell;
+        async { Vec::new() }
+    }
     /// Picks the next operation by the configured mix.
     fn choose_operation(&self, rng: &mut SmallRng) -> usize;
     /// Client think time between transactions, milliseconds.
@@ -89,6 +135,13 @@ pub struct WorkloadOverrides {
     /// Use the workload's Redis cache, where it has one.
     #[serde(default)]
     pub cache: bool,
+    /// Strategy, for workloads that have several (default: the TOML's).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Any TOML default by dotted path (`traffic.zipf_exponent=1.2`), values
+    /// parsed as TOML (numbers, booleans, strings).
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
 }
 
 /// Failures to set up a workload.
@@ -111,6 +164,16 @@ pub enum WorkloadError {
     /// An override is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// A strategy the workload does not have.
+    #[error("unknown strategy `{strategy}` for {workload}: choose one of {}", choices.join(", "))]
+    UnknownStrategy {
+        /// Workload name.
+        workload: String,
+        /// The strategy given.
+        strategy: String,
+        /// The workload's strategies.
+        choices: &'static [&'static str],
+    },
 }
 
 /// Something that runs with any workload: [`with_workload`] builds the named
@@ -130,17 +193,97 @@ pub async fn with_workload<U: WorkloadUser>(
 ) -> Result<U::Output, WorkloadError> {
     match name {
         goal_count::NAME => Ok(user.run(goal_count::GoalCount::new(overrides)?).await),
+        seat_reservation::NAME => Ok(user.run(seat_reservation::SeatReservation::new(overrides)?).await),
         sleep::NAME => Ok(user.run(sleep::Sleep::new(overrides)?).await),
+        wallet_transfer::NAME => Ok(user.run(wallet_transfer::WalletTransfer::new(overrides)?).await),
         _ => Err(WorkloadError::Unknown { name: name.to_string() }),
     }
 }
 
-/// Parses a workload's compiled-in TOML defaults.
-pub(crate) fn parse_defaults<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, WorkloadError> {
-    toml::from_str(text).map_err(|e| WorkloadError::Defaults {
+/// Checks that `name` with `overrides` builds, without any I/O: what the
+/// command line validates before starting servers.
+pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), WorkloadError> {
+    match name {
+        goal_count::NAME => goal_count::GoalCount::new(overrides).map(drop),
+        seat_reservation::NAME => seat_reservation::SeatReservation::new(overrides).map(drop),
+        sleep::NAME => sleep::Sleep::new(overrides).map(drop),
+        wallet_transfer::NAME => wallet_transfer::WalletTransfer::new(overrides).map(drop),
+        _ => Err(WorkloadError::Unknown { name: name.to_string() }),
+    }
+}
+
+/// Parses a workload's compiled-in TOML defaults, with `--set` overrides
+/// applied by dotted path first.
+pub(crate) fn parse_defaults<T: serde::de::DeserializeOwned>(
+    name: &str,
+    text: &str,
+    settings: &[(String, String)],
+) -> Result<T, WorkloadError> {
+    let defaults_error = |reason: String| WorkloadError::Defaults {
         name: name.to_string(),
-        reason: e.to_string().lines().collect::<Vec<_>>().join(" "),
+        reason: reason.lines().collect::<Vec<_>>().join(" "),
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| defaults_error(e.to_string()))?;
+    for (path, raw) in settings {
+        set_by_path(&mut table, path, raw)
+            .map_err(|reason| WorkloadError::Invalid(format!("--set {path}={raw}: {reason}")))?;
+    }
+    T::deserialize(table).map_err(|e| {
+        if settings.is_empty() {
+            defaults_error(e.to_string())
+        } else {
+            WorkloadError::Invalid(format!(
+                "--set: {}",
+                e.to_string().lines().collect::<Vec<_>>().join(" ")
+            ))
+        }
     })
+}
+
+/// Replaces an existing key of `table` at `path` (`section.key`) with `raw`
+/// parsed as a TOML value (a bare word is taken as a string).
+fn set_by_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
+    let (section, key) = path
+        .split_once('.')
+        .ok_or_else(|| "name a key as section.key, e.g. traffic.zipf_exponent".to_string())?;
+    let section_table = table
+        .get_mut(section)
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| format!("no section [{section}] in the defaults"))?;
+    let slot = section_table
+        .get_mut(key)
+        .ok_or_else(|| format!("no key `{key}` in [{section}]"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut parsed| parsed.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    if std::mem::discriminant(slot) != std::mem::discriminant(&value) && !(slot.is_float() && value.is_integer()) {
+        return Err(format!("expected a {} like the default {slot}", slot.type_str()));
+    }
+    *slot = match (slot.is_float(), value) {
+        (true, toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+        (_, value) => value,
+    };
+    Ok(())
+}
+
+/// The strategy `overrides` asks for, or `default`, checked against `choices`.
+pub(crate) fn choose_strategy(
+    workload: &str,
+    overrides: &WorkloadOverrides,
+    default: &str,
+    choices: &'static [&'static str],
+) -> Result<&'static str, WorkloadError> {
+    let wanted = overrides.strategy.as_deref().unwrap_or(default);
+    choices
+        .iter()
+        .find(|choice| **choice == wanted)
+        .copied()
+        .ok_or_else(|| WorkloadError::UnknownStrategy {
+            workload: workload.to_string(),
+            strategy: wanted.to_string(),
+            choices,
+        })
 }
 
 /// Picks an index by relative weights.
@@ -155,6 +298,25 @@ pub(crate) fn weighted_choice(cumulative: &[u32], rng: &mut SmallRng) -> usize {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn set_replaces_existing_keys_only_with_the_same_type() {
+        let text = "[traffic]\nzipf_exponent = 1.0\nthink_time_ms = 0\n[mix]\nread = 1\n";
+        let mut table: toml::Table = toml::from_str(text).unwrap();
+        set_by_path(&mut table, "traffic.zipf_exponent", "2").unwrap();
+        assert_eq!(table["traffic"]["zipf_exponent"].as_float(), Some(2.0));
+        set_by_path(&mut table, "mix.read", "7").unwrap();
+        assert_eq!(table["mix"]["read"].as_integer(), Some(7));
+        assert!(set_by_path(&mut table, "mix.read", "lots")
+            .unwrap_err()
+            .contains("expected a integer"));
+        assert!(set_by_path(&mut table, "mix.write", "1")
+            .unwrap_err()
+            .contains("no key `write`"));
+        assert!(set_by_path(&mut table, "nothing", "1")
+            .unwrap_err()
+            .contains("section.key"));
+    }
 
     #[test]
     fn weighted_choice_follows_weights() {

@@ -7,7 +7,7 @@
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_defaults, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use super::{parse_defaults, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
 use crate::attempt::Attempt;
 use crate::metrics::ErrorClass;
 use crate::pool::Param;
@@ -47,7 +47,7 @@ impl Sleep {
     /// The workload with its compiled-in defaults and `overrides` (scale has
     /// no meaning here and is ignored).
     pub fn new(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
-        let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS)?;
+        let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
         Ok(Sleep {
             delay_us: i32::try_from(defaults.traffic.delay_us).map_err(|_| WorkloadError::Defaults {
                 name: NAME.into(),
@@ -71,7 +71,7 @@ impl Workload for Sleep {
         }
     }
 
-    async fn inspect_data(&mut self, _client: &tokio_postgres::Client) -> Result<(), String> {
+    async fn prepare_cell(&mut self, _cell: CellContext<'_>) -> Result<(), String> {
         Ok(())
     }
 

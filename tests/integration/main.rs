@@ -8,4 +8,6 @@ mod external;
 mod local;
 mod run;
 mod sampler;
+mod seats;
 mod util;
+mod wallet;

@@ -1,0 +1,2 @@
+-- First statement of a serializable transfer, right after BEGIN.
+SET TRANSACTION ISOLATION LEVEL SERIALIZABLE

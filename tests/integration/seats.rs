@@ -1,0 +1,139 @@
+//! seat-reservation for real: every strategy under contention keeps every
+//! invariant, and redis-gate compensates when its database step fails and
+//! when Redis goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
+use contend::pool::{PoolKind, PoolSettings};
+use contend::provision::Servers;
+use contend::run::{run_cell, CellRecord, CellSettings};
+use contend::workload::seat_reservation::STRATEGIES;
+use contend::workload::WorkloadOverrides;
+
+use crate::util::{local_servers, processes_mentioning};
+
+fn cell(strategy: &str, settings: Vec<(String, String)>) -> CellSettings {
+    CellSettings {
+        workload: "seat-reservation".into(),
+        overrides: WorkloadOverrides {
+            scale: Some(0.1),
+            strategy: Some(strategy.into()),
+            settings,
+            ..Default::default()
+        },
+        pool: PoolSettings {
+            kind: PoolKind::Deadpool,
+            size: 8,
+            acquire_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: None,
+        },
+        instances: 1,
+        driver: DriverSettings {
+            load: Load::Closed { clients: 64 },
+            ramp: Ramp::Herd,
+            warmup_s: 0.0,
+            duration_s: 1.5,
+            max_retries: 3,
+            seed: 11,
+        },
+    }
+}
+
+async fn run(settings: &CellSettings, servers: &Servers) -> CellRecord {
+    run_cell(settings, servers, Arc::new(LiveCounts::default()))
+        .await
+        .unwrap()
+}
+
+fn count(record: &CellRecord, what: &str) -> u64 {
+    record.metrics.operations[0].counts.get(what).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_keeps_every_invariant_with_64_clients_over_a_pool_of_8() {
+    let servers = local_servers(Some(100)).await;
+    for strategy in STRATEGIES {
+        let record = run(&cell(strategy, Vec::new()), &servers).await;
+        assert!(record.invariants_hold(), "{strategy}: {:#?}", record.invariants);
+        assert!(record.invariants.len() >= 3, "{strategy}: {:?}", record.invariants);
+        assert!(
+            count(&record, "reserved") > 0,
+            "{strategy}: {:?}",
+            record.metrics.operations[0].counts
+        );
+        assert!(count(&record, "full") > 0, "{strategy}: hot sections sell out");
+        assert_eq!(record.strategy.as_deref(), Some(*strategy));
+    }
+    servers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_compensates_a_failing_database_step() {
+    let servers = local_servers(Some(100)).await;
+    let settings = vec![("faults.confirm_failure_rate".to_string(), "0.3".to_string())];
+    let record = run(&cell("redis-gate", settings), &servers).await;
+    let injected = record.metrics.errors_by_class.get("22012").copied().unwrap_or(0);
+    assert!(injected > 0, "{:?}", record.metrics.errors_by_class);
+    let attempted = count(&record, "compensation_attempted");
+    assert!(
+        attempted >= injected,
+        "every failed confirmation is compensated: {attempted} < {injected}"
+    );
+    assert_eq!(count(&record, "compensation_succeeded"), attempted);
+    assert!(record.invariants_hold(), "{:#?}", record.invariants);
+    assert!(record
+        .invariants
+        .iter()
+        .any(|c| c.name.starts_with("Redis counters agree")));
+    servers.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_gate_survives_redis_going_away_without_overselling() {
+    let servers = local_servers(Some(100)).await;
+    let port = url::Url::parse(&servers.redis.as_ref().unwrap().url)
+        .unwrap()
+        .port()
+        .unwrap();
+    let mut settings = cell("redis-gate", Vec::new());
+    settings.driver.duration_s = 3.0;
+    // Plenty of seats, so the gate is still deciding when Redis dies.
+    settings.overrides.settings = vec![("data.capacity".into(), "2000".into())];
+    let live = Arc::new(LiveCounts::default());
+    let watching = Arc::clone(&live);
+    // Kill Redis once the gate has been deciding for a while.
+    let killer = tokio::spawn(async move {
+        for _ in 0..1_500 {
+            if watching.ok.load(std::sync::atomic::Ordering::Relaxed) >= 2_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for process in processes_mentioning(&format!("127.0.0.1:{port}")) {
+            let pid: i32 = process.split(':').next().unwrap().parse().unwrap();
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let record = run_cell(&settings, &servers, live).await.unwrap();
+    killer.await.unwrap();
+    assert!(count(&record, "reserved") > 0);
+    assert!(
+        count(&record, "gate_unavailable") > 0,
+        "{:?}",
+        record.metrics.operations[0].counts
+    );
+    for check in &record.invariants {
+        if check.name.starts_with("Redis counters agree") {
+            assert!(
+                !check.holds,
+                "Redis is gone: the agreement cannot be claimed: {check:?}"
+            );
+        } else {
+            assert!(check.holds, "the database alone still never oversells: {check:?}");
+        }
+    }
+    servers.shutdown().await;
+}
