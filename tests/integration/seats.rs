@@ -137,3 +137,61 @@ async fn redis_gate_survives_redis_going_away_without_overselling() {
     }
     servers.shutdown().await;
 }
+
+/// A violation is reported, not hidden: a template whose counter was
+/// corrupted by hand (as a buggy strategy would leave it) is copied into the
+/// cell, and `contend run` says FAIL and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
+    let servers = local_servers(Some(40)).await;
+    // Load the template through a first cell, then corrupt it.
+    let first = run(&cell("conditional-update", Vec::new()), &servers).await;
+    assert!(first.invariants_hold());
+    let admin = &servers.postgres.url;
+    let template_url = contend::template::database_url(admin, &first.template.name);
+    let (client, connection) = tokio_postgres::connect(&template_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute("UPDATE sections SET taken = taken + 7 WHERE id = 1")
+        .await
+        .unwrap();
+    drop(client);
+    task.await.unwrap().unwrap();
+
+    let tmp = crate::util::IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args([
+            "run",
+            "--workload",
+            "seat-reservation",
+            "--backend",
+            "external",
+            "--database-url",
+            admin,
+        ])
+        .args([
+            "--scale",
+            "0.1",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--results",
+        ])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = crate::util::text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("FAIL  taken = count(reservations) per section"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("an invariant was violated"), "{stderr}");
+    servers.shutdown().await;
+}
