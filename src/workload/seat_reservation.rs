@@ -290,27 +290,18 @@ impl SeatReservation {
         }
     }
 
+    /// The gate's database step: conditional-update (a failure injected
+    /// first, when asked).
     async fn confirm_in_database(
         &self,
         attempt: &mut Attempt<'_>,
         request: &Request,
         inject: bool,
     ) -> Result<&'static str, ErrorClass> {
-        let db = attempt.db().await?;
         if inject {
-            db.query(INJECTED_FAILURE, &[]).await?;
+            attempt.db().await?.query(INJECTED_FAILURE, &[]).await?;
         }
-        if db.query(FIND_RESERVATION, &[request.key()]).await?.rows > 0 {
-            return Ok("duplicate");
-        }
-        if db.query(TAKE_SEAT_IF_FREE, &[request.section()]).await?.rows == 0 {
-            return Ok("full");
-        }
-        if db.query(INSERT_RESERVATION, &request.row()).await?.rows == 0 {
-            db.execute(RELEASE_SEAT, &[request.section()]).await?;
-            return Ok("duplicate");
-        }
-        Ok("reserved")
+        self.conditional_update(attempt, request).await
     }
 
     /// Gives a seat back to the gate; counts the compensation when the
