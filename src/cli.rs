@@ -14,6 +14,7 @@ use crate::driver::{DriverSettings, Load, Ramp};
 use crate::pool::{PoolKind, PoolSettings};
 use crate::provision::{BackendChoice, ProvisionError, ProvisionOptions, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
 use crate::run::CellSettings;
+use crate::sweep::{PlannedCell, SweepPlan};
 use crate::workload::WorkloadOverrides;
 
 /// contend measures connection pools and max_connections on real servers.
@@ -31,27 +32,72 @@ pub enum Command {
     /// Start PostgreSQL and Redis, run COMMAND with DATABASE_URL and
     /// REDIS_URL set, tear everything down, and exit with COMMAND's status.
     /// Without a command, print the URLs and wait for Ctrl-C.
-    Provision(ProvisionCommand),
+    Provision(Box<ProvisionCommand>),
     /// Run one benchmark cell: a workload through pools, measured on both
     /// sides of the pool; appended to results/<run>/cells.jsonl.
     Run(Box<RunCommand>),
+    /// Run a cell for every pool size × instances × max_connections, appending
+    /// each to results/<run>/cells.jsonl as it finishes; --resume continues one.
+    Sweep(Box<SweepCommand>),
 }
 
 /// `contend run`.
 #[derive(Debug, Args)]
 pub struct RunCommand {
-    /// Workload to run (goal-count).
-    #[arg(long)]
-    pub workload: String,
-    /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
-    #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
-    pub pool: PoolArg,
+    /// What each cell runs.
+    #[command(flatten)]
+    pub cell: CellArgs,
     /// Connections per instance's pool (ignored with --pool none).
     #[arg(long, default_value_t = 10)]
     pub pool_size: u32,
     /// Application instances, each with its own pool.
     #[arg(long, default_value_t = 1)]
     pub instances: u32,
+    /// Directory under which results/<run>/ is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Where the servers come from.
+    #[command(flatten)]
+    pub servers: ServerArgs,
+}
+
+/// `contend sweep`.
+#[derive(Debug, Args)]
+pub struct SweepCommand {
+    /// What each cell runs.
+    #[command(flatten)]
+    pub cell: CellArgs,
+    /// Pool sizes per instance, comma-separated, e.g. 1,2,4,8,16,32,64.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "N,N,...")]
+    pub pool_sizes: Vec<u32>,
+    /// Application instance counts, comma-separated.
+    #[arg(
+        long = "instances",
+        value_delimiter = ',',
+        default_value = "1",
+        value_name = "K,K,..."
+    )]
+    pub instances: Vec<u32>,
+    /// Continue the sweep in this results/<run> directory, running only the cells it lacks.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Directory under which results/<run>/ is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Where the servers come from; --max-connections takes a list here.
+    #[command(flatten)]
+    pub servers: ServerArgs,
+}
+
+/// What a cell runs, shared by `run` and `sweep`.
+#[derive(Debug, Args)]
+pub struct CellArgs {
+    /// Workload to run: goal-count, seat-reservation, wallet-transfer or sleep.
+    #[arg(long)]
+    pub workload: String,
+    /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
+    #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
+    pub pool: PoolArg,
     /// Concurrent clients, closed loop, spread over the instances [default: 16].
     #[arg(long, conflicts_with = "rate")]
     pub clients: Option<u32>,
@@ -94,15 +140,9 @@ pub struct RunCommand {
     /// Retries of a deadlocked or serialization-failed transaction.
     #[arg(long, default_value_t = 3)]
     pub max_retries: u32,
-    /// Directory under which results/<run>/ is created.
-    #[arg(long, default_value = "results")]
-    pub results: PathBuf,
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Where the servers come from.
-    #[command(flatten)]
-    pub servers: ServerArgs,
 }
 
 /// `--pool` values.
@@ -144,74 +184,132 @@ pub struct RunPlan {
     pub results_root: PathBuf,
 }
 
-impl TryFrom<RunCommand> for RunPlan {
-    type Error = String;
-
-    fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
-        if args.pool_size == 0 {
+impl CellArgs {
+    /// The cell these flags describe, with one pool size and instance count;
+    /// checked without I/O.
+    fn cell_settings(&self, pool_size: u32, instances: u32) -> Result<CellSettings, String> {
+        if pool_size == 0 {
             return Err("--pool-size 0: a pool needs at least one connection".into());
         }
-        let load = match (args.clients, args.rate) {
+        if instances == 0 {
+            return Err("--instances 0: at least one application instance is needed".into());
+        }
+        let load = match (self.clients, self.rate) {
             (Some(0), _) => return Err("--clients 0: at least one client is needed".into()),
             (_, Some(rate)) if !(rate > 0.0 && rate.is_finite()) => {
                 return Err(format!(
                     "--rate {rate}: give a positive number of transactions per second"
                 ))
             }
-            (_, Some(_)) if args.max_in_flight == 0 => {
+            (_, Some(_)) if self.max_in_flight == 0 => {
                 return Err("--max-in-flight 0: at least one transaction must be allowed in flight".into())
             }
             (_, Some(rate)) => Load::Open {
                 rate_per_s: rate,
-                max_in_flight: args.max_in_flight,
+                max_in_flight: self.max_in_flight,
             },
             (clients, None) => Load::Closed {
                 clients: clients.unwrap_or(16),
             },
         };
-        if args.instances == 0 {
-            return Err("--instances 0: at least one application instance is needed".into());
-        }
-        if args.duration.is_zero() {
+        if self.duration.is_zero() {
             return Err("--duration 0s: measure for at least a moment, e.g. --duration 10s".into());
         }
-        let provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
         let pool = PoolSettings {
-            kind: match args.pool {
+            kind: match self.pool {
                 PoolArg::Deadpool => PoolKind::Deadpool,
                 PoolArg::Sqlx => PoolKind::Sqlx,
                 PoolArg::None => PoolKind::None,
             },
-            size: args.pool_size,
-            acquire_timeout: args.acquire_timeout,
+            size: pool_size,
+            acquire_timeout: self.acquire_timeout,
             connect_timeout: Duration::from_secs(10),
-            statement_timeout: args.statement_timeout,
+            statement_timeout: self.statement_timeout,
         };
         let cell = CellSettings {
-            workload: args.workload,
+            workload: self.workload.clone(),
             overrides: WorkloadOverrides {
-                scale: args.scale,
-                think_time_ms: args.think_time.map(|d| d.as_millis() as u64),
-                cache: args.cache,
-                strategy: args.strategy,
-                settings: args.workload_settings,
+                scale: self.scale,
+                think_time_ms: self.think_time.map(|d| d.as_millis() as u64),
+                cache: self.cache,
+                strategy: self.strategy.clone(),
+                settings: self.workload_settings.clone(),
             },
             pool,
-            instances: args.instances,
+            instances,
             driver: DriverSettings {
                 load,
-                ramp: args.ramp,
-                warmup_s: args.warmup.as_secs_f64(),
-                duration_s: args.duration.as_secs_f64(),
-                max_retries: args.max_retries,
-                seed: args.seed,
+                ramp: self.ramp,
+                warmup_s: self.warmup.as_secs_f64(),
+                duration_s: self.duration.as_secs_f64(),
+                max_retries: self.max_retries,
+                seed: self.seed,
             },
         };
         crate::workload::validate(&cell.workload, &cell.overrides).map_err(|e| e.to_string())?;
+        Ok(cell)
+    }
+}
+
+impl TryFrom<RunCommand> for RunPlan {
+    type Error = String;
+
+    fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
+        let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
+        let provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
         Ok(RunPlan {
             cell,
             provision,
             results_root: args.results,
+        })
+    }
+}
+
+/// A validated `contend sweep`.
+#[derive(Debug, Clone)]
+pub struct SweepPlanArgs {
+    /// The cells, in run order.
+    pub plan: SweepPlan,
+    /// The servers (max_connections set per cell by the sweep).
+    pub provision: ProvisionOptions,
+    /// Where results go: a new run directory under this root, or the one resumed.
+    pub results_root: PathBuf,
+    /// A run directory to resume.
+    pub resume: Option<PathBuf>,
+}
+
+impl TryFrom<SweepCommand> for SweepPlanArgs {
+    type Error = String;
+
+    fn try_from(mut args: SweepCommand) -> Result<Self, Self::Error> {
+        let max_connections = std::mem::take(&mut args.servers.max_connections);
+        let mut provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
+        for &value in &max_connections {
+            crate::provision::validate_max_connections(value, &provision.pg_settings).map_err(|e| e.to_string())?;
+        }
+        provision.max_connections = max_connections.first().copied();
+        let mut cells = Vec::new();
+        // max_connections outermost: the server restarts only when it changes.
+        let budgets: Vec<Option<u32>> = if max_connections.is_empty() {
+            vec![None]
+        } else {
+            max_connections.iter().copied().map(Some).collect()
+        };
+        for max_connections in budgets {
+            for &instances in &args.instances {
+                for &pool_size in &args.pool_sizes {
+                    cells.push(PlannedCell {
+                        max_connections,
+                        settings: args.cell.cell_settings(pool_size, instances)?,
+                    });
+                }
+            }
+        }
+        Ok(SweepPlanArgs {
+            plan: SweepPlan { cells },
+            provision,
+            results_root: args.results,
+            resume: args.resume,
         })
     }
 }
@@ -233,9 +331,9 @@ pub struct ServerArgs {
     /// Backend: auto (docker if it can serve, else local), local, docker or external.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
-    /// max_connections for servers contend starts (default: the server's own, 100).
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<u32>,
+    /// max_connections for servers contend starts (default: the server's own, 100); `sweep` takes a comma-separated list.
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    pub max_connections: Vec<u32>,
     /// Extra PostgreSQL setting, passed as `-c KEY=VALUE` (repeatable).
     #[arg(long = "pg-setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub pg_settings: Vec<(String, String)>,
@@ -306,7 +404,16 @@ impl TryFrom<ServerArgs> for ProvisionOptions {
         let images_chosen = args.pg_image.is_some() || args.redis_image.is_some();
         let options = ProvisionOptions {
             backend,
-            max_connections: args.max_connections,
+            max_connections: match args.max_connections.as_slice() {
+                [] => None,
+                [one] => Some(*one),
+                _ => {
+                    return Err(ProvisionError::InvalidSetting {
+                        setting: "--max-connections".into(),
+                        reason: "takes one value here; `contend sweep` takes a list".into(),
+                    })
+                }
+            },
             pg_settings: args.pg_settings,
             pg_bin: args.pg_bin,
             pg_port: args.pg_port,

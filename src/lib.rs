@@ -25,6 +25,7 @@
 //! sampler    the server's side meanwhile: pg_stat_activity, pg_locks,
 //!            pg_stat_database and pg_stat_statements deltas, Redis INFO
 //! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
+//! sweep      many cells over one server, max_connections outermost, resumable
 //! report     CellRecord → text for people
 //! ```
 //!
@@ -44,5 +45,6 @@ pub mod report;
 pub mod run;
 pub mod sampler;
 pub mod secret;
+pub mod sweep;
 pub mod template;
 pub mod workload;

@@ -8,6 +8,7 @@ use contend::cli::{Cli, Command};
 
 mod provision_cmd;
 mod run_cmd;
+mod sweep_cmd;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,8 +21,9 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Provision(args) => provision_cmd::run(args).await,
+            Command::Provision(args) => provision_cmd::run(*args).await,
             Command::Run(args) => run_cmd::run(*args).await,
+            Command::Sweep(args) => sweep_cmd::run(*args).await,
         }
     });
     match outcome {

@@ -344,8 +344,9 @@ impl ProvisionError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PgServer {
     /// Connection URL, password included: pass it to clients, never print it
-    /// (use [`PgServer::masked_url`]).
-    #[serde(skip_serializing)]
+    /// (use [`PgServer::masked_url`]). Never written to results, so empty
+    /// in a record read back.
+    #[serde(skip_serializing, default)]
     pub url: String,
     /// Host contend connects to.
     pub host: String,
@@ -377,8 +378,9 @@ impl PgServer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedisServer {
     /// Connection URL, password included; never print it (see
-    /// [`RedisServer::masked_url`]).
-    #[serde(skip_serializing)]
+    /// [`RedisServer::masked_url`]). Never written to results, so empty in
+    /// a record read back.
+    #[serde(skip_serializing, default)]
     pub url: String,
     /// `redis_version` from INFO.
     pub version: String,

@@ -9,5 +9,6 @@ mod local;
 mod run;
 mod sampler;
 mod seats;
+mod sweep;
 mod util;
 mod wallet;

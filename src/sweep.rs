@@ -1,0 +1,170 @@
+//! A sweep: many cells over one set of servers, each appended to
+//! `cells.jsonl` as it finishes, resumable.
+//!
+//! Owns the order of cells (max_connections outermost, so the server
+//! restarts only when it changes), which cells a run directory already has,
+//! and the loop that runs the rest. Each cell still gets a fresh copy of the
+//! template ([`crate::run`]); a server restarted in a fresh container simply
+//! loads its template again. It never formats output: progress goes to a
+//! callback.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::driver::{LiveCounts, Load};
+use crate::provision::Servers;
+use crate::run::{append_cell, run_cell, CellRecord, CellSettings, RunError};
+
+/// One cell of a sweep.
+#[derive(Debug, Clone)]
+pub struct PlannedCell {
+    /// max_connections to run it at (`None`: whatever the server has).
+    pub max_connections: Option<u32>,
+    /// What it runs.
+    pub settings: CellSettings,
+}
+
+/// The cells of a sweep, in run order.
+#[derive(Debug, Clone)]
+pub struct SweepPlan {
+    /// Cells, max_connections outermost.
+    pub cells: Vec<PlannedCell>,
+}
+
+/// The identity of a cell within a sweep: what a resumed sweep matches on.
+pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
+    let load = match settings.driver.load {
+        Load::Closed { clients } => format!("clients={clients}"),
+        Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
+    };
+    format!(
+        "{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections}",
+        settings.workload,
+        settings.overrides.strategy.as_deref().unwrap_or("default"),
+        settings.pool.kind,
+        settings.pool.size,
+        settings.instances,
+    )
+}
+
+/// The key of a finished cell, from its record.
+pub fn record_key(record: &CellRecord) -> String {
+    let mut settings = record.settings.clone();
+    if settings.overrides.strategy.is_none() {
+        settings.overrides.strategy = record.strategy.clone();
+    }
+    cell_key(&settings, record.postgres.max_connections)
+}
+
+/// What a run directory already holds.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Keys of the cells recorded whole.
+    pub keys: HashSet<String>,
+    /// Lines that did not parse (a line cut by a crash is the only way to get one).
+    pub unreadable_lines: usize,
+}
+
+/// Reads `dir/cells.jsonl`; a missing file is an empty sweep.
+pub fn finished_cells(dir: &Path) -> Result<Finished, RunError> {
+    let path = dir.join("cells.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Finished::default()),
+        Err(source) => return Err(RunError::Results { path, source }),
+    };
+    let mut finished = Finished::default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for (number, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<CellRecord>(line) {
+            Ok(record) => {
+                finished.keys.insert(record_key(&record));
+            }
+            // Only a last line can be cut short by a crash; that cell reruns.
+            Err(_) if number + 1 == lines.len() => finished.unreadable_lines += 1,
+            Err(e) => {
+                return Err(RunError::Setup(format!(
+                    "{} line {}: not a cell record this contend can read ({e}); resume into a new directory instead",
+                    path.display(),
+                    number + 1
+                )))
+            }
+        }
+    }
+    Ok(finished)
+}
+
+/// Progress of a sweep, for a display.
+#[derive(Debug, Clone)]
+pub enum SweepEvent {
+    /// A cell starts (index among the cells still to run, their count).
+    Starting {
+        /// Position among the cells to run, from 0.
+        index: usize,
+        /// Cells to run in this invocation.
+        of: usize,
+        /// The cell's key.
+        key: String,
+    },
+    /// The server restarted with a new max_connections, taking this long.
+    Restarted {
+        /// The new value.
+        max_connections: u32,
+        /// Seconds the change took.
+        took_s: f64,
+    },
+    /// A cell finished and was appended.
+    Finished {
+        /// The record appended.
+        record: Box<CellRecord>,
+    },
+}
+
+/// Runs every cell of `plan` not already in `dir`, appending each as it
+/// finishes. `live` counts the running cell's transactions.
+pub async fn run_sweep(
+    plan: &SweepPlan,
+    servers: &mut Servers,
+    dir: &Path,
+    live: Arc<LiveCounts>,
+    mut on_event: impl FnMut(SweepEvent),
+) -> Result<Vec<PathBuf>, RunError> {
+    let finished = finished_cells(dir)?;
+    let todo: Vec<&PlannedCell> = plan
+        .cells
+        .iter()
+        .filter(|cell| {
+            let max = cell.max_connections.unwrap_or(servers.postgres.max_connections);
+            !finished.keys.contains(&cell_key(&cell.settings, max))
+        })
+        .collect();
+    let mut written = Vec::new();
+    for (index, cell) in todo.iter().enumerate() {
+        if let Some(max) = cell.max_connections {
+            if max != servers.postgres.max_connections {
+                let took = servers
+                    .set_max_connections(max)
+                    .await
+                    .map_err(|e| RunError::Setup(e.to_string()))?;
+                on_event(SweepEvent::Restarted {
+                    max_connections: max,
+                    took_s: took.as_secs_f64(),
+                });
+            }
+        }
+        on_event(SweepEvent::Starting {
+            index,
+            of: todo.len(),
+            key: cell_key(&cell.settings, servers.postgres.max_connections),
+        });
+        live.ok.store(0, std::sync::atomic::Ordering::Relaxed);
+        live.errors.store(0, std::sync::atomic::Ordering::Relaxed);
+        let record = run_cell(&cell.settings, servers, Arc::clone(&live)).await?;
+        written.push(append_cell(dir, &record)?);
+        on_event(SweepEvent::Finished {
+            record: Box::new(record),
+        });
+    }
+    Ok(written)
+}

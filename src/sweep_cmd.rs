@@ -1,0 +1,116 @@
+//! `contend sweep`: servers once, every cell with a progress bar, a line per
+//! finished cell; Ctrl-C keeps every finished cell (they are already on
+//! disk) and says how to resume.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use contend::cli::{SweepCommand, SweepPlanArgs};
+use contend::driver::LiveCounts;
+use contend::provision::provision;
+use contend::run::new_run_dir;
+use contend::sweep::{run_sweep, SweepEvent};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
+    let plan = SweepPlanArgs::try_from(args).map_err(anyhow::Error::msg)?;
+    let workload = plan
+        .plan
+        .cells
+        .first()
+        .map(|c| c.settings.workload.clone())
+        .unwrap_or_default();
+    let dir = plan
+        .resume
+        .clone()
+        .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
+    let mut servers = provision(&plan.provision).await?;
+    let bar = ProgressBar::new(plan.plan.cells.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells · eta {eta} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let already = plan.plan.cells.len();
+    // A hidden bar (no terminal) prints nothing: the cell lines must still
+    // reach a log.
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let mut violated = false;
+    let live = Arc::new(LiveCounts::default());
+    let sweep = run_sweep(&plan.plan, &mut servers, &dir, live, |event| match event {
+        SweepEvent::Starting { index, of, key } => {
+            if index == 0 {
+                bar.set_position((already - of) as u64);
+            }
+            bar.set_message(key);
+        }
+        SweepEvent::Restarted {
+            max_connections,
+            took_s,
+        } => {
+            say(
+                &bar,
+                format!("server restarted with max_connections {max_connections} in {took_s:.2} s"),
+            );
+        }
+        SweepEvent::Finished { record } => {
+            violated |= !record.invariants_hold();
+            let errors: Vec<String> = record
+                .metrics
+                .errors_by_class
+                .iter()
+                .map(|(class, n)| format!("{class}×{n}"))
+                .collect();
+            say(
+                &bar,
+                format!(
+                    "pool {:>3} × {} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
+                    record.settings.pool.size,
+                    record.settings.instances,
+                    record.postgres.max_connections,
+                    record.business.goodput_per_s,
+                    record
+                        .metrics
+                        .operations
+                        .iter()
+                        .map(|op| op.end_to_end.p99_us)
+                        .max()
+                        .unwrap_or(0) as f64
+                        / 1000.0,
+                    if errors.is_empty() {
+                        "none".to_string()
+                    } else {
+                        errors.join(" ")
+                    }
+                ),
+            );
+            bar.inc(1);
+        }
+    });
+    let outcome = tokio::select! {
+        outcome = sweep => Some(outcome),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    bar.finish_and_clear();
+    servers.shutdown().await;
+    match outcome {
+        None => {
+            eprintln!(
+                "contend: interrupted; finished cells are in {}; continue with --resume {}",
+                dir.join("cells.jsonl").display(),
+                dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+        Some(result) => {
+            result?;
+            eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
+            Ok(if violated { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
+}

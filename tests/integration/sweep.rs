@@ -1,0 +1,159 @@
+//! `contend sweep` for real: a sweep killed midway and resumed completes
+//! with every cell exactly once, and cells whose pools exceed
+//! max_connections show the refusals.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{prepare_machine, text, wait_until, IsolatedTmp, KillOnDrop};
+
+fn cells(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("cells.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line of cells.jsonl is a whole record"))
+        .collect()
+}
+
+fn run_dir(results: &std::path::Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(results).ok()?.flatten().map(|e| e.path()).next()
+}
+
+const SWEEP: &[&str] = &[
+    "sweep",
+    "--workload",
+    "sleep",
+    "--pool-sizes",
+    "1,2,3,4",
+    "--max-connections",
+    "20,24",
+    "--clients",
+    "4",
+    "--duration",
+    "1s",
+    "--warmup",
+    "0s",
+    "--backend",
+    "local",
+];
+
+#[test]
+fn a_sweep_killed_midway_and_resumed_has_every_cell_exactly_once() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let mut sweep = KillOnDrop(
+        tmp.contend()
+            .args(SWEEP)
+            .arg("--results")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let two_done = wait_until(Duration::from_secs(60), || {
+        run_dir(&results).is_some_and(|dir| cells(&dir).len() >= 2)
+    });
+    assert!(two_done.is_some(), "two cells finished");
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+    let dir = run_dir(&results).unwrap();
+    let before = cells(&dir).len();
+    assert!((2..8).contains(&before), "killed midway: {before} cells");
+
+    let output = tmp.contend().args(SWEEP).arg("--resume").arg(&dir).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removed"),
+        "the killed sweep's run dir is cleaned up and said: {stderr}"
+    );
+    let records = cells(&dir);
+    assert_eq!(records.len(), 8, "4 pool sizes × 2 max_connections");
+    let keys: BTreeSet<(u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["settings"]["pool"]["size"].as_u64().unwrap(),
+                r["postgres"]["max_connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), 8, "no cell twice: {keys:?}");
+    let ran_now = stderr.lines().filter(|l| l.starts_with("pool ")).count();
+    assert_eq!(ran_now, 8 - before, "the resume ran only the missing cells: {stderr}");
+}
+
+#[test]
+fn cells_whose_pools_exceed_max_connections_meet_too_many_clients() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args([
+            "sweep",
+            "--workload",
+            "sleep",
+            "--pool-sizes",
+            "6",
+            "--instances",
+            "1,3",
+            "--max-connections",
+            "10",
+        ])
+        .args([
+            "--clients",
+            "24",
+            "--ramp",
+            "herd",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--backend",
+            "local",
+        ])
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let records = cells(&run_dir(&results).unwrap());
+    assert_eq!(records.len(), 2);
+    for record in records {
+        let instances = record["settings"]["instances"].as_u64().unwrap();
+        let refused = record["metrics"]["errors_by_class"]["53300"].as_u64().unwrap_or(0);
+        if instances == 1 {
+            assert_eq!(refused, 0, "6 connections fit in 10");
+        } else {
+            assert!(
+                refused > 0,
+                "3 × 6 = 18 connections do not fit in 10: {}",
+                record["metrics"]["errors_by_class"]
+            );
+        }
+    }
+}
+
+#[test]
+fn run_takes_one_max_connections_and_sweep_needs_pool_sizes() {
+    let tmp = IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args(["run", "--workload", "sleep", "--max-connections", "10,20"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("takes one value here; `contend sweep` takes a list"),
+        "{stderr}"
+    );
+    let output = tmp.contend().args(["sweep", "--workload", "sleep"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("--pool-sizes"));
+}
