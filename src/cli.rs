@@ -39,6 +39,54 @@ pub enum Command {
     /// Run a cell for every pool size × instances × max_connections, appending
     /// each to results/<run>/cells.jsonl as it finishes; --resume continues one.
     Sweep(Box<SweepCommand>),
+    /// Recommend pool sizes and max_connections from a sweep's results/<run>.
+    Recommend(RecommendCommand),
+}
+
+/// `contend recommend`.
+#[derive(Debug, Args)]
+pub struct RecommendCommand {
+    /// The sweep's results/<run> directory.
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Share of peak goodput the knee must reach, 0 to 1.
+    #[arg(long, default_value_t = 0.95)]
+    pub goodput_share: f64,
+    /// p99 end-to-end the knee must stay within, milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub p99_slo_ms: Option<f64>,
+    /// Connections kept free for admin sessions and migrations.
+    #[arg(long, default_value_t = 5)]
+    pub headroom: u32,
+    /// CPU cores of the database server [default: this machine's].
+    #[arg(long)]
+    pub cores: Option<u32>,
+    /// Effective spindles, for 2 × cores + spindles.
+    #[arg(long, default_value_t = 1)]
+    pub spindles: u32,
+}
+
+impl TryFrom<&RecommendCommand> for crate::recommend::RecommendOptions {
+    type Error = String;
+
+    fn try_from(args: &RecommendCommand) -> Result<Self, Self::Error> {
+        if !(args.goodput_share > 0.0 && args.goodput_share <= 1.0) {
+            return Err(format!(
+                "--goodput-share {}: give a share above 0 and at most 1, e.g. 0.95",
+                args.goodput_share
+            ));
+        }
+        let defaults = crate::recommend::RecommendOptions::default();
+        Ok(crate::recommend::RecommendOptions {
+            goodput_share: args.goodput_share,
+            p99_slo_ms: args.p99_slo_ms,
+            headroom: args.headroom,
+            cores: args.cores.unwrap_or(defaults.cores),
+            spindles: args.spindles,
+        })
+    }
 }
 
 /// `contend run`.

@@ -26,7 +26,9 @@
 //!            pg_stat_database and pg_stat_statements deltas, Redis INFO
 //! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
 //! sweep      many cells over one server, max_connections outermost, resumable
-//! report     CellRecord → text for people
+//! recommend  a sweep's records → knee, USL fit, Little's law, max_connections, formula verdicts
+//! usl        Universal Scalability Law fit (pure maths)
+//! report     CellRecord, Recommendation → text for people
 //! ```
 //!
 //! Data flows top to bottom; nothing below `cli` prints except short
@@ -41,10 +43,12 @@ pub mod driver;
 pub mod metrics;
 pub mod pool;
 pub mod provision;
+pub mod recommend;
 pub mod report;
 pub mod run;
 pub mod sampler;
 pub mod secret;
 pub mod sweep;
 pub mod template;
+pub mod usl;
 pub mod workload;

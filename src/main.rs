@@ -7,6 +7,25 @@ use clap::Parser;
 use contend::cli::{Cli, Command};
 
 mod provision_cmd;
+
+/// `contend recommend`: read a sweep's cells, print the recommendation.
+fn recommend_cmd(args: &contend::cli::RecommendCommand) -> anyhow::Result<ExitCode> {
+    let options = contend::recommend::RecommendOptions::try_from(args).map_err(anyhow::Error::msg)?;
+    let records = contend::sweep::read_cells(&args.dir)?;
+    if records.is_empty() {
+        anyhow::bail!(
+            "{} has no finished cells: run a sweep into it first",
+            args.dir.display()
+        );
+    }
+    let recommendation = contend::recommend::recommend(&records, &options);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&recommendation)?);
+    } else {
+        print!("{}", contend::report::recommendation_text(&recommendation));
+    }
+    Ok(ExitCode::SUCCESS)
+}
 mod run_cmd;
 mod sweep_cmd;
 
@@ -24,6 +43,7 @@ fn main() -> ExitCode {
             Command::Provision(args) => provision_cmd::run(*args).await,
             Command::Run(args) => run_cmd::run(*args).await,
             Command::Sweep(args) => sweep_cmd::run(*args).await,
+            Command::Recommend(args) => recommend_cmd(&args),
         }
     });
     match outcome {

@@ -225,3 +225,111 @@ pub fn cell_summary(record: &CellRecord) -> String {
     }
     out
 }
+
+/// A readable recommendation: every figure with the cells it came from.
+pub fn recommendation_text(rec: &crate::recommend::Recommendation) -> String {
+    let cells = |list: &[usize]| -> String {
+        let shown: Vec<String> = list.iter().take(8).map(|c| format!("#{c}")).collect();
+        let more = list.len().saturating_sub(8);
+        if more > 0 {
+            format!("cells {} and {more} more", shown.join(" "))
+        } else {
+            format!("cells {}", shown.join(" "))
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Recommendation from {} cells (cell #n = line n of cells.jsonl)",
+        rec.cells.len()
+    );
+    match &rec.knee {
+        Some(knee) => {
+            let per_instance: Vec<String> = knee
+                .pool_per_instance
+                .iter()
+                .map(|(instances, pool)| format!("{pool} per instance with {instances} instance(s)"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput: {:.1}/s vs peak {:.1}/s ({}), p99 {:.1} ms — {}",
+                knee.total_pool,
+                per_instance.join(", "),
+                rec.options.goodput_share * 100.0,
+                knee.goodput_per_s,
+                knee.peak_goodput_per_s,
+                cells(&knee.peak_cells),
+                knee.p99_ms,
+                cells(&knee.cells)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "- knee: none — no cell stayed within max_connections{}",
+                rec.options
+                    .p99_slo_ms
+                    .map_or(String::new(), |slo| format!(" and p99 ≤ {slo} ms"))
+            );
+        }
+    }
+    match &rec.usl {
+        Some(usl) => {
+            let f = &usl.fit;
+            let _ = writeln!(
+                out,
+                "- USL fit: σ = {:.4} (contention), κ = {:.6} (coherency), λ = {:.1}/s, peak N* = {}, R² = {:.3} over {} points — {}",
+                f.sigma,
+                f.kappa,
+                f.lambda,
+                f.peak_concurrency.map_or("none (still rising)".into(), |n| format!("{n:.1}")),
+                f.r_squared,
+                f.points,
+                cells(&usl.cells)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "- USL fit: needs at least three pool sizes within budget");
+        }
+    }
+    for check in rec.littles_law.iter().take(12) {
+        let _ = writeln!(
+            out,
+            "- Little's law #{}: throughput × time in DB = {:.1} busy connections; sampler saw {:.1} active (pool {})",
+            check.cell, check.predicted_busy, check.observed_busy, check.total_pool
+        );
+    }
+    if let Some(budget) = &rec.max_connections {
+        let _ = writeln!(
+            out,
+            "- max_connections: {} = {} instance(s) × {} + {} reserved + {} headroom",
+            budget.recommended, budget.instances, budget.pool_per_instance, budget.reserved, budget.headroom
+        );
+        for over in &budget.over_budget {
+            let _ = writeln!(
+                out,
+                "  over budget #{}: pools of {} against {} available → {} × 53300, {} pool timeouts, {:.1}% errors",
+                over.cell,
+                over.total_pool,
+                over.available,
+                over.refused,
+                over.pool_timeouts,
+                over.error_rate * 100.0
+            );
+        }
+    }
+    for verdict in &rec.formulas {
+        let _ = writeln!(
+            out,
+            "- formula {}: {:.0} {}; nearest measured {}: goodput {:.1}/s, p99 {:.1} ms; {:+.0} from the recommendation",
+            verdict.formula,
+            verdict.value,
+            verdict.sizes,
+            verdict.nearest_cell.map_or("none".into(), |c| format!("#{c}")),
+            verdict.goodput_per_s,
+            verdict.p99_ms,
+            verdict.distance_from_recommended
+        );
+    }
+    out
+}

@@ -95,6 +95,31 @@ pub fn finished_cells(dir: &Path) -> Result<Finished, RunError> {
     Ok(finished)
 }
 
+/// Every record in `dir/cells.jsonl`, in order (a cut last line skipped).
+pub fn read_cells(dir: &Path) -> Result<Vec<CellRecord>, RunError> {
+    let path = dir.join("cells.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|source| RunError::Results {
+        path: path.clone(),
+        source,
+    })?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut records = Vec::with_capacity(lines.len());
+    for (number, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<CellRecord>(line) {
+            Ok(record) => records.push(record),
+            Err(_) if number + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(RunError::Setup(format!(
+                    "{} line {}: not a cell record this contend can read ({e})",
+                    path.display(),
+                    number + 1
+                )))
+            }
+        }
+    }
+    Ok(records)
+}
+
 /// Progress of a sweep, for a display.
 #[derive(Debug, Clone)]
 pub enum SweepEvent {

@@ -110,6 +110,9 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         Some(result) => {
             result?;
             eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
+            let records = contend::sweep::read_cells(&dir)?;
+            let recommendation = contend::recommend::recommend(&records, &Default::default());
+            print!("{}", contend::report::recommendation_text(&recommendation));
             Ok(if violated { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
     }

@@ -157,3 +157,66 @@ fn run_takes_one_max_connections_and_sweep_needs_pool_sizes() {
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output).1.contains("--pool-sizes"));
 }
+
+#[test]
+fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args([
+            "sweep",
+            "--workload",
+            "sleep",
+            "--pool-sizes",
+            "1,2,4,8",
+            "--max-connections",
+            "40",
+        ])
+        .args([
+            "--clients",
+            "8",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--backend",
+            "local",
+            "--results",
+        ])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("- knee: total pool"), "{stdout}");
+    assert!(stdout.contains("- USL fit: σ ="), "{stdout}");
+    assert!(stdout.contains("- max_connections:"), "{stdout}");
+    assert!(stdout.contains("2 × cores + effective spindles"), "{stdout}");
+
+    let dir = run_dir(&results).unwrap();
+    let output = tmp.contend().args(["recommend", "--json"]).arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    let recommendation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let knee = &recommendation["knee"];
+    let knee_pool = knee["total_pool"].as_u64().unwrap();
+    assert!([1, 2, 4, 8].contains(&knee_pool), "{knee}");
+    // sleep's service time is fixed: 8 clients over a pool of 1 cannot reach
+    // 95% of what 4 or 8 connections do.
+    assert!(knee_pool >= 2, "{knee}");
+    let knee_cells = knee["cells"].as_array().unwrap();
+    assert!(!knee_cells.is_empty());
+    let usl = &recommendation["usl"]["fit"];
+    assert!(usl["r_squared"].as_f64().unwrap() > 0.5, "{usl}");
+    assert_eq!(recommendation["cells"].as_array().unwrap().len(), 4);
+
+    let missing = tmp
+        .contend()
+        .args(["recommend"])
+        .arg(tmp.path().join("nothing"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(text(&missing).1.lines().filter(|l| l.contains("error")).count(), 1);
+}
