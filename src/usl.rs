@@ -26,7 +26,7 @@ const KAPPA_MIN: f64 = 1e-7;
 /// Largest κ on the coarse grid.
 const KAPPA_MAX: f64 = 1.0;
 /// Points per axis of each refinement grid (odd, so the centre is on the grid).
-const REFINE_STEPS: usize = 11;
+const REFINE_STEPS: usize = 7;
 /// Relative change of σ and κ below which the refinement stops.
 const RELATIVE_TOLERANCE: f64 = 1e-6;
 /// Upper bound on refinement rounds, so a pathological surface still terminates.
@@ -88,7 +88,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<UslFit> {
     }
 
     let (sigma, kappa) = search(&used);
-    let (lambda, sse) = solve_lambda(&used, sigma, kappa);
+    let (lambda, sse) = solve_lambda(&used, sigma, kappa, &mut Vec::new());
     if lambda.is_nan() || lambda <= 0.0 {
         return None;
     }
@@ -126,28 +126,27 @@ fn shape(sigma: f64, kappa: f64, n: f64) -> f64 {
     n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
 }
 
-/// Least-squares λ for fixed (σ, κ), and the resulting sum of squared errors.
-fn solve_lambda(points: &[(f64, f64)], sigma: f64, kappa: f64) -> (f64, f64) {
+/// Least-squares λ for fixed (σ, κ), and the resulting sum of squared errors. `shapes` is scratch
+/// space (reused between calls to avoid allocating); it ends up holding each point's [`shape`].
+fn solve_lambda(points: &[(f64, f64)], sigma: f64, kappa: f64, shapes: &mut Vec<f64>) -> (f64, f64) {
+    shapes.clear();
     let (mut xf, mut ff) = (0.0, 0.0);
     for &(n, x) in points {
         let f = shape(sigma, kappa, n);
+        shapes.push(f);
         xf += x * f;
         ff += f * f;
     }
     let lambda = xf / ff;
     let sse = points
         .iter()
-        .map(|&(n, x)| {
-            let r = x - lambda * shape(sigma, kappa, n);
+        .zip(shapes.iter())
+        .map(|(&(_, x), &f)| {
+            let r = x - lambda * f;
             r * r
         })
         .sum();
     (lambda, sse)
-}
-
-/// Sum of squared errors at (σ, κ) with the best λ.
-fn sse(points: &[(f64, f64)], sigma: f64, kappa: f64) -> f64 {
-    solve_lambda(points, sigma, kappa).1
 }
 
 /// `steps` evenly spaced values over `[lo, hi]` (just `lo` when the interval is empty).
@@ -164,6 +163,7 @@ fn linspace(lo: f64, hi: f64, steps: usize) -> impl Iterator<Item = f64> {
 
 /// The (σ, κ) minimising the squared error: coarse grid, then shrinking grids around the best point.
 fn search(points: &[(f64, f64)]) -> (f64, f64) {
+    let mut shapes = Vec::with_capacity(points.len());
     let kappas: Vec<f64> = std::iter::once(0.0)
         .chain((0..KAPPA_COARSE_STEPS).map(|i| {
             let t = i as f64 / (KAPPA_COARSE_STEPS - 1) as f64;
@@ -174,7 +174,7 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
     let (mut best_sigma, mut best_kappa_index, mut best_sse) = (0.0, 0, f64::INFINITY);
     for sigma in linspace(0.0, 1.0, SIGMA_COARSE_STEPS) {
         for (k, &kappa) in kappas.iter().enumerate() {
-            let e = sse(points, sigma, kappa);
+            let e = solve_lambda(points, sigma, kappa, &mut shapes).1;
             if e < best_sse {
                 (best_sigma, best_kappa_index, best_sse) = (sigma, k, e);
             }
@@ -201,7 +201,7 @@ fn search(points: &[(f64, f64)]) -> (f64, f64) {
         let kappa_hi = centre_kappa + d_kappa;
         for sigma in linspace(sigma_lo, sigma_hi, REFINE_STEPS) {
             for kappa in linspace(kappa_lo, kappa_hi, REFINE_STEPS) {
-                let e = sse(points, sigma, kappa);
+                let e = solve_lambda(points, sigma, kappa, &mut shapes).1;
                 if e < best_sse {
                     (best_sigma, best_kappa, best_sse) = (sigma, kappa, e);
                 }
