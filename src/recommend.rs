@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::run::CellRecord;
 use crate::usl::{fit, UslFit};
 
+/// A USL fit explaining less than this share of the variance is not trusted
+/// to smooth the knee.
+const MIN_R_SQUARED_FOR_SMOOTHING: f64 = 0.5;
+
 /// Choices a recommendation depends on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecommendOptions {
@@ -134,6 +138,8 @@ pub struct Knee {
     pub cells: Vec<usize>,
     /// Pool size per instance at the knee, for each instance count swept.
     pub pool_per_instance: BTreeMap<u32, u32>,
+    /// What the share of peak was judged on: the fitted curve or the medians.
+    pub basis: String,
 }
 
 /// The USL fit and the cells it used.
@@ -274,11 +280,28 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
             )
         })
         .collect();
-    let peak = groups.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    let usl = fit(&within_budget
+        .iter()
+        .map(|c| (f64::from(c.total_pool), c.goodput_per_s))
+        .collect::<Vec<_>>())
+    .map(|fit| UslReport {
+        fit,
+        cells: within_budget.iter().map(|c| c.cell).collect(),
+    });
+    // Single short cells are noisy (one lucky cell can be the "peak"): when
+    // the USL curve explains the cells well enough, the knee is read off the
+    // curve at the measured sizes; otherwise off the measured medians.
+    let smoothed = usl.as_ref().filter(|u| u.fit.r_squared >= MIN_R_SQUARED_FOR_SMOOTHING);
+    let level = |group: &(u32, f64, f64, Vec<usize>)| match smoothed {
+        Some(u) => u.fit.predict(f64::from(group.0)),
+        None => group.1,
+    };
+    let peak = groups.iter().max_by(|a, b| level(a).total_cmp(&level(b)));
     let knee = peak.and_then(|peak| {
+        let peak_level = level(peak);
         groups
             .iter()
-            .find(|g| g.1 >= options.goodput_share * peak.1 && options.p99_slo_ms.is_none_or(|slo| g.2 <= slo))
+            .find(|g| level(g) >= options.goodput_share * peak_level && options.p99_slo_ms.is_none_or(|slo| g.2 <= slo))
             .map(|g| {
                 let instance_counts: std::collections::BTreeSet<u32> = cells.iter().map(|c| c.instances).collect();
                 Knee {
@@ -289,17 +312,17 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
                     peak_cells: peak.3.clone(),
                     cells: g.3.clone(),
                     pool_per_instance: instance_counts.iter().map(|&k| (k, g.0.div_ceil(k))).collect(),
+                    basis: match smoothed {
+                        Some(u) => format!(
+                            "the USL curve fitted to the cells (R² {:.2}): {:.1}/s at the knee vs {:.1}/s at the peak",
+                            u.fit.r_squared,
+                            u.fit.predict(f64::from(g.0)),
+                            peak_level
+                        ),
+                        None => "measured median goodput per total pool".into(),
+                    },
                 }
             })
-    });
-
-    let usl = fit(&within_budget
-        .iter()
-        .map(|c| (f64::from(c.total_pool), c.goodput_per_s))
-        .collect::<Vec<_>>())
-    .map(|fit| UslReport {
-        fit,
-        cells: within_budget.iter().map(|c| c.cell).collect(),
     });
 
     let littles_law = within_budget

@@ -252,10 +252,11 @@ pub fn recommendation_text(rec: &crate::recommend::Recommendation) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput: {:.1}/s vs peak {:.1}/s ({}), p99 {:.1} ms — {}",
+                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput, judged on {}; measured there {:.1}/s (peak cell(s) {:.1}/s, {}), p99 {:.1} ms — {}",
                 knee.total_pool,
                 per_instance.join(", "),
                 rec.options.goodput_share * 100.0,
+                knee.basis,
                 knee.goodput_per_s,
                 knee.peak_goodput_per_s,
                 cells(&knee.peak_cells),
