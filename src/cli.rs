@@ -126,6 +126,10 @@ pub struct SweepCommand {
         value_name = "K,K,..."
     )]
     pub instances: Vec<u32>,
+    /// Runs of each cell, each with its own seed (seed, seed + 1, …): the
+    /// recommendation takes medians, and the spread shows the noise.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
     /// Continue the sweep in this results/<run> directory, running only the cells it lacks.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
@@ -336,6 +340,9 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             crate::provision::validate_max_connections(value, &provision.pg_settings).map_err(|e| e.to_string())?;
         }
         provision.max_connections = max_connections.first().copied();
+        if args.repeat == 0 {
+            return Err("--repeat 0: run each cell at least once".into());
+        }
         let mut cells = Vec::new();
         // max_connections outermost: the server restarts only when it changes.
         let budgets: Vec<Option<u32>> = if max_connections.is_empty() {
@@ -346,10 +353,15 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
         for max_connections in budgets {
             for &instances in &args.instances {
                 for &pool_size in &args.pool_sizes {
-                    cells.push(PlannedCell {
-                        max_connections,
-                        settings: args.cell.cell_settings(pool_size, instances)?,
-                    });
+                    let settings = args.cell.cell_settings(pool_size, instances)?;
+                    for run in 0..u64::from(args.repeat) {
+                        let mut settings = settings.clone();
+                        settings.driver.seed = settings.driver.seed.wrapping_add(run);
+                        cells.push(PlannedCell {
+                            max_connections,
+                            settings,
+                        });
+                    }
                 }
             }
         }

@@ -39,12 +39,13 @@ pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
         Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
     };
     format!(
-        "{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections}",
+        "{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={}",
         settings.workload,
         settings.overrides.strategy.as_deref().unwrap_or("default"),
         settings.pool.kind,
         settings.pool.size,
         settings.instances,
+        settings.driver.seed,
     )
 }
 

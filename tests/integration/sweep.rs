@@ -175,6 +175,8 @@ fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
             "40",
         ])
         .args([
+            "--repeat",
+            "2",
             "--clients",
             "8",
             "--duration",
@@ -209,7 +211,12 @@ fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
     assert!(!knee_cells.is_empty());
     let usl = &recommendation["usl"]["fit"];
     assert!(usl["r_squared"].as_f64().unwrap() > 0.5, "{usl}");
-    assert_eq!(recommendation["cells"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        recommendation["cells"].as_array().unwrap().len(),
+        8,
+        "4 pool sizes × 2 repeats"
+    );
+    assert_eq!(knee_cells.len(), 2, "the knee's median is over both repeats: {knee}");
 
     let missing = tmp
         .contend()
