@@ -288,6 +288,22 @@ impl Session {
     /// Runs one prepared statement (cached per connection where the pool
     /// keeps connections) and returns what workloads need of its result.
     pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<QueryResult, ErrorClass> {
+        let (rows, first_row) = self.fetch(sql, params, 1).await?;
+        Ok(QueryResult {
+            rows,
+            first_int: first_row.first().copied().flatten(),
+        })
+    }
+
+    /// The one place a query is dispatched to the session's driver: returns
+    /// the rows returned and the first row's first `columns` columns as
+    /// integers (`None` where a column is not one).
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        columns: usize,
+    ) -> Result<(u64, Vec<Option<i64>>), ErrorClass> {
         match self {
             Session::Deadpool(client) => {
                 let statement = client
@@ -298,14 +314,14 @@ impl Session {
                     .query(&statement, &tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(tokio_result(&rows))
+                Ok(tokio_fetched(&rows, columns))
             }
             Session::Fresh(client, _) => {
                 let rows = client
                     .query(sql, &tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(tokio_result(&rows))
+                Ok(tokio_fetched(&rows, columns))
             }
             Session::Sqlx(connection) => {
                 use sqlx::Row;
@@ -313,15 +329,16 @@ impl Session {
                     .fetch_all(&mut **connection)
                     .await
                     .map_err(|e| ErrorClass::from_sqlx(&e))?;
-                let first_int = rows.first().and_then(|row| {
-                    row.try_get::<i64, _>(0)
-                        .ok()
-                        .or_else(|| row.try_get::<i32, _>(0).ok().map(i64::from))
+                let first_row = rows.first().map_or_else(Vec::new, |row| {
+                    (0..row.len().min(columns))
+                        .map(|i| {
+                            row.try_get::<i64, _>(i)
+                                .ok()
+                                .or_else(|| row.try_get::<i32, _>(i).ok().map(i64::from))
+                        })
+                        .collect()
                 });
-                Ok(QueryResult {
-                    rows: rows.len() as u64,
-                    first_int,
-                })
+                Ok((rows.len() as u64, first_row))
             }
         }
     }
@@ -357,56 +374,11 @@ impl Session {
 
 impl Session {
     /// The integer columns of the first row a query returns (empty when it
-    /// returns none); for reads of a few numbers at once.
+    /// returns none; 0 for a column that is not an integer); for reads of a
+    /// few numbers at once.
     pub async fn query_row_ints(&mut self, sql: &str, params: &[Param]) -> Result<Vec<i64>, ErrorClass> {
-        let ints = |row: &tokio_postgres::Row| -> Vec<i64> {
-            (0..row.len())
-                .map(|i| {
-                    row.try_get::<_, i64>(i)
-                        .or_else(|_| row.try_get::<_, i32>(i).map(i64::from))
-                        .unwrap_or(0)
-                })
-                .collect()
-        };
-        match self {
-            Session::Deadpool(client) => {
-                let statement = client
-                    .prepare_cached(sql)
-                    .await
-                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                let rows = client
-                    .query(&statement, &tokio_params(params))
-                    .await
-                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(rows.first().map(ints).unwrap_or_default())
-            }
-            Session::Fresh(client, _) => {
-                let rows = client
-                    .query(sql, &tokio_params(params))
-                    .await
-                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(rows.first().map(ints).unwrap_or_default())
-            }
-            Session::Sqlx(connection) => {
-                use sqlx::Row;
-                let rows = sqlx_query(sql, params)
-                    .fetch_all(&mut **connection)
-                    .await
-                    .map_err(|e| ErrorClass::from_sqlx(&e))?;
-                Ok(rows
-                    .first()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| {
-                                row.try_get::<i64, _>(i)
-                                    .or_else(|_| row.try_get::<i32, _>(i).map(i64::from))
-                                    .unwrap_or(0)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default())
-            }
-        }
+        let (_, first_row) = self.fetch(sql, params, usize::MAX).await?;
+        Ok(first_row.into_iter().map(|value| value.unwrap_or(0)).collect())
     }
 }
 
@@ -436,14 +408,15 @@ fn tokio_params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-fn tokio_result(rows: &[tokio_postgres::Row]) -> QueryResult {
-    let first_int = rows.first().and_then(|row| {
-        row.try_get::<_, i64>(0)
-            .ok()
-            .or_else(|| row.try_get::<_, i32>(0).ok().map(i64::from))
+fn tokio_fetched(rows: &[tokio_postgres::Row], columns: usize) -> (u64, Vec<Option<i64>>) {
+    let first_row = rows.first().map_or_else(Vec::new, |row| {
+        (0..row.len().min(columns))
+            .map(|i| {
+                row.try_get::<_, i64>(i)
+                    .ok()
+                    .or_else(|| row.try_get::<_, i32>(i).ok().map(i64::from))
+            })
+            .collect()
     });
-    QueryResult {
-        rows: rows.len() as u64,
-        first_int,
-    }
+    (rows.len() as u64, first_row)
 }
