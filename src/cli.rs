@@ -51,6 +51,14 @@ pub struct RecommendCommand {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// How to judge the cells.
+    #[command(flatten)]
+    pub judging: RecommendArgs,
+}
+
+/// How a recommendation judges the cells, shared by `recommend` and `sweep`.
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
     /// Share of peak goodput the knee must reach, 0 to 1.
     #[arg(long, default_value_t = 0.95)]
     pub goodput_share: f64,
@@ -66,12 +74,17 @@ pub struct RecommendCommand {
     /// Effective spindles, for 2 × cores + spindles.
     #[arg(long, default_value_t = 1)]
     pub spindles: u32,
+    /// A sizing formula to judge besides the built-in ones, e.g.
+    /// 'max_connections = vus * 1.5 + eps / 10' or 'pool = cores * 4'
+    /// (variables: cores, spindles, vus, clients, eps, instances). Repeatable.
+    #[arg(long = "formula", value_name = "SIZES = EXPR")]
+    pub formulas: Vec<String>,
 }
 
-impl TryFrom<&RecommendCommand> for crate::recommend::RecommendOptions {
+impl TryFrom<&RecommendArgs> for crate::recommend::RecommendOptions {
     type Error = String;
 
-    fn try_from(args: &RecommendCommand) -> Result<Self, Self::Error> {
+    fn try_from(args: &RecommendArgs) -> Result<Self, Self::Error> {
         if !(args.goodput_share > 0.0 && args.goodput_share <= 1.0) {
             return Err(format!(
                 "--goodput-share {}: give a share above 0 and at most 1, e.g. 0.95",
@@ -85,6 +98,11 @@ impl TryFrom<&RecommendCommand> for crate::recommend::RecommendOptions {
             headroom: args.headroom,
             cores: args.cores.unwrap_or(defaults.cores),
             spindles: args.spindles,
+            formulas: args
+                .formulas
+                .iter()
+                .map(|text| crate::formula::Formula::parse(text).map_err(|e| format!("--formula {e}")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -139,6 +157,9 @@ pub struct SweepCommand {
     /// Where the servers come from; --max-connections takes a list here.
     #[command(flatten)]
     pub servers: ServerArgs,
+    /// How the recommendation printed at the end judges the cells.
+    #[command(flatten)]
+    pub judging: RecommendArgs,
 }
 
 /// What a cell runs, shared by `run` and `sweep`.
@@ -328,12 +349,15 @@ pub struct SweepPlanArgs {
     pub results_root: PathBuf,
     /// A run directory to resume.
     pub resume: Option<PathBuf>,
+    /// How the recommendation at the end judges the cells.
+    pub recommend: crate::recommend::RecommendOptions,
 }
 
 impl TryFrom<SweepCommand> for SweepPlanArgs {
     type Error = String;
 
     fn try_from(mut args: SweepCommand) -> Result<Self, Self::Error> {
+        let recommend = crate::recommend::RecommendOptions::try_from(&args.judging)?;
         let max_connections = std::mem::take(&mut args.servers.max_connections);
         let mut provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
         for &value in &max_connections {
@@ -370,6 +394,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             provision,
             results_root: args.results,
             resume: args.resume,
+            recommend,
         })
     }
 }

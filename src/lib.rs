@@ -40,7 +40,10 @@
 pub mod attempt;
 pub mod cli;
 pub mod driver;
+pub mod explain;
+pub mod formula;
 pub mod metrics;
+pub mod migration;
 pub mod pool;
 pub mod provision;
 pub mod recommend;

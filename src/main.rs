@@ -10,7 +10,7 @@ mod provision_cmd;
 
 /// `contend recommend`: read a sweep's cells, print the recommendation.
 fn recommend_cmd(args: &contend::cli::RecommendCommand) -> anyhow::Result<ExitCode> {
-    let options = contend::recommend::RecommendOptions::try_from(args).map_err(anyhow::Error::msg)?;
+    let options = contend::recommend::RecommendOptions::try_from(&args.judging).map_err(anyhow::Error::msg)?;
     let records = contend::sweep::read_cells(&args.dir)?;
     if records.is_empty() {
         anyhow::bail!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::formula::{Bindings, Formula, Sizes};
 use crate::run::CellRecord;
 use crate::usl::{fit, UslFit};
 
@@ -32,6 +33,9 @@ pub struct RecommendOptions {
     pub cores: u32,
     /// Effective spindles, for `2 × cores + spindles`. Default 1.
     pub spindles: u32,
+    /// Formulas to judge besides the built-in ones.
+    #[serde(default)]
+    pub formulas: Vec<Formula>,
 }
 
 impl Default for RecommendOptions {
@@ -42,6 +46,7 @@ impl Default for RecommendOptions {
             headroom: 5,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             spindles: 1,
+            formulas: Vec::new(),
         }
     }
 }
@@ -373,51 +378,61 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
     }
 }
 
+/// The formulas people use to size pools and max_connections, judged on
+/// every sweep besides the user's own.
+pub const BUILT_IN_FORMULAS: &[&str] = &[
+    // The textbook rule of thumb for a pool.
+    "pool = 2 * cores + spindles",
+    // The incident report's: VUs × 1.5 + EPS / 10, plus 20%.
+    "max_connections = (vus * 1.5 + eps / 10) * 1.2",
+];
+
 fn verdicts(
     cells: &[CellPoint],
     knee: Option<&Knee>,
     budget: Option<&MaxConnectionsAdvice>,
     options: &RecommendOptions,
 ) -> Vec<FormulaVerdict> {
-    let best_near = |value: f64, key: &dyn Fn(&CellPoint) -> f64| -> Option<&CellPoint> {
-        let nearest = cells
-            .iter()
-            .map(key)
-            .min_by(|a, b| (a - value).abs().total_cmp(&(b - value).abs()))?;
-        cells
-            .iter()
-            .filter(|c| key(c) == nearest)
-            .max_by(|a, b| a.goodput_per_s.total_cmp(&b.goodput_per_s))
+    let bindings = Bindings {
+        cores: f64::from(options.cores),
+        spindles: f64::from(options.spindles),
+        vus: f64::from(cells.iter().filter_map(|c| c.clients).max().unwrap_or(0)),
+        eps: cells.iter().map(|c| c.throughput_per_s).fold(0.0, f64::max),
+        instances: f64::from(cells.iter().map(|c| c.instances).max().unwrap_or(1)),
     };
-    let mut out = Vec::new();
-    let pool_formula = f64::from(2 * options.cores + options.spindles);
-    let near = best_near(pool_formula, &|c| f64::from(c.total_pool));
-    out.push(FormulaVerdict {
-        formula: format!(
-            "pool = 2 × cores + effective spindles = 2 × {} + {}",
-            options.cores, options.spindles
-        ),
-        sizes: "pool".into(),
-        value: pool_formula,
-        nearest_cell: near.map(|c| c.cell),
-        goodput_per_s: near.map_or(0.0, |c| c.goodput_per_s),
-        p99_ms: near.map_or(0.0, |c| c.p99_ms),
-        distance_from_recommended: knee.map_or(f64::NAN, |k| pool_formula - f64::from(k.total_pool)),
-    });
-    let clients = cells.iter().filter_map(|c| c.clients).max().unwrap_or(0);
-    let peak_eps = cells.iter().map(|c| c.throughput_per_s).fold(0.0, f64::max);
-    let incident = (f64::from(clients) * 1.5 + peak_eps / 10.0) * 1.2;
-    let near = best_near(incident, &|c| f64::from(c.max_connections));
-    out.push(FormulaVerdict {
-        formula: format!(
-            "max_connections = (VUs × 1.5 + EPS / 10) × 1.2 with VUs = {clients}, EPS = {peak_eps:.0}/s (peak measured)"
-        ),
-        sizes: "max_connections".into(),
-        value: incident,
-        nearest_cell: near.map(|c| c.cell),
-        goodput_per_s: near.map_or(0.0, |c| c.goodput_per_s),
-        p99_ms: near.map_or(0.0, |c| c.p99_ms),
-        distance_from_recommended: budget.map_or(f64::NAN, |b| incident - f64::from(b.recommended)),
-    });
-    out
+    let built_in = BUILT_IN_FORMULAS
+        .iter()
+        .map(|text| Formula::parse(text).expect("built-in formulas parse"));
+    built_in
+        .chain(options.formulas.iter().cloned())
+        .map(|formula| {
+            let value = formula.eval(&bindings);
+            let (key, recommended): (fn(&CellPoint) -> f64, Option<f64>) = match formula.sizes() {
+                Sizes::Pool => (|c| f64::from(c.total_pool), knee.map(|k| f64::from(k.total_pool))),
+                Sizes::MaxConnections => (
+                    |c| f64::from(c.max_connections),
+                    budget.map(|b| f64::from(b.recommended)),
+                ),
+            };
+            let nearest = cells
+                .iter()
+                .map(key)
+                .min_by(|a, b| (a - value).abs().total_cmp(&(b - value).abs()));
+            let near = nearest.and_then(|nearest| {
+                cells
+                    .iter()
+                    .filter(|c| key(c) == nearest)
+                    .max_by(|a, b| a.goodput_per_s.total_cmp(&b.goodput_per_s))
+            });
+            FormulaVerdict {
+                formula: formula.explained(&bindings),
+                sizes: formula.sizes().name().into(),
+                value,
+                nearest_cell: near.map(|c| c.cell),
+                goodput_per_s: near.map_or(0.0, |c| c.goodput_per_s),
+                p99_ms: near.map_or(0.0, |c| c.p99_ms),
+                distance_from_recommended: recommended.map_or(f64::NAN, |r| value - r),
+            }
+        })
+        .collect()
 }

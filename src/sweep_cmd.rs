@@ -111,7 +111,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
             result?;
             eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
             let records = contend::sweep::read_cells(&dir)?;
-            let recommendation = contend::recommend::recommend(&records, &Default::default());
+            let recommendation = contend::recommend::recommend(&records, &plan.recommend);
             print!("{}", contend::report::recommendation_text(&recommendation));
             Ok(if violated { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }

@@ -195,10 +195,18 @@ fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
     assert!(stdout.contains("- knee: total pool"), "{stdout}");
     assert!(stdout.contains("- USL fit: σ ="), "{stdout}");
     assert!(stdout.contains("- max_connections:"), "{stdout}");
-    assert!(stdout.contains("2 × cores + effective spindles"), "{stdout}");
+    assert!(
+        stdout.contains("formula pool = 2 * cores + spindles with cores = "),
+        "{stdout}"
+    );
 
     let dir = run_dir(&results).unwrap();
-    let output = tmp.contend().args(["recommend", "--json"]).arg(&dir).output().unwrap();
+    let output = tmp
+        .contend()
+        .args(["recommend", "--json", "--formula", "pool = cores * 4", "--cores", "2"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{:?}", text(&output));
     let recommendation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let knee = &recommendation["knee"];
@@ -217,6 +225,29 @@ fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
         "4 pool sizes × 2 repeats"
     );
     assert_eq!(knee_cells.len(), 2, "the knee's median is over both repeats: {knee}");
+    // The user's formula is judged like the built-in ones: 2 cores × 4 = 8,
+    // measured at total pool 8.
+    let verdicts = recommendation["formulas"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+    let mine = &verdicts[2];
+    assert_eq!(mine["formula"], "pool = cores * 4 with cores = 2");
+    assert_eq!(mine["value"], 8.0);
+    let nearest = mine["nearest_cell"].as_u64().unwrap() as usize;
+    assert_eq!(recommendation["cells"][nearest - 1]["total_pool"], 8, "{mine}");
+    assert_eq!(
+        mine["distance_from_recommended"].as_f64().unwrap(),
+        8.0 - knee_pool as f64
+    );
+
+    let bad_formula = tmp
+        .contend()
+        .args(["recommend", "--formula", "pool = 2 * disks"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(bad_formula.status.code(), Some(2));
+    let stderr = text(&bad_formula).1;
+    assert!(stderr.contains("unknown variable \"disks\""), "{stderr}");
 
     let missing = tmp
         .contend()
