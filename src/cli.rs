@@ -41,6 +41,82 @@ pub enum Command {
     Sweep(Box<SweepCommand>),
     /// Recommend pool sizes and max_connections from a sweep's results/<run>.
     Recommend(RecommendCommand),
+    /// Run a migration (by default the workload's CREATE INDEX CONCURRENTLY)
+    /// while the workload runs: EXPLAIN ANALYZE before and after, the
+    /// build's phases, foreground latency before/during/after, and a check
+    /// that every new index is valid. Writes results/<run>/migration.json.
+    Migrate(Box<MigrateCommand>),
+}
+
+/// `contend migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateCommand {
+    /// The foreground load; --duration is the window measured before the
+    /// migration and again after it.
+    #[command(flatten)]
+    pub cell: CellArgs,
+    /// SQL file to run; default: the workload's own (sql/<workload>/migration.sql).
+    #[arg(long, value_name = "FILE")]
+    pub migration: Option<PathBuf>,
+    /// Keep an index a failed concurrent build left INVALID (default: drop it).
+    #[arg(long)]
+    pub keep_invalid: bool,
+    /// lock_timeout of the migration's session, e.g. 2s.
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+    /// statement_timeout of the migration's session: a longer build is cancelled.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub max_statement_time: Duration,
+    /// Connections per instance's pool.
+    #[arg(long, default_value_t = 10)]
+    pub pool_size: u32,
+    /// Application instances, each with its own pool.
+    #[arg(long, default_value_t = 1)]
+    pub instances: u32,
+    /// Directory under which results/<run>/ is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Where the servers come from.
+    #[command(flatten)]
+    pub servers: ServerArgs,
+}
+
+/// A validated `contend migrate`.
+#[derive(Debug, Clone)]
+pub struct MigratePlan {
+    /// What runs.
+    pub settings: crate::migrate::MigrateSettings,
+    /// The servers.
+    pub provision: ProvisionOptions,
+    /// Where results go.
+    pub results_root: PathBuf,
+}
+
+impl TryFrom<MigrateCommand> for MigratePlan {
+    type Error = String;
+
+    fn try_from(args: MigrateCommand) -> Result<Self, Self::Error> {
+        let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
+        let migration = match &args.migration {
+            Some(path) => Some(crate::migration::Migration::from_file(path).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        if args.max_statement_time.is_zero() {
+            return Err("--max-statement-time 0s: give the build some time, e.g. 10m".into());
+        }
+        let provision = ProvisionOptions::try_from(args.servers).map_err(|e| e.to_string())?;
+        Ok(MigratePlan {
+            settings: crate::migrate::MigrateSettings {
+                cell,
+                migration,
+                keep_invalid: args.keep_invalid,
+                lock_timeout_ms: args.lock_timeout.map(|d| d.as_millis().max(1) as u64),
+                max_statement_ms: args.max_statement_time.as_millis().max(1) as u64,
+            },
+            provision,
+            results_root: args.results,
+        })
+    }
 }
 
 /// `contend recommend`.

@@ -79,13 +79,29 @@ pub struct DriverSettings {
     pub seed: u64,
 }
 
-/// Live counts for a progress display.
+/// State shared live with whoever watches a run: counts for a progress
+/// display, and a request to end the run before its planned duration.
 #[derive(Debug, Default)]
 pub struct LiveCounts {
     /// Attempts that succeeded.
     pub ok: AtomicU64,
     /// Attempts that failed.
     pub errors: AtomicU64,
+    /// Set to end the run early: clients finish the transaction they are in
+    /// and start no other.
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl LiveCounts {
+    /// Asks the clients to stop after their current transaction.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`LiveCounts::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// First retry waits up to this long, microseconds; each further retry
@@ -167,7 +183,14 @@ pub async fn drive<W: Workload>(
     for task in tasks {
         let _ = task.await;
     }
-    let measured_s = measure_from.elapsed().as_secs_f64().max(settings.duration_s);
+    // Rates divide by the window planned, or by the time actually measured
+    // when the run was stopped early.
+    let elapsed_s = measure_from.elapsed().as_secs_f64();
+    let measured_s = if live.stop_requested() {
+        elapsed_s
+    } else {
+        elapsed_s.max(settings.duration_s)
+    };
     let mut recorder = Recorder::new(operations, measure_from);
     for shard in shards.iter() {
         recorder.merge(&shard.lock().expect("a client panicked while recording"));
@@ -263,7 +286,7 @@ struct ClientContext<W> {
 async fn run_client<W: Workload>(mut context: ClientContext<W>) {
     tokio::time::sleep_until(context.start_at.into()).await;
     let think = Duration::from_millis(context.workload.think_time_ms());
-    while Instant::now() < context.end {
+    while Instant::now() < context.end && !context.live.stop_requested() {
         let started = Instant::now();
         run_with_retries(&mut context, started).await;
         if !think.is_zero() {
@@ -279,6 +302,9 @@ async fn run_open_worker<W: Workload>(
 ) {
     while let Some(intended) = schedule.take() {
         tokio::time::sleep_until(intended.into()).await;
+        if context.live.stop_requested() {
+            break;
+        }
         let lag_us = intended.elapsed().as_micros() as u64;
         if intended >= measure_from {
             schedule

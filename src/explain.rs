@@ -113,8 +113,8 @@ impl PlanSummary {
             execution_ms,
             shared_hit_blocks: root.as_ref().map_or(0, |r| r.shared_hit_blocks),
             shared_read_blocks: root.as_ref().map_or(0, |r| r.shared_read_blocks),
-            heap_fetches: nodes.iter().filter_map(|n| n.heap_fetches).sum(),
-            rows_removed_by_filter: nodes.iter().map(|n| n.rows_removed_by_filter).sum(),
+            heap_fetches: nodes.iter().filter_map(|n| n.heap_fetches).fold(0.0, |a, b| a + b),
+            rows_removed_by_filter: nodes.iter().map(|n| n.rows_removed_by_filter).fold(0.0, |a, b| a + b),
             nodes,
         })
     }

@@ -43,6 +43,7 @@ pub mod driver;
 pub mod explain;
 pub mod formula;
 pub mod metrics;
+pub mod migrate;
 pub mod migration;
 pub mod pool;
 pub mod provision;

@@ -26,6 +26,7 @@ fn recommend_cmd(args: &contend::cli::RecommendCommand) -> anyhow::Result<ExitCo
     }
     Ok(ExitCode::SUCCESS)
 }
+mod migrate_cmd;
 mod run_cmd;
 mod sweep_cmd;
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run_cmd::run(*args).await,
             Command::Sweep(args) => sweep_cmd::run(*args).await,
             Command::Recommend(args) => recommend_cmd(&args),
+            Command::Migrate(args) => migrate_cmd::run(*args).await,
         }
     });
     match outcome {

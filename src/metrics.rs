@@ -703,6 +703,37 @@ impl Recorder {
         }
     }
 
+    /// All operations' end-to-end latency over timeline seconds `seconds`
+    /// (attempts that started in them), at the timeline's precision
+    /// ([`TIMELINE_SIGNIFICANT_DIGITS`] significant digits).
+    pub fn window(&self, seconds: std::ops::Range<u64>) -> WindowSummary {
+        let timeline = &self.timeline;
+        let mut histogram = new_histogram(TIMELINE_SIGNIFICANT_DIGITS);
+        let (mut attempts, mut ok, mut errors) = (0, 0, 0);
+        for (second, entry) in timeline.seconds.iter().enumerate() {
+            if !seconds.contains(&(second as u64)) {
+                continue;
+            }
+            attempts += entry.attempts;
+            ok += entry.ok;
+            errors += entry.errors;
+            for &(value_us, count) in &entry.end_to_end_buckets {
+                histogram.saturating_record_n(value_us, count);
+            }
+            if timeline.hot_second == Some(second) {
+                add_histogram(&mut histogram, &timeline.hot);
+            }
+        }
+        WindowSummary {
+            from_second: seconds.start,
+            to_second: seconds.end,
+            attempts,
+            ok,
+            errors,
+            end_to_end: LatencySummary::of(&histogram),
+        }
+    }
+
     fn check_op(&self, op: usize) {
         assert!(
             op < self.operations.len(),
@@ -830,6 +861,24 @@ pub struct EncodedHistograms {
     pub connect: String,
     /// In-database time, microseconds.
     pub in_db: String,
+}
+
+/// All operations over a span of timeline seconds (e.g. before, during and
+/// after an index build).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    /// First second included (timeline seconds, from the start of measurement).
+    pub from_second: u64,
+    /// First second past the window.
+    pub to_second: u64,
+    /// Attempts that started in the window.
+    pub attempts: u64,
+    /// Of those, successful.
+    pub ok: u64,
+    /// Of those, failed.
+    pub errors: u64,
+    /// End-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`] significant digits).
+    pub end_to_end: LatencySummary,
 }
 
 /// One whole second of the measured window, all operations; attempts belong to the second they started in.
@@ -1307,6 +1356,28 @@ mod tests {
             decode_histogram("AAAAAAAA"),
             Err(MetricsError::Deserialize(_))
         ));
+    }
+
+    #[test]
+    fn window_sums_the_seconds_it_covers() {
+        let t0 = Instant::now();
+        let mut recorder = Recorder::new(&["op"], t0);
+        for (second, latency_us) in [(0u64, 1_000u64), (1, 2_000), (1, 2_000), (2, 50_000)] {
+            let started = t0 + Duration::from_millis(second * 1000 + 10);
+            let timing = AttemptTiming {
+                end_to_end_us: latency_us,
+                ..AttemptTiming::default()
+            };
+            recorder.record(0, started, timing, &AttemptOutcome::Ok, false);
+        }
+        let middle = recorder.window(1..2);
+        assert_eq!((middle.attempts, middle.ok, middle.errors), (2, 2, 0));
+        assert_eq!(middle.end_to_end.count, 2);
+        assert!((1_990..=2_010).contains(&middle.end_to_end.p99_us), "{middle:?}");
+        let all = recorder.window(0..10);
+        assert_eq!(all.attempts, 4);
+        assert!(all.end_to_end.max_us >= 49_000, "{all:?}");
+        assert_eq!(recorder.window(5..9).attempts, 0);
     }
 
     #[test]

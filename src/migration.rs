@@ -142,6 +142,53 @@ impl Migration {
         })
     }
 
+    /// Has the server parse every statement, without running any: each is
+    /// the body of a throwaway SQL function with a polymorphic argument,
+    /// which PostgreSQL only runs through its raw parser, inside a
+    /// transaction rolled back. A syntax error is reported with its line.
+    pub async fn check_syntax(&self, client: &tokio_postgres::Client) -> Result<(), MigrationError> {
+        for statement in &self.statements {
+            if matches!(statement.kind, StatementKind::Begin | StatementKind::End) {
+                continue;
+            }
+            let mut tag = "$contend_parse$".to_string();
+            while statement.sql.contains(&tag) {
+                tag.insert(1, 'x');
+            }
+            let prefix =
+                format!("CREATE FUNCTION pg_temp.contend_parse_check(anyelement) RETURNS void LANGUAGE sql AS {tag}");
+            let check = format!("{prefix}{}\n{tag}", statement.sql);
+            let outcome = async {
+                client.batch_execute("BEGIN").await?;
+                let parsed = client.batch_execute(&check).await;
+                client.batch_execute("ROLLBACK").await?;
+                parsed
+            }
+            .await;
+            let Err(error) = outcome else { continue };
+            let Some(db_error) = error.as_db_error() else {
+                return Err(MigrationError::Unrunnable {
+                    source_name: self.source.clone(),
+                    line: statement.line,
+                    problem: format!("checking the syntax: {error}"),
+                });
+            };
+            let line = match db_error.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(position)) => {
+                    let at = (*position as usize).saturating_sub(prefix.chars().count() + 1);
+                    statement.line + statement.sql.chars().take(at).filter(|&c| c == '\n').count()
+                }
+                _ => statement.line,
+            };
+            return Err(MigrationError::Unrunnable {
+                source_name: self.source.clone(),
+                line,
+                problem: format!("{} (nothing was run)", db_error.message()),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether any statement builds an index concurrently.
     pub fn builds_index_concurrently(&self) -> bool {
         self.statements.iter().any(|s| {
@@ -240,23 +287,23 @@ pub fn split_statements(text: &str) -> Vec<(usize, String)> {
     let mut i = 0;
     let push = |out: &mut Vec<(usize, String)>, from: usize, to: usize, from_line: usize| {
         let piece: String = chars[from..to].iter().collect();
-        // Report the line of the first non-blank, non-comment character.
-        let leading = piece.len() - piece.trim_start().len();
-        let stripped = strip_comments(&piece);
-        if stripped.trim().is_empty() {
+        if strip_comments(&piece).trim().is_empty() {
             return;
         }
-        let mut line = from_line + piece[..leading].matches('\n').count();
-        // Skip leading comment lines.
-        for l in piece.trim_start().lines() {
-            let t = l.trim();
+        // Leading blank and `--` comment lines are dropped, so the statement
+        // starts on the line reported.
+        let mut line = from_line;
+        let mut rest = piece.as_str();
+        while let Some((first, tail)) = rest.split_once('\n') {
+            let t = first.trim();
             if t.is_empty() || t.starts_with("--") {
                 line += 1;
+                rest = tail;
             } else {
                 break;
             }
         }
-        out.push((line, piece.trim().to_string()));
+        out.push((line, rest.trim().to_string()));
     };
     while i < chars.len() {
         let c = chars[i];
@@ -353,10 +400,7 @@ mod tests {
         let text = "-- add the index\nCREATE INDEX CONCURRENTLY i ON t (a);\n\n/* a; b */ SELECT ';', $$x;y$$, \"q;\"\n  FROM t;\nDO $body$ BEGIN PERFORM 1; END $body$\n";
         let statements = split_statements(text);
         assert_eq!(statements.len(), 3, "{statements:?}");
-        assert_eq!(
-            statements[0],
-            (2, "-- add the index\nCREATE INDEX CONCURRENTLY i ON t (a)".into())
-        );
+        assert_eq!(statements[0], (2, "CREATE INDEX CONCURRENTLY i ON t (a)".into()));
         assert_eq!(statements[1].0, 4);
         assert!(statements[1].1.ends_with("FROM t"));
         assert_eq!(statements[2].0, 6);

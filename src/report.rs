@@ -334,3 +334,180 @@ pub fn recommendation_text(rec: &crate::recommend::Recommendation) -> String {
     }
     out
 }
+
+fn window_row(out: &mut String, name: &str, w: &crate::metrics::WindowSummary) {
+    if w.attempts == 0 {
+        let _ = writeln!(out, "  {name:<44} (no whole second, or no attempt, inside it)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {name:<44} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        format!("{}–{}", w.from_second, w.to_second),
+        w.attempts,
+        w.errors,
+        ms(w.end_to_end.p50_us),
+        ms(w.end_to_end.p95_us),
+        ms(w.end_to_end.p99_us),
+        ms(w.end_to_end.max_us),
+    );
+}
+
+/// A readable summary of a migration run under load.
+pub fn migration_text(record: &crate::migrate::MigrationRecord) -> String {
+    let s = &record.settings.cell;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "migration {} under {} · pool {} × {} instance(s) of size {} · {}",
+        record.migration.source,
+        s.workload,
+        s.pool.kind,
+        s.instances,
+        s.pool.size,
+        load_text(&s.driver)
+    );
+    let _ = writeln!(
+        out,
+        "server: PostgreSQL {} ({}), template {}",
+        record.postgres.version, record.backend, record.template.name
+    );
+    let _ = writeln!(
+        out,
+        "statements (own session, each on its own unless the file opens a block):"
+    );
+    for run in &record.statements {
+        let first_line = run.statement.sql.lines().next().unwrap_or_default();
+        let outcome = match (&run.error, &run.error_code) {
+            (Some(error), code) => format!("FAILED ({}): {error}", code.as_deref().unwrap_or("?")),
+            (None, _) => "ok".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  line {:<4} {first_line}: {:.2} s, {outcome}",
+            run.statement.line,
+            (run.finished_ms - run.started_ms) / 1000.0
+        );
+    }
+    let skipped = record.migration.statements.len() - record.statements.len();
+    if skipped > 0 {
+        let _ = writeln!(out, "  ({skipped} statement(s) after the failure not run)");
+    }
+    let _ = writeln!(out, "phases (seconds since measurement began):");
+    for phase in &record.phases {
+        let _ = writeln!(
+            out,
+            "  {:<44} {:>7.2} – {:>7.2}  ({:.2} s)",
+            phase.name,
+            phase.from_ms / 1000.0,
+            phase.to_ms / 1000.0,
+            (phase.to_ms - phase.from_ms) / 1000.0
+        );
+    }
+    let waits = record
+        .build_progress
+        .iter()
+        .filter(|p| p.migration_waits_on.as_deref().is_some_and(|w| w.starts_with("Lock")))
+        .count();
+    let blocked = record
+        .build_progress
+        .iter()
+        .map(|p| p.foreground_lock_waiters)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "locks: the migration waited on a lock in {waits} of {} samples; at most {blocked} foreground session(s) waited on a lock at once",
+        record.build_progress.len()
+    );
+    let _ = writeln!(out, "indexes created:");
+    if record.indexes.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for index in &record.indexes {
+        let state = match (index.valid, index.dropped) {
+            (true, _) => "valid".to_string(),
+            (false, true) => "INVALID, dropped (DROP INDEX CONCURRENTLY)".to_string(),
+            (false, false) => "INVALID, kept (--keep-invalid): drop it or REINDEX it".to_string(),
+        };
+        let _ = writeln!(out, "  {} on {}: {state}", index.name, index.table);
+        if let Some(reason) = &index.reason {
+            let _ = writeln!(out, "    why: {reason}");
+        }
+    }
+    if !record.vacuumed.is_empty() {
+        let _ = writeln!(
+            out,
+            "vacuumed: VACUUM (ANALYZE) {} (index-only scans need the visibility map)",
+            record.vacuumed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "foreground latency, all operations, end to end (ms; whole seconds inside each stretch):"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<44} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "window", "seconds", "attempts", "errors", "p50", "p95", "p99", "max"
+    );
+    window_row(&mut out, "before", &record.foreground.before);
+    window_row(&mut out, "during", &record.foreground.during);
+    window_row(&mut out, "after", &record.foreground.after);
+    for phase in &record.foreground.by_phase {
+        window_row(&mut out, &format!("  {}", phase.phase), &phase.window);
+    }
+    let _ = writeln!(out, "plans (EXPLAIN ANALYZE, BUFFERS, load off; warm cache):");
+    for diff in &record.plan_diffs {
+        let _ = writeln!(
+            out,
+            "  {}: {} → {}",
+            diff.query,
+            diff.scans_before.join(", "),
+            diff.scans_after.join(", ")
+        );
+        let speed = if diff.speedup >= 1.0 {
+            format!("{:.1}× faster", diff.speedup)
+        } else {
+            format!("{:.1}× slower", 1.0 / diff.speedup)
+        };
+        let _ = writeln!(
+            out,
+            "    execution {:.3} → {:.3} ms ({speed}); planning {:.3} → {:.3} ms",
+            diff.execution_ms.0, diff.execution_ms.1, diff.planning_ms.0, diff.planning_ms.1
+        );
+        let _ = writeln!(
+            out,
+            "    rows {} → {}; removed by filter {} → {}; shared buffers hit {} → {}, read {} → {}; heap fetches {} → {}",
+            diff.rows.0,
+            diff.rows.1,
+            diff.rows_removed_by_filter.0,
+            diff.rows_removed_by_filter.1,
+            diff.shared_hit_blocks.0,
+            diff.shared_hit_blocks.1,
+            diff.shared_read_blocks.0,
+            diff.shared_read_blocks.1,
+            diff.heap_fetches.0,
+            diff.heap_fetches.1
+        );
+    }
+    for check in &record.invariants {
+        let _ = writeln!(
+            out,
+            "invariant {}: {} ({})",
+            check.name,
+            if check.holds { "holds" } else { "VIOLATED" },
+            check.detail
+        );
+    }
+    let _ = writeln!(
+        out,
+        "result: {}",
+        if record.succeeded {
+            "the migration succeeded and every new index is valid"
+        } else {
+            "the migration FAILED (see above)"
+        }
+    );
+    out
+}

@@ -14,9 +14,11 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides,
+    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadError,
+    WorkloadOverrides,
 };
 use crate::attempt::Attempt;
+use crate::explain::ExplainQuery;
 use crate::metrics::ErrorClass;
 use crate::pool::Param;
 
@@ -31,6 +33,7 @@ const INITIALIZE_ASSIGN: &str = include_str!("../../sql/goal-count/initialize_as
 const BROWSE: &str = include_str!("../../sql/goal-count/browse.sql");
 const PROGRESS: &str = include_str!("../../sql/goal-count/progress.sql");
 const CLAIM: &str = include_str!("../../sql/goal-count/claim.sql");
+const MIGRATION: &str = include_str!("../../sql/goal-count/migration.sql");
 
 const OPERATIONS: &[&str] = &["initialize", "browse", "progress", "claim"];
 
@@ -172,6 +175,27 @@ impl GoalCount {
 impl Workload for GoalCount {
     fn operations(&self) -> &'static [&'static str] {
         OPERATIONS
+    }
+
+    fn explain_queries(&self) -> Vec<ExplainQuery> {
+        // User 1 is the hottest the Zipf draw picks; the seed gives it goals
+        // in challenge 1 + (1 × 31 + 1 × 17) % challenges.
+        let user = 1;
+        let challenge = 1 + (31 + 17) % self.defaults.data.challenges;
+        vec![
+            ExplainQuery {
+                name: "initialize (count)".into(),
+                sql: with_literals(INITIALIZE_COUNT, &[&user.to_string(), &challenge.to_string()]),
+            },
+            ExplainQuery {
+                name: "browse".into(),
+                sql: with_literals(BROWSE, &[&user.to_string()]),
+            },
+        ]
+    }
+
+    fn migration(&self) -> Option<(&'static str, &'static str)> {
+        Some(("sql/goal-count/migration.sql", MIGRATION))
     }
 
     fn data_plan(&self) -> DataPlan {

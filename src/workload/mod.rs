@@ -111,6 +111,16 @@ pub trait Workload: Send + Sync + 'static {
         let _ = cell;
         async { Vec::new() }
     }
+    /// The read queries worth an EXPLAIN before and after a migration, with
+    /// representative parameters written in (the hottest key the clients
+    /// draw, once [`Workload::prepare_cell`] has read the data).
+    fn explain_queries(&self) -> Vec<crate::explain::ExplainQuery> {
+        Vec::new()
+    }
+    /// The migration shipped in sql/<name>/: its file name and text.
+    fn migration(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
     /// Picks the next operation by the configured mix.
     fn choose_operation(&self, rng: &mut SmallRng) -> usize;
     /// Client think time between transactions, milliseconds.
@@ -287,6 +297,16 @@ pub(crate) fn choose_strategy(
 }
 
 /// Picks an index by relative weights.
+/// `sql` with `$1`, `$2`, … replaced by `literals` (highest number first,
+/// so `$1` does not eat `$10`), for an EXPLAIN with representative values.
+pub(crate) fn with_literals(sql: &str, literals: &[&str]) -> String {
+    let mut out = sql.to_string();
+    for (i, literal) in literals.iter().enumerate().rev() {
+        out = out.replace(&format!("${}", i + 1), literal);
+    }
+    out
+}
+
 pub(crate) fn weighted_choice(cumulative: &[u32], rng: &mut SmallRng) -> usize {
     use rand::Rng;
     let total = *cumulative.last().unwrap_or(&1);

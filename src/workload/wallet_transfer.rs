@@ -22,10 +22,11 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    choose_strategy, parse_defaults, weighted_choice, CellContext, DataPlan, InvariantCheck, OperationResult, Workload,
-    WorkloadError, WorkloadOverrides,
+    choose_strategy, parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, InvariantCheck,
+    OperationResult, Workload, WorkloadError, WorkloadOverrides,
 };
 use crate::attempt::Attempt;
+use crate::explain::ExplainQuery;
 use crate::metrics::ErrorClass;
 use crate::pool::Param;
 
@@ -47,6 +48,7 @@ const HISTORY: &str = include_str!("../../sql/wallet-transfer/history.sql");
 const TOTAL_BALANCE: &str = include_str!("../../sql/wallet-transfer/total_balance.sql");
 const NEGATIVE_BALANCES: &str = include_str!("../../sql/wallet-transfer/negative_balances.sql");
 const LEDGER_MISMATCHES: &str = include_str!("../../sql/wallet-transfer/ledger_mismatches.sql");
+const MIGRATION: &str = include_str!("../../sql/wallet-transfer/migration.sql");
 
 const OPERATIONS: &[&str] = &["transfer", "history"];
 
@@ -290,6 +292,18 @@ impl Workload for WalletTransfer {
             schema_sql: SCHEMA.to_string(),
             seed_sql,
         }
+    }
+
+    fn explain_queries(&self) -> Vec<ExplainQuery> {
+        // Wallet 1 is the hottest the Zipf draw picks.
+        vec![ExplainQuery {
+            name: "history".into(),
+            sql: with_literals(HISTORY, &["1"]),
+        }]
+    }
+
+    fn migration(&self) -> Option<(&'static str, &'static str)> {
+        Some(("sql/wallet-transfer/migration.sql", MIGRATION))
     }
 
     async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {

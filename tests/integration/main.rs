@@ -6,6 +6,7 @@ mod docker;
 mod errors;
 mod external;
 mod local;
+mod migrate;
 mod run;
 mod sampler;
 mod seats;
