@@ -3,9 +3,19 @@
 # run concurrently (runs are serialised with a lock):
 #   - makes sure redis-server is on PATH (installs Debian's package when root),
 #   - builds the local stand-in docker images (testcontainers/build-images.sh)
-#     when a docker daemon answers, since no image registry may be reachable.
+#     when a docker daemon answers, since no image registry may be reachable,
+#   - with --with-chromium, makes sure chromium-headless-shell is on PATH (the
+#     report test renders index.html in it).
 # Prints a one-line summary; exits non-zero with a message on failure.
 set -euo pipefail
+
+with_chromium=0
+for arg in "$@"; do
+	case "$arg" in
+	--with-chromium) with_chromium=1 ;;
+	*) echo "setup.sh: error: unknown argument $arg (known: --with-chromium)" >&2; exit 2 ;;
+	esac
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -35,8 +45,8 @@ trap cleanup EXIT
 
 redis_version() { redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'; }
 
-apt_install_redis() {
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 redis-server >>"$log" 2>&1
+apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 "$1" >>"$log" 2>&1
 }
 
 # The package may start a system-wide redis on 127.0.0.1:6379 (init script or
@@ -61,11 +71,13 @@ stop_packaged_redis() {
 	fi
 }
 
-install_redis() {
+# install_package PACKAGE COMMAND: installs Debian's PACKAGE so that COMMAND is on PATH.
+install_package() {
+	local package=$1 command=$2
 	[ "$(id -u)" = 0 ] ||
-		die "redis-server is not installed and we are not root; run: sudo apt-get install -y redis-server (or rerun this script as root)"
+		die "$command is not installed and we are not root; run: sudo apt-get install -y $package (or rerun this script as root)"
 	command -v apt-get >/dev/null 2>&1 ||
-		die "redis-server is not installed and apt-get is not available; install redis-server 7.x by hand"
+		die "$command is not installed and apt-get is not available; install $package by hand"
 	# Standard Debian hook that tells maintainer scripts not to start services.
 	if [ ! -e "$policy" ]; then
 		printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -76,14 +88,14 @@ install_redis() {
 	# the install fails on stale ones; keeps repeated runs fast.
 	local have_lists=0
 	if compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then have_lists=1; fi
-	if [ $have_lists = 0 ] || ! apt_install_redis; then
+	if [ $have_lists = 0 ] || ! apt_install "$package"; then
 		if ! apt-get update -qq >>"$log" 2>&1; then
 			tail -n 20 "$log" >&2
 			die "apt-get update failed (is a Debian mirror reachable?)"
 		fi
-		if ! apt_install_redis; then
+		if ! apt_install "$package"; then
 			tail -n 20 "$log" >&2
-			die "apt-get install redis-server failed"
+			die "apt-get install $package failed"
 		fi
 	fi
 	if [ "$added_policy" = 1 ]; then
@@ -91,15 +103,24 @@ install_redis() {
 		added_policy=0
 	fi
 	hash -r
-	command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after installing the package"
-	stop_packaged_redis
-	summary+=("installed redis-server $(redis_version)")
+	command -v "$command" >/dev/null 2>&1 || die "$command still not on PATH after installing $package"
 }
 
 if command -v redis-server >/dev/null 2>&1; then
 	summary+=("redis-server $(redis_version) present")
 else
-	install_redis
+	install_package redis-server redis-server
+	stop_packaged_redis
+	summary+=("installed redis-server $(redis_version)")
+fi
+
+if [ "$with_chromium" = 1 ]; then
+	if command -v chromium-headless-shell >/dev/null 2>&1; then
+		summary+=("chromium-headless-shell present")
+	else
+		install_package chromium-headless-shell chromium-headless-shell
+		summary+=("installed chromium-headless-shell")
+	fi
 fi
 
 # The docker backend is optional: without a daemon there is nothing to build.

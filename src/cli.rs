@@ -46,6 +46,23 @@ pub enum Command {
     /// build's phases, foreground latency before/during/after, and a check
     /// that every new index is valid. Writes results/<run>/migration.json.
     Migrate(Box<MigrateCommand>),
+    /// Write run.json, summary.md, plots/*.svg and index.html for a
+    /// results/<run> directory; from its run.json when there is one.
+    Report(ReportCommand),
+}
+
+/// `contend report`.
+#[derive(Debug, Args)]
+pub struct ReportCommand {
+    /// The results/<run> directory.
+    pub dir: PathBuf,
+    /// Rebuild run.json from cells.jsonl and migration.json even when it
+    /// exists (e.g. to judge with other --goodput-share or --formula).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// How the recommendation judges the cells (used when run.json is built).
+    #[command(flatten)]
+    pub judging: RecommendArgs,
 }
 
 /// `contend migrate`.
@@ -280,6 +297,11 @@ pub struct CellArgs {
     /// Use the workload's Redis cache-aside (goal-count: initialize's count).
     #[arg(long)]
     pub cache: bool,
+    /// Apply the workload's migration (sql/<workload>/migration.sql, e.g.
+    /// goal-count's index) and VACUUM (ANALYZE) to each cell's data before
+    /// measuring: compare cells with and without it.
+    #[arg(long)]
+    pub migrated: bool,
     /// Strategy, for workloads that have several (default: the workload's).
     #[arg(long)]
     pub strategy: Option<String>,
@@ -382,6 +404,7 @@ impl CellArgs {
                 think_time_ms: self.think_time.map(|d| d.as_millis() as u64),
                 cache: self.cache,
                 strategy: self.strategy.clone(),
+                migrated: self.migrated,
                 settings: self.workload_settings.clone(),
             },
             pool,

@@ -30,6 +30,25 @@ mod migrate_cmd;
 mod run_cmd;
 mod sweep_cmd;
 
+/// `contend report`: run.json (read, or built from the run's files), then
+/// summary.md, plots and index.html from it.
+fn report_cmd(args: &contend::cli::ReportCommand) -> anyhow::Result<ExitCode> {
+    let options = contend::recommend::RecommendOptions::try_from(&args.judging).map_err(anyhow::Error::msg)?;
+    let run = if args.dir.join("run.json").exists() && !args.rebuild {
+        contend::runfile::RunFile::read(&args.dir)?
+    } else {
+        let run = contend::runfile::RunFile::assemble(&args.dir, &options)?;
+        run.write(&args.dir)?;
+        run
+    };
+    let written = contend::site::write_report(&args.dir, &run)?;
+    if let Some(recommendation) = &run.recommendation {
+        print!("{}", contend::report::recommendation_text(recommendation));
+    }
+    eprintln!("contend: report: {}", written.index.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -46,6 +65,7 @@ fn main() -> ExitCode {
             Command::Sweep(args) => sweep_cmd::run(*args).await,
             Command::Recommend(args) => recommend_cmd(&args),
             Command::Migrate(args) => migrate_cmd::run(*args).await,
+            Command::Report(args) => report_cmd(&args),
         }
     });
     match outcome {

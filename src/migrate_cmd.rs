@@ -48,6 +48,8 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     let path = write_record(&dir, &record)?;
     print!("{}", migration_text(&record));
     eprintln!("contend: migration record written to {}", path.display());
+    let (_, written) = contend::site::publish(&dir, &Default::default())?;
+    eprintln!("contend: report: {}", written.index.display());
     if !record.succeeded {
         return Ok(ExitCode::from(MIGRATION_FAILED));
     }

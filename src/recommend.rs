@@ -231,6 +231,10 @@ pub struct Recommendation {
     pub cells: Vec<CellPoint>,
     /// The knee, when any cell stayed within budget (and the SLO).
     pub knee: Option<Knee>,
+    /// The p99 bound the knee had to stay within, milliseconds, and where
+    /// it came from (--p99-slo-ms or the workload's [slo]); none: no bound.
+    #[serde(default)]
+    pub p99_bound: Option<(f64, String)>,
     /// The USL fit, when at least three pool sizes were measured.
     pub usl: Option<UslReport>,
     /// Little's law per cell within budget.
@@ -301,12 +305,27 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
         Some(u) => u.fit.predict(f64::from(group.0)),
         None => group.1,
     };
+    // The latency bound: the one asked for, else the strictest p99 of the
+    // workload's own [slo] table.
+    let p99_bound_source: Option<(f64, String)> = match options.p99_slo_ms {
+        Some(ms) => Some((ms, "--p99-slo-ms".into())),
+        None => records.iter().find_map(|r| {
+            let operations: Vec<String> = r.metrics.operations.iter().map(|op| op.name.clone()).collect();
+            r.slo.spec.strictest_p99(&operations).map(|ms| {
+                (
+                    ms,
+                    format!("the strictest p99 of workloads/{}.toml [slo]", r.settings.workload),
+                )
+            })
+        }),
+    };
+    let p99_bound = p99_bound_source.as_ref().map(|(ms, _)| *ms);
     let peak = groups.iter().max_by(|a, b| level(a).total_cmp(&level(b)));
     let knee = peak.and_then(|peak| {
         let peak_level = level(peak);
         groups
             .iter()
-            .find(|g| level(g) >= options.goodput_share * peak_level && options.p99_slo_ms.is_none_or(|slo| g.2 <= slo))
+            .find(|g| level(g) >= options.goodput_share * peak_level && p99_bound.is_none_or(|slo| g.2 <= slo))
             .map(|g| {
                 let instance_counts: std::collections::BTreeSet<u32> = cells.iter().map(|c| c.instances).collect();
                 Knee {
@@ -371,6 +390,7 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
         options: options.clone(),
         cells,
         knee,
+        p99_bound: p99_bound_source,
         usl,
         littles_law,
         max_connections,

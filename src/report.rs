@@ -211,6 +211,10 @@ pub fn cell_summary(record: &CellRecord) -> String {
             let _ = writeln!(out, "  {verdict}  {} — {}", check.name, check.detail);
         }
     }
+    if !record.slo.results.is_empty() {
+        let _ = writeln!(out, "\nSLO scorecard (workloads/{}.toml [slo]):", s.workload);
+        let _ = write!(out, "{}", scorecard_text(&record.slo.results));
+    }
     let counted: Vec<String> = m
         .operations
         .iter()
@@ -222,6 +226,23 @@ pub fn cell_summary(record: &CellRecord) -> String {
         .collect();
     if !counted.is_empty() {
         let _ = writeln!(out, "\noutcomes: {}", counted.join(" · "));
+    }
+    out
+}
+
+/// One line per objective: PASS or FAIL, the objective, the measured value.
+pub fn scorecard_text(results: &[crate::slo::SloResult]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let verdict = if result.pass { "PASS" } else { "FAIL" };
+        let measured = if result.objective.starts_with("error rate") {
+            format!("{:.2}%", result.measured * 100.0)
+        } else if result.objective.starts_with("goodput") {
+            format!("{:.1}/s", result.measured)
+        } else {
+            format!("{:.1} ms", result.measured)
+        };
+        let _ = writeln!(out, "  {verdict}  {:<32} measured {measured}", result.objective);
     }
     out
 }
@@ -263,14 +284,17 @@ pub fn recommendation_text(rec: &crate::recommend::Recommendation) -> String {
                 knee.p99_ms,
                 cells(&knee.cells)
             );
+            if let Some((ms, source)) = &rec.p99_bound {
+                let _ = writeln!(out, "  (p99 had to stay within {ms} ms: {source})");
+            }
         }
         None => {
             let _ = writeln!(
                 out,
                 "- knee: none — no cell stayed within max_connections{}",
-                rec.options
-                    .p99_slo_ms
-                    .map_or(String::new(), |slo| format!(" and p99 ≤ {slo} ms"))
+                rec.p99_bound
+                    .as_ref()
+                    .map_or(String::new(), |(ms, source)| format!(" and p99 ≤ {ms} ms ({source})"))
             );
         }
     }

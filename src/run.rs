@@ -70,6 +70,9 @@ pub struct CellRecord {
     pub strategy: Option<String>,
     /// Business successes (goodput in the workload's own terms).
     pub business: BusinessSummary,
+    /// The workload's objectives and how the cell did against them.
+    #[serde(default)]
+    pub slo: Scorecard,
     /// Invariants checked on the data after the run.
     pub invariants: Vec<InvariantCheck>,
 }
@@ -192,6 +195,12 @@ impl WorkloadUser for CellRun<'_> {
         )
         .await?;
         let cell_url = database_url(admin_url, &cell_database);
+        if self.settings.overrides.migrated {
+            if let Err(e) = apply_migration(&workload, &cell_url).await {
+                drop_database(admin_url, &cell_database).await?;
+                return Err(e);
+            }
+        }
         let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
         let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
         drop_database(admin_url, &cell_database).await?;
@@ -201,6 +210,7 @@ impl WorkloadUser for CellRun<'_> {
             server,
             invariants,
             business,
+            slo,
             strategy,
         } = outcome?;
         Ok(CellRecord {
@@ -218,8 +228,53 @@ impl WorkloadUser for CellRun<'_> {
             server,
             strategy,
             business,
+            slo,
             invariants,
         })
+    }
+}
+
+/// Runs the workload's own migration on the cell's data, then VACUUM
+/// (ANALYZE), so the cell measures the migrated schema.
+async fn apply_migration<W: Workload>(workload: &W, cell_url: &str) -> Result<(), RunError> {
+    let Some((source, text)) = workload.migration() else {
+        return Err(RunError::Setup(
+            "--migrated: this workload ships no migration (goal-count and wallet-transfer do)".into(),
+        ));
+    };
+    let migration = crate::migration::Migration::parse(source, text).map_err(|e| RunError::Setup(e.to_string()))?;
+    let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| RunError::Setup(format!("connecting to apply the migration: {e}")))?;
+    let connection_task = tokio::spawn(connection);
+    for statement in &migration.statements {
+        client
+            .batch_execute(&statement.sql)
+            .await
+            .map_err(|e| RunError::Setup(format!("--migrated: {source} line {}: {e}", statement.line)))?;
+    }
+    client
+        .batch_execute("VACUUM (ANALYZE)")
+        .await
+        .map_err(|e| RunError::Setup(format!("--migrated: VACUUM (ANALYZE): {e}")))?;
+    drop(client);
+    let _ = connection_task.await;
+    Ok(())
+}
+
+/// A cell's SLO scorecard: the objectives declared and each judged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// The workload's `[slo]` table as run.
+    pub spec: crate::slo::SloSpec,
+    /// Each objective, PASS or FAIL, with the measured value.
+    pub results: Vec<crate::slo::SloResult>,
+}
+
+impl Scorecard {
+    /// Whether every objective passed (true when none is declared).
+    pub fn all_pass(&self) -> bool {
+        self.results.iter().all(|r| r.pass)
     }
 }
 
@@ -230,6 +285,7 @@ struct Measured {
     server: ServerSamples,
     invariants: Vec<InvariantCheck>,
     business: BusinessSummary,
+    slo: Scorecard,
     strategy: Option<String>,
 }
 
@@ -301,12 +357,18 @@ async fn measure<W: Workload>(
         _ => None,
     };
     let business = BusinessSummary::of(&metrics, workload.goodput_outcomes());
+    let spec = workload.slo();
+    let slo = Scorecard {
+        results: spec.evaluate(&metrics, business.goodput_per_s),
+        spec,
+    };
     Ok(Measured {
         metrics,
         schedule,
         server,
         invariants,
         business,
+        slo,
         strategy: workload.strategy().map(str::to_string),
     })
 }

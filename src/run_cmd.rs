@@ -51,6 +51,8 @@ pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
     let path = append_cell(&dir, &record)?;
     println!("{}", cell_summary(&record));
     eprintln!("contend: cell appended to {}", path.display());
+    let (_, written) = contend::site::publish(&dir, &Default::default())?;
+    eprintln!("contend: report: {}", written.index.display());
     if record.invariants_hold() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -39,8 +39,9 @@ pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
         Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
     };
     format!(
-        "{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={}",
+        "{}{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={}",
         settings.workload,
+        if settings.overrides.migrated { " migrated" } else { "" },
         settings.overrides.strategy.as_deref().unwrap_or("default"),
         settings.pool.kind,
         settings.pool.size,

@@ -110,9 +110,11 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         Some(result) => {
             result?;
             eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
-            let records = contend::sweep::read_cells(&dir)?;
-            let recommendation = contend::recommend::recommend(&records, &plan.recommend);
-            print!("{}", contend::report::recommendation_text(&recommendation));
+            let (run, written) = contend::site::publish(&dir, &plan.recommend)?;
+            if let Some(recommendation) = &run.recommendation {
+                print!("{}", contend::report::recommendation_text(recommendation));
+            }
+            eprintln!("contend: report: {}", written.index.display());
             Ok(if violated { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
     }

@@ -49,6 +49,9 @@ pub struct GoalCountDefaults {
     pub mix: Mix,
     /// The count cache.
     pub cache: CacheSettings,
+    /// `[slo]`: objectives every run is scored against.
+    #[serde(default)]
+    pub slo: crate::slo::SloSpec,
 }
 
 /// `[data]`.
@@ -101,6 +104,7 @@ pub struct Mix {
 
 /// The goal-count workload, configured.
 pub struct GoalCount {
+    slo: crate::slo::SloSpec,
     defaults: GoalCountDefaults,
     scale: f64,
     users: u64,
@@ -119,6 +123,10 @@ impl GoalCount {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
         let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+            name: NAME.into(),
+            reason,
+        })?;
         let scale = overrides.scale.unwrap_or(1.0);
         if !(scale > 0.0 && scale.is_finite()) {
             return Err(WorkloadError::Invalid(format!(
@@ -146,6 +154,7 @@ impl GoalCount {
                 reason: format!("[traffic] zipf_exponent {}: {e}", defaults.traffic.zipf_exponent),
             })?;
         Ok(GoalCount {
+            slo: defaults.slo.clone(),
             think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),
             scale,
             users,
@@ -173,6 +182,10 @@ impl GoalCount {
 }
 
 impl Workload for GoalCount {
+    fn slo(&self) -> crate::slo::SloSpec {
+        self.slo.clone()
+    }
+
     fn operations(&self) -> &'static [&'static str] {
         OPERATIONS
     }

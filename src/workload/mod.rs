@@ -117,6 +117,10 @@ pub trait Workload: Send + Sync + 'static {
     fn explain_queries(&self) -> Vec<crate::explain::ExplainQuery> {
         Vec::new()
     }
+    /// The objectives of its `[slo]` table.
+    fn slo(&self) -> crate::slo::SloSpec {
+        crate::slo::SloSpec::default()
+    }
     /// The migration shipped in sql/<name>/: its file name and text.
     fn migration(&self) -> Option<(&'static str, &'static str)> {
         None
@@ -148,6 +152,10 @@ pub struct WorkloadOverrides {
     /// Strategy, for workloads that have several (default: the TOML's).
     #[serde(default)]
     pub strategy: Option<String>,
+    /// Apply the workload's migration (and VACUUM (ANALYZE)) to the cell's
+    /// data before measuring.
+    #[serde(default)]
+    pub migrated: bool,
     /// Any TOML default by dotted path (`traffic.zipf_exponent=1.2`), values
     /// parsed as TOML (numbers, booleans, strings).
     #[serde(default)]

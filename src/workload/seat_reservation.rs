@@ -72,6 +72,9 @@ pub struct SeatDefaults {
     pub strategy: StrategyDefault,
     /// Failures injected on purpose.
     pub faults: Faults,
+    /// `[slo]`: objectives every run is scored against.
+    #[serde(default)]
+    pub slo: crate::slo::SloSpec,
 }
 
 /// `[data]`.
@@ -116,6 +119,7 @@ pub struct Faults {
 
 /// The seat-reservation workload, configured.
 pub struct SeatReservation {
+    slo: crate::slo::SloSpec,
     strategy: &'static str,
     sections: u32,
     capacity: u32,
@@ -132,6 +136,10 @@ impl SeatReservation {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<SeatReservation, WorkloadError> {
         let defaults: SeatDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+            name: NAME.into(),
+            reason,
+        })?;
         let strategy = choose_strategy(NAME, overrides, &defaults.strategy.default, STRATEGIES)?;
         let scale = overrides.scale.unwrap_or(1.0);
         if !(scale > 0.0 && scale.is_finite()) {
@@ -153,6 +161,7 @@ impl SeatReservation {
                 reason: format!("[traffic] zipf_exponent {}: {e}", defaults.traffic.zipf_exponent),
             })?;
         Ok(SeatReservation {
+            slo: defaults.slo.clone(),
             strategy,
             sections,
             capacity: defaults.data.capacity,
@@ -346,6 +355,10 @@ impl Request {
 }
 
 impl Workload for SeatReservation {
+    fn slo(&self) -> crate::slo::SloSpec {
+        self.slo.clone()
+    }
+
     fn operations(&self) -> &'static [&'static str] {
         OPERATIONS
     }

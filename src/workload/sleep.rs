@@ -25,6 +25,9 @@ const OPERATIONS: &[&str] = &["sleep"];
 pub struct SleepDefaults {
     /// Client behaviour.
     pub traffic: SleepTraffic,
+    /// `[slo]`: objectives every run is scored against.
+    #[serde(default)]
+    pub slo: crate::slo::SloSpec,
 }
 
 /// `[traffic]`.
@@ -39,6 +42,7 @@ pub struct SleepTraffic {
 
 /// The sleep workload, configured.
 pub struct Sleep {
+    slo: crate::slo::SloSpec,
     delay_us: i32,
     think_time_ms: u64,
 }
@@ -48,7 +52,12 @@ impl Sleep {
     /// no meaning here and is ignored).
     pub fn new(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
         let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+            name: NAME.into(),
+            reason,
+        })?;
         Ok(Sleep {
+            slo: defaults.slo.clone(),
             delay_us: i32::try_from(defaults.traffic.delay_us).map_err(|_| WorkloadError::Defaults {
                 name: NAME.into(),
                 reason: "[traffic] delay_us is too large".into(),
@@ -59,6 +68,10 @@ impl Sleep {
 }
 
 impl Workload for Sleep {
+    fn slo(&self) -> crate::slo::SloSpec {
+        self.slo.clone()
+    }
+
     fn operations(&self) -> &'static [&'static str] {
         OPERATIONS
     }

@@ -74,6 +74,9 @@ pub struct WalletTransferDefaults {
     pub mix: Mix,
     /// The default strategy.
     pub strategy: StrategySettings,
+    /// `[slo]`: objectives every run is scored against.
+    #[serde(default)]
+    pub slo: crate::slo::SloSpec,
 }
 
 /// `[data]`.
@@ -128,6 +131,7 @@ enum Strategy {
 
 /// The wallet-transfer workload, configured.
 pub struct WalletTransfer {
+    slo: crate::slo::SloSpec,
     defaults: WalletTransferDefaults,
     strategy_name: &'static str,
     strategy: Strategy,
@@ -143,6 +147,10 @@ impl WalletTransfer {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<WalletTransfer, WorkloadError> {
         let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+            name: NAME.into(),
+            reason,
+        })?;
         let strategy_name = choose_strategy(NAME, overrides, &defaults.strategy.default, STRATEGIES)?;
         let strategy = match strategy_name {
             "naive" => Strategy::Naive,
@@ -177,6 +185,7 @@ impl WalletTransfer {
         let cumulative_mix = [mix.transfer, mix.transfer + mix.history];
         let wallet_distribution = zipf(wallets, defaults.traffic.zipf_exponent)?;
         Ok(WalletTransfer {
+            slo: defaults.slo.clone(),
             think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),
             strategy_name,
             strategy,
@@ -266,6 +275,10 @@ fn zipf(wallets: u64, exponent: f64) -> Result<Zipf<f64>, WorkloadError> {
 }
 
 impl Workload for WalletTransfer {
+    fn slo(&self) -> crate::slo::SloSpec {
+        self.slo.clone()
+    }
+
     fn operations(&self) -> &'static [&'static str] {
         OPERATIONS
     }

@@ -7,6 +7,7 @@ mod errors;
 mod external;
 mod local;
 mod migrate;
+mod report;
 mod run;
 mod sampler;
 mod seats;

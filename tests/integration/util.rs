@@ -11,9 +11,23 @@ use std::time::{Duration, Instant};
 /// setup script.
 pub fn prepare_machine() {
     static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
-    let prepared = PREPARED.get_or_init(|| {
+    run_setup(&PREPARED, &[]);
+}
+
+/// [`prepare_machine`], and chromium-headless-shell for rendering reports.
+pub fn prepare_machine_with_chromium() {
+    static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
+    run_setup(&PREPARED, &["--with-chromium"]);
+}
+
+fn run_setup(once: &OnceLock<Result<(), String>>, args: &[&str]) {
+    let prepared = once.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup.sh");
-        let output = Command::new("bash").arg(&script).output().map_err(|e| e.to_string())?;
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
         if output.status.success() {
             Ok(())
         } else {

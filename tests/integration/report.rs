@@ -1,0 +1,184 @@
+//! Reports for real: a sweep and a migration rendered into one index.html
+//! that headless Chromium draws, and no file of a run holding a password.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{prepare_machine, prepare_machine_with_chromium, text, IsolatedTmp};
+
+fn only_run_dir(results: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_sweep_and_a_migration_render_into_a_page_chromium_draws() {
+    prepare_machine_with_chromium();
+    let tmp = IsolatedTmp::new();
+    let sweep_results = tmp.path().join("sweep");
+    // max_connections 8 leaves 5 for clients: the pools of 8 meet 53300.
+    let output = tmp
+        .contend()
+        .args([
+            "sweep",
+            "--workload",
+            "sleep",
+            "--pool-sizes",
+            "2,8",
+            "--max-connections",
+            "8,30",
+        ])
+        .args([
+            "--clients",
+            "8",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--backend",
+            "local",
+        ])
+        .arg("--results")
+        .arg(&sweep_results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let dir = only_run_dir(&sweep_results);
+    assert!(
+        stderr.contains(&format!("contend: report: {}", dir.join("index.html").display())),
+        "{stderr}"
+    );
+
+    let migrate_results = tmp.path().join("migrate");
+    let output = tmp
+        .contend()
+        .args([
+            "migrate",
+            "--workload",
+            "goal-count",
+            "--scale",
+            "0.05",
+            "--clients",
+            "2",
+        ])
+        .args(["--duration", "1s", "--warmup", "0s", "--backend", "local", "--results"])
+        .arg(&migrate_results)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    std::fs::copy(
+        only_run_dir(&migrate_results).join("migration.json"),
+        dir.join("migration.json"),
+    )
+    .unwrap();
+
+    // run.json rebuilt from both, then everything re-rendered from it.
+    let output = tmp.contend().args(["report", "--rebuild"]).arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["schema"], "contend.run/1");
+    assert_eq!(run["cells"].as_array().unwrap().len(), 4);
+    assert_eq!(run["migrations"].as_array().unwrap().len(), 1);
+    assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
+    let histogram = run["cells"][0]["metrics"]["operations"][0]["histograms"]["end_to_end"]
+        .as_str()
+        .unwrap();
+    assert!(!histogram.is_empty(), "cells keep their mergeable histograms");
+    std::fs::remove_file(dir.join("index.html")).unwrap();
+    let output = tmp.contend().args(["report"]).arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    for plot in ["goodput", "p99", "errors", "pool-wait", "migration-latency"] {
+        assert!(dir.join("plots").join(format!("{plot}.svg")).exists(), "{plot}");
+    }
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("## Recommendation") && summary.contains("## SLO scorecard"),
+        "{summary}"
+    );
+
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for section in [
+        "Recommendation",
+        "SLO scorecard",
+        "Plan diffs",
+        "Index Only Scan using user_goals_user_challenge",
+    ] {
+        assert!(html.contains(section), "{section}");
+    }
+    assert!(html.contains("53300"), "the heatmap names the refusals");
+    assert!(
+        !html.contains("<script src") && !html.contains("<link ") && !html.contains("<img "),
+        "offline: the page fetches nothing"
+    );
+
+    let dom = Command::new("chromium-headless-shell")
+        .args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", dir.join("index.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("data-plots=\"5\""), "{}", &dom[..dom.len().min(400)]);
+    assert!(dom.contains("data-plots-drawn=\"5\""), "Chromium drew every plot");
+}
+
+#[test]
+fn no_file_of_a_run_holds_the_servers_password() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let url_file = tmp.path().join("url");
+    // The servers' URLs (with their generated passwords) reach the inner
+    // contend runs, which then write results, reports and logs.
+    let script = r#"printf %s "$DATABASE_URL" > "$URL_FILE"
+"$CONTEND" run --workload wallet-transfer --scale 0.02 --clients 2 --duration 1s --warmup 0s \
+  --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS" &&
+"$CONTEND" migrate --workload goal-count --scale 0.02 --clients 2 --duration 1s --warmup 0s \
+  --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS""#;
+    let output = tmp
+        .contend()
+        .args(["provision", "--backend", "local", "--", "sh", "-c", script])
+        .env("CONTEND", env!("CARGO_BIN_EXE_contend"))
+        .env("URL_FILE", &url_file)
+        .env("RESULTS", &results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let url = url::Url::parse(&std::fs::read_to_string(&url_file).unwrap()).unwrap();
+    let password = url.password().unwrap().to_string();
+    assert!(password.len() >= 16, "a generated password");
+    let files = files_under(&results);
+    assert!(files.len() >= 10, "{files:?}");
+    for file in &files {
+        let content = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
+        assert!(!content.contains(&password), "{} holds the password", file.display());
+    }
+    assert!(
+        !stdout.contains(&password) && !stderr.contains(&password),
+        "output holds the password"
+    );
+}
