@@ -8,6 +8,7 @@ mod external;
 mod local;
 mod run;
 mod sampler;
+mod script;
 mod seats;
 mod sweep;
 mod util;
