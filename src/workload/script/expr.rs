@@ -682,7 +682,14 @@ pub fn exponential(rng: &mut SmallRng, lower: i64, upper: i64, parameter: f64) -
     // random() is in [0, 1); uniform in (0, 1] keeps the log finite.
     let uniform = 1.0 - rng.random::<f64>();
     let draw = -(cut + (1.0 - cut) * uniform).ln() / parameter;
-    lower + ((upper - lower + 1) as f64 * draw) as i64
+    offset_in_range(lower, upper, draw)
+}
+
+/// `lower + floor(size × draw)` for a draw in [0, 1), kept within the range
+/// even where rounding of huge ranges would step past it.
+fn offset_in_range(lower: i64, upper: i64, draw: f64) -> i64 {
+    let size = (upper as i128 - lower as i128 + 1) as f64;
+    lower.saturating_add((size * draw) as i64).min(upper)
 }
 
 /// pgbench's `getGaussianRand`: a standard normal draw kept within
@@ -695,14 +702,14 @@ pub fn gaussian(rng: &mut SmallRng, lower: i64, upper: i64, parameter: f64) -> i
         }
     };
     let draw = (stdev + parameter) / (parameter * 2.0);
-    lower + ((upper - lower + 1) as f64 * draw) as i64
+    offset_in_range(lower, upper, draw)
 }
 
 /// pgbench's `getZipfianRand`: Devroye's rejection method (Non-Uniform
 /// Random Variate Generation, p. 550-551), so value k of the range is drawn
 /// ((k+1)/k)^parameter times as often as k+1.
 pub fn zipfian(rng: &mut SmallRng, lower: i64, upper: i64, parameter: f64) -> i64 {
-    let n = (upper - lower + 1) as f64;
+    let n = (upper as i128 - lower as i128 + 1) as f64;
     if n <= 1.0 {
         return lower;
     }
@@ -717,7 +724,8 @@ pub fn zipfian(rng: &mut SmallRng, lower: i64, upper: i64, parameter: f64) -> i6
             break x;
         }
     };
-    lower - 1 + x as i64
+    // x is in [1, n]: lower + (x - 1) cannot pass upper.
+    lower + (x as i64 - 1)
 }
 
 #[cfg(test)]
@@ -849,6 +857,82 @@ mod tests {
         assert!(error.reason.contains("after a complete expression"), "{error}");
         let error = parse("99999999999999999999", &mut no_variables).unwrap_err();
         assert!(error.reason.contains("out of range"), "{error}");
+    }
+
+    /// Expressions built from pgbench's grammar, including huge constants.
+    fn expression() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            // i64::MIN has no literal in pgbench either: -9223372036854775808 is -(2^63).
+            (i64::MIN + 1..=i64::MAX).prop_map(|i| if i < 0 { format!("({i})") } else { i.to_string() }),
+            (-1e6f64..1e6).prop_map(|d| format!("{d:.3}")),
+            Just(":v".to_string()),
+        ];
+        leaf.prop_recursive(4, 32, 3, |inner| {
+            prop_oneof![
+                (
+                    inner.clone(),
+                    prop::sample::select(vec!["+", "-", "*", "/", "%"]),
+                    inner.clone()
+                )
+                    .prop_map(|(l, op, r)| format!("({l} {op} {r})")),
+                inner.clone().prop_map(|e| format!("-{e}")),
+                (
+                    prop::sample::select(vec!["abs", "int", "double", "sqrt", "exp", "ln"]),
+                    inner.clone()
+                )
+                    .prop_map(|(f, e)| format!("{f}({e})")),
+                (
+                    prop::sample::select(vec!["random", "pow", "mod", "greatest", "least"]),
+                    inner.clone(),
+                    inner.clone()
+                )
+                    .prop_map(|(f, a, b)| format!("{f}({a}, {b})")),
+                (
+                    prop::sample::select(vec!["random_zipfian", "random_exponential", "random_gaussian"]),
+                    inner.clone(),
+                    inner.clone(),
+                    inner
+                )
+                    .prop_map(|(f, a, b, c)| format!("{f}({a}, {b}, {c})")),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC{0,80}") {
+            let _ = parse(&text, &mut |_| Ok(0));
+        }
+
+        #[test]
+        fn evaluating_any_expression_never_panics(text in expression(), v in proptest::prelude::any::<i64>(), seed in 0u64..1000) {
+            let expr = parse(&text, &mut |_| Ok(0)).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let _ = expr.evaluate(&[Value::Int(v)], &mut rng);
+        }
+
+        #[test]
+        fn random_functions_stay_within_their_bounds(lower in -1_000_000i64..1_000_000, size in 0i64..1_000_000, seed in 0u64..1000) {
+            let upper = lower + size;
+            let mut rng = SmallRng::seed_from_u64(seed);
+            for draw in [
+                exponential(&mut rng, lower, upper, 3.0),
+                gaussian(&mut rng, lower, upper, 2.5),
+                zipfian(&mut rng, lower, upper, 1.5),
+            ] {
+                proptest::prop_assert!((lower..=upper).contains(&draw), "{draw} outside [{lower}, {upper}]");
+            }
+            for (lower, upper) in [(i64::MIN, i64::MIN + size), (i64::MAX - size, i64::MAX)] {
+                for draw in [
+                    exponential(&mut rng, lower, upper, 3.0),
+                    gaussian(&mut rng, lower, upper, 2.5),
+                    zipfian(&mut rng, lower, upper, 1.5),
+                ] {
+                    proptest::prop_assert!((lower..=upper).contains(&draw), "{draw} outside [{lower}, {upper}]");
+                }
+            }
+        }
     }
 
     /// Draws `n` values of a distribution over [1, range] and counts them.

@@ -725,6 +725,27 @@ mod tests {
         assert!(parse_program("/* c */ START TRANSACTION;\nROLLBACK;").is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_program(&text);
+        }
+
+        #[test]
+        fn parsing_script_like_text_never_panics(text in "[\\\\a-z :;'\"$/*\n()0-9@,.+%E-]{0,200}") {
+            if let Ok(program) = parse_program(&text) {
+                for command in &program.commands {
+                    if let Command::Sql { text, params, .. } = command {
+                        // Every parameter is numbered in the text.
+                        for n in 1..=params.len() {
+                            proptest::prop_assert!(text.contains(&format!("${n}")), "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn unclosed_quotes_and_empty_scripts_are_refused() {
         assert_eq!(
