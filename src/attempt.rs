@@ -20,6 +20,8 @@ pub struct Attempt<'a> {
     acquire: AcquireTiming,
     in_db_started: Option<Instant>,
     checked_out: bool,
+    /// Whether [`Attempt::db`] sent BEGIN (so finishing COMMITs).
+    transaction_begun: bool,
     cache: Option<&'a mut redis::aio::MultiplexedConnection>,
     counted: [Option<&'static str>; 4],
 }
@@ -30,7 +32,8 @@ pub struct AttemptTimes {
     /// Pool wait and connect time of the checkout (zero when the attempt
     /// never needed the database).
     pub acquire: AcquireTiming,
-    /// From BEGIN sent to COMMIT or ROLLBACK answered, microseconds.
+    /// From BEGIN sent (or, without one, the checkout) to COMMIT or
+    /// ROLLBACK answered (or the operation's end), microseconds.
     pub in_db_us: u64,
     /// Whether the attempt asked the pool for a connection.
     pub checked_out: bool,
@@ -47,6 +50,7 @@ impl<'a> Attempt<'a> {
             acquire: AcquireTiming::default(),
             in_db_started: None,
             checked_out: false,
+            transaction_begun: false,
             cache,
             counted: [None; 4],
         }
@@ -62,6 +66,23 @@ impl<'a> Attempt<'a> {
             let mut session = session?;
             self.in_db_started = Some(Instant::now());
             session.simple("BEGIN").await?;
+            self.transaction_begun = true;
+            self.session = Some(session);
+        }
+        Ok(self.session.as_mut().expect("checked out above"))
+    }
+
+    /// The database session, checked out on the first call but with no
+    /// transaction begun: for an operation that sends its own BEGIN and END,
+    /// or runs statements on their own, as a pgbench script does. An
+    /// attempt uses this or [`Attempt::db`], not both.
+    pub async fn db_autocommit(&mut self) -> Result<&mut Session, ErrorClass> {
+        if self.session.is_none() {
+            self.checked_out = true;
+            let (session, acquire) = self.pool.acquire().await;
+            self.acquire = acquire;
+            let session = session?;
+            self.in_db_started = Some(Instant::now());
             self.session = Some(session);
         }
         Ok(self.session.as_mut().expect("checked out above"))
@@ -82,13 +103,17 @@ impl<'a> Attempt<'a> {
     }
 
     /// Ends the transaction, if one was begun: COMMIT when the operation
-    /// succeeded (a failing COMMIT fails the attempt), ROLLBACK otherwise.
+    /// succeeded (a failing COMMIT fails the attempt), ROLLBACK otherwise
+    /// (also after [`Attempt::db_autocommit`], whose operation may have
+    /// begun one itself).
     pub async fn finish(mut self, operation_succeeded: bool) -> (AttemptTimes, Result<(), ErrorClass>) {
         let mut outcome = Ok(());
         if let Some(session) = self.session.as_mut() {
-            if operation_succeeded {
+            if operation_succeeded && self.transaction_begun {
                 outcome = session.simple("COMMIT").await;
-            } else {
+            } else if !operation_succeeded {
+                // Without a BEGIN of ours, the operation may have left its
+                // own transaction open; ROLLBACK outside one only warns.
                 let _ = session.simple("ROLLBACK").await;
             }
         }

@@ -1,9 +1,9 @@
 //! The command line: raw clap flags, and their conversion into validated
 //! library options.
 //!
-//! The only module that knows clap. Conversions do no I/O: they check what
-//! can be checked from the flags alone, so a typo is refused before any
-//! server starts.
+//! The only module that knows clap. Conversions do no I/O beyond reading
+//! the files a script workload is given: they check what can be checked
+//! from the flags alone, so a typo is refused before any server starts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::pool::{PoolKind, PoolSettings};
 use crate::provision::{BackendChoice, ProvisionError, ProvisionOptions, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
 use crate::run::CellSettings;
 use crate::sweep::{PlannedCell, SweepPlan};
+use crate::workload::script::{ScriptData, ScriptFile, ScriptSettings};
 use crate::workload::WorkloadOverrides;
 
 /// contend measures connection pools and max_connections on real servers.
@@ -258,9 +259,18 @@ pub struct SweepCommand {
 /// What a cell runs, shared by `run` and `sweep`.
 #[derive(Debug, Args)]
 pub struct CellArgs {
-    /// Workload to run: goal-count, seat-reservation, wallet-transfer or sleep.
+    /// Workload to run: goal-count, seat-reservation, wallet-transfer, sleep, or script (pgbench-style --script files).
     #[arg(long)]
     pub workload: String,
+    /// Script workload: a pgbench-style script, with a relative weight as in pgbench's -f (repeatable; weight 1 when omitted).
+    #[arg(long = "script", value_name = "FILE[@WEIGHT]")]
+    pub scripts: Vec<ScriptFile>,
+    /// Script workload: SQL run once into the template database (the tables and rows the scripts read).
+    #[arg(long, value_name = "FILE", conflicts_with = "pgbench_scale")]
+    pub init_sql: Option<PathBuf>,
+    /// Script workload: pgbench's standard tables at scale N, as `pgbench -i -s N` creates them; sets :scale to N.
+    #[arg(long, value_name = "N")]
+    pub pgbench_scale: Option<u32>,
     /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
     #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
     pub pool: PoolArg,
@@ -406,6 +416,7 @@ impl CellArgs {
                 strategy: self.strategy.clone(),
                 migrated: self.migrated,
                 settings: self.workload_settings.clone(),
+                script: self.script_settings()?,
             },
             pool,
             instances,
@@ -420,6 +431,30 @@ impl CellArgs {
         };
         crate::workload::validate(&cell.workload, &cell.overrides).map_err(|e| e.to_string())?;
         Ok(cell)
+    }
+}
+
+impl CellArgs {
+    /// The script workload's files and data; refused for other workloads.
+    fn script_settings(&self) -> Result<Option<ScriptSettings>, String> {
+        let data = match (&self.init_sql, self.pgbench_scale) {
+            (Some(path), _) => ScriptData::InitSql { path: path.clone() },
+            (None, Some(scale)) => ScriptData::PgbenchTables { scale },
+            (None, None) => ScriptData::Empty,
+        };
+        if self.workload != crate::workload::script::NAME {
+            if !self.scripts.is_empty() || data != ScriptData::Empty {
+                return Err(format!(
+                    "--script, --init-sql and --pgbench-scale are for --workload script, not {}",
+                    self.workload
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(ScriptSettings {
+            scripts: self.scripts.clone(),
+            data,
+        }))
     }
 }
 

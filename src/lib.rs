@@ -16,7 +16,8 @@
 //! secret     generated passwords; masking them out of every output
 //!  │
 //!  ▼
-//! workload   one module per workload (+ sql/<name>/, workloads/<name>.toml)
+//! workload   one module per workload (+ sql/<name>/, workloads/<name>.toml);
+//!            workload::script runs pgbench-style scripts given by the user
 //! template   data loaded once into a template database, copied per cell
 //! pool       deadpool | sqlx | none → a checked-out Session, acquire timing
 //! attempt    one attempt's lazily checked-out session (+ BEGIN) and cache

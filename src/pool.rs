@@ -66,6 +66,55 @@ pub enum Param {
     BigInt(i64),
     /// `text`.
     Text(String),
+    /// A number bound as whatever type the server inferred for its
+    /// placeholder (see [`UntypedNumber`]).
+    Untyped(UntypedNumber),
+}
+
+/// A number sent the way pgbench sends script variables, untyped: encoded
+/// as the type the server inferred for its placeholder (int2, int4, int8,
+/// float4, float8, or text-like), so `:aid` fits an int4 column and an int8
+/// one alike. Through sqlx, which declares parameter types itself, it binds
+/// as int8 or float8.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UntypedNumber {
+    /// An integer.
+    Int(i64),
+    /// A double.
+    Double(f64),
+}
+
+impl ToSql for UntypedNumber {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::Type;
+        let out_of_range = || format!("{self:?} is out of range for a {ty} parameter");
+        match (*self, ty) {
+            (UntypedNumber::Int(i), &Type::INT2) => i16::try_from(i).map_err(|_| out_of_range())?.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::INT4) => i32::try_from(i).map_err(|_| out_of_range())?.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::FLOAT4) => (i as f32).to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::FLOAT8) => (i as f64).to_sql(ty, out),
+            (UntypedNumber::Double(d), &Type::FLOAT4) => (d as f32).to_sql(ty, out),
+            (UntypedNumber::Double(d), &Type::FLOAT8) => d.to_sql(ty, out),
+            (UntypedNumber::Double(d), &(Type::INT2 | Type::INT4 | Type::INT8)) => {
+                Err(format!("double {d} cannot be bound to a {ty} parameter: use int(...) in the \\set").into())
+            }
+            (UntypedNumber::Int(i), _) => i.to_string().to_sql(ty, out),
+            (UntypedNumber::Double(d), _) => d.to_string().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8)
+            || <String as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// How long getting a connection took, microseconds.
@@ -392,6 +441,8 @@ fn sqlx_query<'q>(
             Param::Int(v) => query.bind(*v),
             Param::BigInt(v) => query.bind(*v),
             Param::Text(v) => query.bind(v.clone()),
+            Param::Untyped(UntypedNumber::Int(v)) => query.bind(*v),
+            Param::Untyped(UntypedNumber::Double(v)) => query.bind(*v),
         };
     }
     query
@@ -404,6 +455,7 @@ fn tokio_params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
             Param::Int(v) => v as &(dyn ToSql + Sync),
             Param::BigInt(v) => v as &(dyn ToSql + Sync),
             Param::Text(v) => v as &(dyn ToSql + Sync),
+            Param::Untyped(v) => v as &(dyn ToSql + Sync),
         })
         .collect()
 }

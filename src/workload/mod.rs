@@ -8,6 +8,7 @@
 //! the operation first needs the database.
 
 pub mod goal_count;
+pub mod script;
 pub mod seat_reservation;
 pub mod sleep;
 pub mod wallet_transfer;
@@ -23,6 +24,7 @@ use crate::metrics::ErrorClass;
 /// Names of the registered workloads.
 pub const WORKLOADS: &[&str] = &[
     goal_count::NAME,
+    script::NAME,
     seat_reservation::NAME,
     sleep::NAME,
     wallet_transfer::NAME,
@@ -160,6 +162,9 @@ pub struct WorkloadOverrides {
     /// parsed as TOML (numbers, booleans, strings).
     #[serde(default)]
     pub settings: Vec<(String, String)>,
+    /// The script workload's scripts and data (`None` for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<script::ScriptSettings>,
 }
 
 /// Failures to set up a workload.
@@ -192,6 +197,9 @@ pub enum WorkloadError {
         /// The workload's strategies.
         choices: &'static [&'static str],
     },
+    /// A script workload's scripts, weights or init SQL.
+    #[error(transparent)]
+    Script(Box<script::ScriptError>),
 }
 
 /// Something that runs with any workload: [`with_workload`] builds the named
@@ -211,6 +219,7 @@ pub async fn with_workload<U: WorkloadUser>(
 ) -> Result<U::Output, WorkloadError> {
     match name {
         goal_count::NAME => Ok(user.run(goal_count::GoalCount::new(overrides)?).await),
+        script::NAME => Ok(user.run(script::Script::new(overrides)?).await),
         seat_reservation::NAME => Ok(user.run(seat_reservation::SeatReservation::new(overrides)?).await),
         sleep::NAME => Ok(user.run(sleep::Sleep::new(overrides)?).await),
         wallet_transfer::NAME => Ok(user.run(wallet_transfer::WalletTransfer::new(overrides)?).await),
@@ -218,11 +227,13 @@ pub async fn with_workload<U: WorkloadUser>(
     }
 }
 
-/// Checks that `name` with `overrides` builds, without any I/O: what the
-/// command line validates before starting servers.
+/// Checks that `name` with `overrides` builds, without any I/O beyond
+/// reading the files it is given (a script workload's scripts and init
+/// SQL): what the command line validates before starting servers.
 pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), WorkloadError> {
     match name {
         goal_count::NAME => goal_count::GoalCount::new(overrides).map(drop),
+        script::NAME => script::Script::new(overrides).map(drop),
         seat_reservation::NAME => seat_reservation::SeatReservation::new(overrides).map(drop),
         sleep::NAME => sleep::Sleep::new(overrides).map(drop),
         wallet_transfer::NAME => wallet_transfer::WalletTransfer::new(overrides).map(drop),

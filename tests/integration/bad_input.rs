@@ -5,7 +5,7 @@ use crate::util::{text, IsolatedTmp};
 
 /// Runs contend with `args`, expects exit 2 with one line of error that
 /// contains `expected`, and no run directory left.
-fn refused(args: &[&str], expected: &str) {
+pub(crate) fn refused(args: &[&str], expected: &str) {
     let tmp = IsolatedTmp::new();
     let output = tmp.contend().args(args).output().unwrap();
     let (stdout, stderr) = text(&output);

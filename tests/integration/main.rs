@@ -10,6 +10,7 @@ mod migrate;
 mod report;
 mod run;
 mod sampler;
+mod script;
 mod seats;
 mod sweep;
 mod util;

@@ -1,0 +1,274 @@
+//! contend against pgbench on exactly the same statements: for pgbench's
+//! tpcb-like and select-only scripts (sql/script/) at several client
+//! counts, `pgbench -M prepared -c N -j 2 -T D -f SCRIPT` and
+//! `contend run --workload script --script SCRIPT` with N clients on a pool
+//! of N, one after the other against one local server, each as a child
+//! process. Reports contend's throughput as a share of pgbench's and each
+//! tool's client CPU seconds per 1,000 transactions, from the kernel's
+//! accounting of the child (getrusage RUSAGE_CHILDREN around its wait), as a
+//! Markdown table on stdout and in results/<run>/versus-pgbench.md.
+//!
+//! Minutes long, so not part of the quick `cargo bench`: run it with
+//! `cargo bench --bench versus_pgbench`. Settings (environment):
+//! `CONTEND_VERSUS_SECONDS` per run (default 10), `CONTEND_VERSUS_CLIENTS`
+//! (default 1,8,64), `CONTEND_VERSUS_SCALE` (default 10), `PGBENCH` (default
+//! /usr/lib/postgresql/15/bin/pgbench, else pgbench on the PATH).
+//!
+//! Both tools see the same data shape: pgbench's database is made by
+//! `pgbench -i -s SCALE` and vacuumed before each run (`-v`); contend copies
+//! its template, made by `--pgbench-scale SCALE`, for each run. Neither has a
+//! warmup, and contend's clients start together (`--ramp herd`), as
+//! pgbench's do. contend's CPU includes its own setup (copying the template,
+//! the server sampler): the cost of a run, not only of its transactions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use contend::provision::{provision, BackendChoice, ProvisionOptions};
+use contend::template::database_url;
+use nix::sys::resource::{getrusage, UsageWho};
+
+const SCRIPTS: &[&str] = &["tpcb-like", "select-only"];
+const PGBENCH_DATABASE: &str = "contend_versus_pgbench";
+
+/// What the environment asks for.
+struct Settings {
+    seconds: u64,
+    clients: Vec<u32>,
+    scale: u32,
+    pgbench: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Settings> {
+        let read = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        let seconds = read("CONTEND_VERSUS_SECONDS", "10")
+            .parse()
+            .context("CONTEND_VERSUS_SECONDS: give whole seconds, e.g. 10")?;
+        let clients = read("CONTEND_VERSUS_CLIENTS", "1,8,64")
+            .split(',')
+            .map(|n| n.trim().parse::<u32>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("CONTEND_VERSUS_CLIENTS: give client counts like 1,8,64")?;
+        let scale = read("CONTEND_VERSUS_SCALE", "10")
+            .parse()
+            .context("CONTEND_VERSUS_SCALE: give pgbench's scale, e.g. 10")?;
+        let pgbench = std::env::var_os("PGBENCH").map(PathBuf::from).unwrap_or_else(|| {
+            let debian = PathBuf::from("/usr/lib/postgresql/15/bin/pgbench");
+            if debian.exists() {
+                debian
+            } else {
+                PathBuf::from("pgbench")
+            }
+        });
+        if seconds == 0 || clients.contains(&0) || scale == 0 {
+            bail!("CONTEND_VERSUS_SECONDS, CONTEND_VERSUS_CLIENTS and CONTEND_VERSUS_SCALE must be above 0");
+        }
+        Ok(Settings {
+            seconds,
+            clients,
+            scale,
+            pgbench,
+        })
+    }
+}
+
+/// One tool's run of one script at one client count.
+struct Measured {
+    transactions: u64,
+    per_s: f64,
+    cpu_s: f64,
+}
+
+impl Measured {
+    fn cpu_s_per_1000(&self) -> f64 {
+        if self.transactions == 0 {
+            f64::NAN
+        } else {
+            self.cpu_s * 1000.0 / self.transactions as f64
+        }
+    }
+}
+
+/// Children's user + system CPU seconds so far (waited-for children only).
+fn children_cpu_s() -> anyhow::Result<f64> {
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage(RUSAGE_CHILDREN)")?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
+}
+
+/// Runs `command` to its end; returns its stdout and the CPU it used.
+fn run_child(command: &mut Command, what: &str) -> anyhow::Result<(String, f64)> {
+    let before = children_cpu_s()?;
+    let output = command.output().with_context(|| format!("starting {what}"))?;
+    let cpu_s = children_cpu_s()? - before;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((stdout, cpu_s))
+}
+
+/// The number after `label` on pgbench's output line that starts with it.
+fn pgbench_figure(stdout: &str, label: &str) -> anyhow::Result<f64> {
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .with_context(|| format!("pgbench printed no `{label}`:\n{stdout}"))
+}
+
+fn run_pgbench(settings: &Settings, url: &str, script: &Path, clients: u32) -> anyhow::Result<Measured> {
+    let mut command = Command::new(&settings.pgbench);
+    command
+        .args(["-M", "prepared", "-v", "-j", "2"])
+        .args(["-c", &clients.to_string()])
+        .args(["-T", &settings.seconds.to_string()])
+        // pgbench sets :scale from -s for -f scripts (it counts branches only for built-in ones).
+        .args(["-s", &settings.scale.to_string()])
+        .arg("-f")
+        .arg(script)
+        .arg(url);
+    let (stdout, cpu_s) = run_child(&mut command, "pgbench")?;
+    Ok(Measured {
+        transactions: pgbench_figure(&stdout, "number of transactions actually processed:")? as u64,
+        per_s: pgbench_figure(&stdout, "tps =")?,
+        cpu_s,
+    })
+}
+
+fn run_contend(
+    settings: &Settings,
+    url: &str,
+    script: &Path,
+    clients: u32,
+    results: &Path,
+) -> anyhow::Result<Measured> {
+    let results = results.join(format!(
+        "{}-{clients}",
+        script.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_contend"));
+    command
+        .args(["run", "--backend", "external", "--database-url", url])
+        .args(["--workload", "script", "--script"])
+        .arg(script)
+        .args(["--pgbench-scale", &settings.scale.to_string()])
+        .args(["--clients", &clients.to_string(), "--pool-size", &clients.to_string()])
+        .args(["--duration", &format!("{}s", settings.seconds)])
+        .args(["--warmup", "0s", "--ramp", "herd", "--results"])
+        .arg(&results)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL");
+    let (_, cpu_s) = run_child(&mut command, "contend run")?;
+    let run_dir = std::fs::read_dir(&results)?
+        .flatten()
+        .map(|entry| entry.path())
+        .next()
+        .with_context(|| format!("contend wrote no run under {}", results.display()))?;
+    let cell = contend::sweep::read_cells(&run_dir)?
+        .pop()
+        .context("contend's run has no cell")?;
+    if cell.metrics.errors > 0 {
+        eprintln!(
+            "versus_pgbench: contend had {} errors: {:?}",
+            cell.metrics.errors, cell.metrics.errors_by_class
+        );
+    }
+    Ok(Measured {
+        transactions: cell.metrics.ok,
+        per_s: cell.metrics.ok as f64 / cell.metrics.measured_s,
+        cpu_s,
+    })
+}
+
+fn prepare_machine() -> anyhow::Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .status()
+        .context("running scripts/setup.sh")?;
+    if !status.success() {
+        bail!("scripts/setup.sh failed");
+    }
+    Ok(())
+}
+
+async fn create_pgbench_database(admin_url: &str) -> anyhow::Result<String> {
+    let (admin, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {PGBENCH_DATABASE} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {PGBENCH_DATABASE}"))
+        .await?;
+    Ok(database_url(admin_url, PGBENCH_DATABASE))
+}
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    prepare_machine()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let servers = runtime.block_on(provision(&ProvisionOptions {
+        backend: BackendChoice::Local,
+        ..Default::default()
+    }))?;
+    let outcome = compare(&settings, &servers.postgres.url, &runtime);
+    runtime.block_on(servers.shutdown());
+    let table = outcome?;
+    print!("{table}");
+    Ok(())
+}
+
+fn compare(settings: &Settings, admin_url: &str, runtime: &tokio::runtime::Runtime) -> anyhow::Result<String> {
+    let pgbench_url = runtime.block_on(create_pgbench_database(admin_url))?;
+    eprintln!("versus_pgbench: pgbench -i -s {}", settings.scale);
+    let mut init = Command::new(&settings.pgbench);
+    init.args(["-i", "-q", "-s", &settings.scale.to_string()])
+        .arg(&pgbench_url);
+    run_child(&mut init, "pgbench -i")?;
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace([':', '-'], "");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("results")
+        .join(format!("{}-versus-pgbench", stamp.trim_end_matches('Z')));
+    let scripts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/script");
+    let mut table = format!(
+        "contend vs pgbench -M prepared -j 2, {} s per run, scale {}, local PostgreSQL\n\n\
+         | script | clients | pgbench tx/s | contend tx/s | contend / pgbench | pgbench CPU s per 1k tx | contend CPU s per 1k tx |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        settings.seconds, settings.scale
+    );
+    for script in SCRIPTS {
+        let path = scripts_dir.join(format!("{script}.sql"));
+        for &clients in &settings.clients {
+            eprintln!("versus_pgbench: {script}, {clients} clients: pgbench");
+            let pgbench = run_pgbench(settings, &pgbench_url, &path, clients)?;
+            eprintln!("versus_pgbench: {script}, {clients} clients: contend");
+            let contend = run_contend(settings, admin_url, &path, clients, &dir.join("contend"))?;
+            table.push_str(&format!(
+                "| {script} | {clients} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} |\n",
+                pgbench.per_s,
+                contend.per_s,
+                contend.per_s / pgbench.per_s,
+                pgbench.cpu_s_per_1000(),
+                contend.cpu_s_per_1000()
+            ));
+            // Let the checkpointer and autovacuum settle between runs.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("versus-pgbench.md"), &table)?;
+    eprintln!("versus_pgbench: written to {}", dir.join("versus-pgbench.md").display());
+    Ok(table)
+}
