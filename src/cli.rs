@@ -50,6 +50,41 @@ pub enum Command {
     /// Write run.json, summary.md, plots/*.svg and index.html for a
     /// results/<run> directory; from its run.json when there is one.
     Report(ReportCommand),
+    /// Compare two runs' cells (goodput, p95/p99 per operation, mean time per
+    /// query) and exit 1 on a regression beyond the threshold and the noise.
+    Compare(CompareCommand),
+}
+
+/// `contend compare`.
+#[derive(Debug, Args)]
+pub struct CompareCommand {
+    /// The baseline's results/<run> directory.
+    pub baseline: PathBuf,
+    /// The current results/<run> directory.
+    pub current: PathBuf,
+    /// Relative change that counts, e.g. 10% or 0.1.
+    #[arg(long, default_value = "10%", value_parser = parse_share)]
+    pub threshold: f64,
+    /// Confidence of the bootstrap interval, 0 to 1.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Also write the Markdown table here (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+/// "10%" or "0.1" as 0.1.
+fn parse_share(raw: &str) -> Result<f64, String> {
+    let value = match raw.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => raw.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{raw}` is not a share: write 10% or 0.1"))?;
+    if value > 0.0 && value < 10.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{raw}`: give a share above 0, e.g. 10%"))
+    }
 }
 
 /// `contend report`.

@@ -40,6 +40,7 @@
 
 pub mod attempt;
 pub mod cli;
+pub mod compare;
 pub mod driver;
 pub mod explain;
 pub mod formula;

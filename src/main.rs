@@ -49,6 +49,52 @@ fn report_cmd(args: &contend::cli::ReportCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cells of a results/<run> directory: run.json's when there is one,
+/// else cells.jsonl's.
+fn cells_of(dir: &std::path::Path) -> anyhow::Result<Vec<contend::run::CellRecord>> {
+    if dir.join("run.json").exists() {
+        return Ok(contend::runfile::RunFile::read(dir)?.cells);
+    }
+    let cells = contend::sweep::read_cells(dir)?;
+    anyhow::ensure!(
+        !cells.is_empty(),
+        "{} holds no cells: give a results/<run> directory",
+        dir.display()
+    );
+    Ok(cells)
+}
+
+/// `contend compare`: the Markdown table, exit 1 on a regression.
+fn compare_cmd(args: &contend::cli::CompareCommand) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.confidence > 0.0 && args.confidence < 1.0,
+        "--confidence {}: give a level between 0 and 1, e.g. 0.95",
+        args.confidence
+    );
+    let options = contend::compare::CompareOptions {
+        threshold: args.threshold,
+        confidence: args.confidence,
+    };
+    let comparison = contend::compare::compare(&cells_of(&args.baseline)?, &cells_of(&args.current)?, &options)?;
+    let table = contend::compare::markdown(&comparison);
+    print!("{table}");
+    if let Some(path) = &args.markdown {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--markdown {}: {e}", path.display()))?;
+        file.write_all(table.as_bytes())
+            .map_err(|e| anyhow::anyhow!("--markdown {}: {e}", path.display()))?;
+    }
+    Ok(if comparison.regressed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -66,6 +112,7 @@ fn main() -> ExitCode {
             Command::Recommend(args) => recommend_cmd(&args),
             Command::Migrate(args) => migrate_cmd::run(*args).await,
             Command::Report(args) => report_cmd(&args),
+            Command::Compare(args) => compare_cmd(&args),
         }
     });
     match outcome {

@@ -2,6 +2,7 @@
 //! the crate links once and the machine is prepared once.
 
 mod bad_input;
+mod compare;
 mod docker;
 mod errors;
 mod external;
