@@ -65,7 +65,7 @@ pub struct CompareCommand {
     /// Relative change that counts, e.g. 10% or 0.1.
     #[arg(long, default_value = "10%", value_parser = parse_share)]
     pub threshold: f64,
-    /// Confidence of the bootstrap interval, 0 to 1.
+    /// Confidence of the interval (Welch's t), 0 to 1.
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
     /// Also write the Markdown table here (e.g. $GITHUB_STEP_SUMMARY).
@@ -313,7 +313,7 @@ pub struct CellArgs {
     #[arg(long, conflicts_with = "rate")]
     pub clients: Option<u32>,
     /// Open loop: transactions per second arriving as a Poisson process, latency timed from each intended start.
-    #[arg(long, value_name = "PER_SECOND")]
+    #[arg(long, value_name = "PER_SECOND", allow_hyphen_values = true)]
     pub rate: Option<f64>,
     /// Open loop: most transactions in flight at once.
     #[arg(long, default_value_t = 1000, requires = "rate")]
@@ -322,10 +322,10 @@ pub struct CellArgs {
     #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
     pub ramp: Ramp,
     /// Measured time, e.g. 10s or 1m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Time run before measuring, excluded from results.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub warmup: Duration,
     /// Data scale (1 = the workload's default size; goal-count: 2 million goals).
     #[arg(long)]
@@ -373,6 +373,9 @@ pub enum PoolArg {
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
+    if raw.trim_start().starts_with('-') {
+        return Err(format!("`{raw}` is negative; give a duration such as 10s, 500ms or 2m"));
+    }
     humantime::parse_duration(raw.trim())
         .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like 10s, 500ms or 2m"))
 }

@@ -42,7 +42,7 @@ fn report_cmd(args: &contend::cli::ReportCommand) -> anyhow::Result<ExitCode> {
         run
     };
     let written = contend::site::write_report(&args.dir, &run)?;
-    if let Some(recommendation) = &run.recommendation {
+    for recommendation in &run.recommendations {
         print!("{}", contend::report::recommendation_text(recommendation));
     }
     eprintln!("contend: report: {}", written.index.display());
@@ -95,8 +95,33 @@ fn compare_cmd(args: &contend::cli::CompareCommand) -> anyhow::Result<ExitCode> 
     })
 }
 
+/// clap's error as one line: its message up to the first blank line
+/// (possible values included), without the usage block.
+fn clap_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message}; see contend --help")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("contend: error: {}", clap_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

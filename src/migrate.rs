@@ -280,7 +280,7 @@ impl WorkloadUser for MigrateRun<'_> {
             .await
             .map_err(RunError::from)?;
         let database = format!("contend_migrate_{}", std::process::id());
-        copy_for_cell(admin_url, &template.name, &database, self.servers.postgres.version_num)
+        copy_for_cell(admin_url, &template, &database, self.servers.postgres.version_num)
             .await
             .map_err(RunError::from)?;
         let cell_url = database_url(admin_url, &database);
@@ -709,16 +709,17 @@ async fn new_indexes(client: &Client, before: &BTreeSet<u32>) -> Result<Vec<Inde
         .collect())
 }
 
-/// Writes `record` to `dir/migration.json` whole (a temporary file renamed
-/// over it).
-pub fn write_record(dir: &Path, record: &MigrationRecord) -> Result<PathBuf, RunError> {
-    let path = dir.join("migration.json");
-    let results = |source| RunError::Results {
+/// Writes `record` to `dir/<file>` (migration.json, or
+/// migration-<name>.json when a run holds several) whole: a temporary file
+/// renamed over it.
+pub fn write_record(dir: &Path, file: &str, record: &MigrationRecord) -> Result<PathBuf, RunError> {
+    let path = dir.join(file);
+    let results = |error| RunError::Results {
         path: path.clone(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(results)?;
-    let temporary = dir.join(".migration.json.tmp");
+    let temporary = dir.join(format!(".{file}.tmp"));
     let json = serde_json::to_vec_pretty(record).map_err(|e| results(std::io::Error::other(e)))?;
     std::fs::write(&temporary, json).map_err(results)?;
     std::fs::rename(&temporary, &path).map_err(results)?;

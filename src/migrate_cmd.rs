@@ -11,7 +11,7 @@ use contend::driver::LiveCounts;
 use contend::migrate::{run_migrate, write_record};
 use contend::provision::provision;
 use contend::report::migration_text;
-use contend::run::new_run_dir;
+use contend::run::{new_run_dir, prepare_run_dir, remove_if_empty};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Exit status when the migration failed or left an invalid index.
@@ -19,7 +19,15 @@ const MIGRATION_FAILED: u8 = 3;
 
 pub async fn run(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     let plan = MigratePlan::try_from(args).map_err(anyhow::Error::msg)?;
-    let servers = provision(&plan.provision).await?;
+    let dir = new_run_dir(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload));
+    prepare_run_dir(&dir)?;
+    let servers = match provision(&plan.provision).await {
+        Ok(servers) => servers,
+        Err(e) => {
+            remove_if_empty(&dir);
+            return Err(e.into());
+        }
+    };
     let live = Arc::new(LiveCounts::default());
     let bar = ProgressBar::new_spinner();
     bar.set_style(
@@ -43,9 +51,8 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     ticker.abort();
     bar.finish_and_clear();
     servers.shutdown().await;
-    let record = outcome?;
-    let dir = new_run_dir(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload));
-    let path = write_record(&dir, &record)?;
+    let record = outcome.inspect_err(|_| remove_if_empty(&dir))?;
+    let path = write_record(&dir, "migration.json", &record)?;
     print!("{}", migration_text(&record));
     eprintln!("contend: migration record written to {}", path.display());
     let (_, written) = contend::site::publish(&dir, &Default::default())?;

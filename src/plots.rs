@@ -28,8 +28,8 @@ pub struct PlotError {
 /// One plot: a file name and its SVG.
 #[derive(Debug, Clone)]
 pub struct Plot {
-    /// File name under plots/, e.g. "goodput.svg".
-    pub file: &'static str,
+    /// File name under plots/, e.g. "goodput-goal-count.svg".
+    pub file: String,
     /// Title shown above it in the report.
     pub title: String,
     /// The SVG document.
@@ -184,14 +184,14 @@ fn lines_against_pool(
 }
 
 /// Goodput against total pool size, a line per max_connections.
-pub fn goodput(cells: &[CellRecord]) -> Result<Plot, PlotError> {
+pub fn goodput(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, |c| c.business.goodput_per_s);
     Ok(Plot {
-        file: "goodput.svg",
-        title: "Goodput against total pool size".into(),
+        file: format!("goodput-{workload}.svg"),
+        title: format!("{workload}: goodput against total pool size"),
         svg: lines_against_pool(
-            "goodput.svg",
-            "Goodput (median of repeats)",
+            "goodput",
+            &format!("{workload}: goodput (median of repeats)"),
             "business successes / s",
             &series,
             None,
@@ -200,14 +200,14 @@ pub fn goodput(cells: &[CellRecord]) -> Result<Plot, PlotError> {
 }
 
 /// p99 end-to-end (worst operation) against total pool size.
-pub fn p99(cells: &[CellRecord]) -> Result<Plot, PlotError> {
+pub fn p99(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, p99_ms);
     Ok(Plot {
-        file: "p99.svg",
-        title: "p99 latency against total pool size".into(),
+        file: format!("p99-{workload}.svg"),
+        title: format!("{workload}: p99 latency against total pool size"),
         svg: lines_against_pool(
-            "p99.svg",
-            "p99 end to end, worst operation (median of repeats)",
+            "p99",
+            &format!("{workload}: p99 end to end, worst operation (median of repeats)"),
             "milliseconds",
             &series,
             None,
@@ -216,14 +216,14 @@ pub fn p99(cells: &[CellRecord]) -> Result<Plot, PlotError> {
 }
 
 /// The share of pool wait in pool wait + time in the database.
-pub fn pool_wait(cells: &[CellRecord]) -> Result<Plot, PlotError> {
+pub fn pool_wait(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, |c| pool_wait_share(c) * 100.0);
     Ok(Plot {
-        file: "pool-wait.svg",
-        title: "Waiting for a connection against working in the database".into(),
+        file: format!("pool-wait-{workload}.svg"),
+        title: format!("{workload}: waiting for a connection against working in the database"),
         svg: lines_against_pool(
-            "pool-wait.svg",
-            "Pool wait as a share of pool wait + time in the database",
+            "pool-wait",
+            &format!("{workload}: pool wait as a share of pool wait + time in the database"),
             "% of the time",
             &series,
             Some(100.0),
@@ -232,8 +232,8 @@ pub fn pool_wait(cells: &[CellRecord]) -> Result<Plot, PlotError> {
 }
 
 /// Error rate per total pool × max_connections, with 53300 refusals named.
-pub fn errors_heatmap(cells: &[CellRecord]) -> Result<Plot, PlotError> {
-    const PLOT: &str = "errors.svg";
+pub fn errors_heatmap(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
+    const PLOT: &str = "errors";
     let err = failed(PLOT);
     let pools: Vec<u32> = cells
         .iter()
@@ -268,7 +268,10 @@ pub fn errors_heatmap(cells: &[CellRecord]) -> Result<Plot, PlotError> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Failed attempts (share; 53300 = too many clients)", ("sans-serif", 18))
+            .caption(
+                format!("{workload}: failed attempts (share; 53300 = too many clients)"),
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(110)
@@ -314,8 +317,8 @@ pub fn errors_heatmap(cells: &[CellRecord]) -> Result<Plot, PlotError> {
         root.present().map_err(&err)?;
     }
     Ok(Plot {
-        file: PLOT,
-        title: "Errors by total pool size and max_connections".into(),
+        file: format!("errors-{workload}.svg"),
+        title: format!("{workload}: errors by total pool size and max_connections"),
         svg,
     })
 }
@@ -343,7 +346,7 @@ fn heat(share: f64) -> RGBColor {
 
 /// Foreground p50 and p99 per second through a migration, its phases shaded.
 pub fn migration_timeline(record: &MigrationRecord) -> Result<Plot, PlotError> {
-    const PLOT: &str = "migration-latency.svg";
+    const PLOT: &str = "migration-latency";
     let err = failed(PLOT);
     let seconds = &record.metrics.timeline;
     let end_s = record
@@ -424,8 +427,11 @@ pub fn migration_timeline(record: &MigrationRecord) -> Result<Plot, PlotError> {
         root.present().map_err(&err)?;
     }
     Ok(Plot {
-        file: PLOT,
-        title: format!("Latency through the migration ({})", record.migration.source),
+        file: format!("migration-latency-{}.svg", record.settings.cell.workload),
+        title: format!(
+            "{}: latency through the migration ({})",
+            record.settings.cell.workload, record.migration.source
+        ),
         svg,
     })
 }
@@ -433,11 +439,22 @@ pub fn migration_timeline(record: &MigrationRecord) -> Result<Plot, PlotError> {
 /// Every plot the run's data allows.
 pub fn all(cells: &[CellRecord], migrations: &[MigrationRecord]) -> Result<Vec<Plot>, PlotError> {
     let mut plots = Vec::new();
-    if !cells.is_empty() {
-        plots.push(goodput(cells)?);
-        plots.push(p99(cells)?);
-        plots.push(errors_heatmap(cells)?);
-        plots.push(pool_wait(cells)?);
+    let mut workloads: Vec<&str> = Vec::new();
+    for cell in cells {
+        if !workloads.contains(&cell.settings.workload.as_str()) {
+            workloads.push(&cell.settings.workload);
+        }
+    }
+    for workload in workloads {
+        let of_workload: Vec<CellRecord> = cells
+            .iter()
+            .filter(|c| c.settings.workload == workload)
+            .cloned()
+            .collect();
+        plots.push(goodput(workload, &of_workload)?);
+        plots.push(p99(workload, &of_workload)?);
+        plots.push(errors_heatmap(workload, &of_workload)?);
+        plots.push(pool_wait(workload, &of_workload)?);
     }
     for migration in migrations {
         plots.push(migration_timeline(migration)?);

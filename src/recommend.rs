@@ -225,6 +225,9 @@ pub struct FormulaVerdict {
 /// Everything recommended from one sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recommendation {
+    /// The workload the cells ran.
+    #[serde(default)]
+    pub workload: String,
     /// Options used.
     pub options: RecommendOptions,
     /// Cells read.
@@ -254,13 +257,39 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// Recommends from `records` (in cells.jsonl order).
+/// Recommends from `records` (in cells.jsonl order), all taken as one
+/// workload's.
 pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommendation {
-    let cells: Vec<CellPoint> = records
+    let numbered: Vec<(usize, &CellRecord)> = records.iter().enumerate().map(|(i, r)| (i + 1, r)).collect();
+    recommend_lines(&numbered, options)
+}
+
+/// One recommendation per workload of `records` (in cells.jsonl order, in
+/// the order the workloads first appear), cells still named by their line.
+pub fn recommend_each(records: &[CellRecord], options: &RecommendOptions) -> Vec<Recommendation> {
+    let mut workloads: Vec<&str> = Vec::new();
+    for record in records {
+        if !workloads.contains(&record.settings.workload.as_str()) {
+            workloads.push(&record.settings.workload);
+        }
+    }
+    workloads
         .iter()
-        .enumerate()
-        .map(|(i, r)| CellPoint::of(i + 1, r))
-        .collect();
+        .map(|workload| {
+            let numbered: Vec<(usize, &CellRecord)> = records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.settings.workload == *workload)
+                .map(|(i, r)| (i + 1, r))
+                .collect();
+            recommend_lines(&numbered, options)
+        })
+        .collect()
+}
+
+fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions) -> Recommendation {
+    let records: Vec<&CellRecord> = numbered.iter().map(|(_, r)| *r).collect();
+    let cells: Vec<CellPoint> = numbered.iter().map(|&(line, r)| CellPoint::of(line, r)).collect();
     let reserved = records
         .iter()
         .map(|r| r.postgres.reserved_connections)
@@ -387,6 +416,7 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
 
     let formulas = verdicts(&cells, knee.as_ref(), max_connections.as_ref(), options);
     Recommendation {
+        workload: records.first().map(|r| r.settings.workload.clone()).unwrap_or_default(),
         options: options.clone(),
         cells,
         knee,

@@ -261,7 +261,8 @@ pub fn recommendation_text(rec: &crate::recommend::Recommendation) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Recommendation from {} cells (cell #n = line n of cells.jsonl)",
+        "Recommendation for {} from {} cells (cell #n = line n of cells.jsonl)",
+        rec.workload,
         rec.cells.len()
     );
     match &rec.knee {

@@ -148,13 +148,21 @@ pub enum RunError {
     /// Building pools or reading the cell's data.
     #[error("{0}")]
     Setup(String),
-    /// Writing results.
-    #[error("writing {path}: {source}")]
+    /// Reading results.
+    #[error("reading {path}: {error}")]
+    ReadResults {
+        /// File being read.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Writing results (what was written before is intact).
+    #[error("writing {path}: {error}; free space there or choose another directory with --results")]
     Results {
         /// File being written.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -187,13 +195,7 @@ impl WorkloadUser for CellRun<'_> {
         let plan = workload.data_plan();
         let template = ensure_template(admin_url, &plan).await?;
         let cell_database = format!("contend_cell_{}", std::process::id());
-        let copy = copy_for_cell(
-            admin_url,
-            &template.name,
-            &cell_database,
-            self.servers.postgres.version_num,
-        )
-        .await?;
+        let copy = copy_for_cell(admin_url, &template, &cell_database, self.servers.postgres.version_num).await?;
         let cell_url = database_url(admin_url, &cell_database);
         if self.settings.overrides.migrated {
             if let Err(e) = apply_migration(&workload, &cell_url).await {
@@ -399,24 +401,57 @@ async fn cache_connections(url: &str, instances: u32) -> Result<Vec<redis::aio::
 /// Appends `record` as one line to `dir/cells.jsonl`, creating both, and
 /// syncs it: a sweep killed later keeps every finished cell.
 pub fn append_cell(dir: &std::path::Path, record: &CellRecord) -> Result<PathBuf, RunError> {
-    use std::io::Write;
     let path = dir.join("cells.jsonl");
-    let fail = |source| RunError::Results {
+    let fail = |error| RunError::Results {
         path: path.clone(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut line = serde_json::to_string(record).map_err(|e| fail(std::io::Error::other(e)))?;
-    line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(fail)?;
-    // One write of the whole line: a crash leaves whole lines only.
-    file.write_all(line.as_bytes()).map_err(fail)?;
-    file.sync_data().map_err(fail)?;
+    // The file is written whole: the cells so far and the new one into a
+    // temporary file, synced, renamed over it. A full disk or a crash
+    // leaves the previous cells.jsonl as it was.
+    let mut content = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(fail(e)),
+    };
+    if !content.is_empty() && !content.ends_with(b"\n") {
+        content.push(b'\n');
+    }
+    serde_json::to_writer(&mut content, record).map_err(|e| fail(std::io::Error::other(e)))?;
+    content.push(b'\n');
+    crate::runfile::write_whole(&path, &content).map_err(|e| match e {
+        crate::runfile::RunFileError::Write { error, .. } | crate::runfile::RunFileError::Io { error, .. } => {
+            fail(error)
+        }
+        other => fail(std::io::Error::other(other.to_string())),
+    })?;
     Ok(path)
+}
+
+/// Creates a run directory and checks a file can be written in it, so an
+/// unwritable or full results directory is an error before any server
+/// starts, not after the first cell.
+pub fn prepare_run_dir(dir: &std::path::Path) -> Result<(), RunError> {
+    let fail = |error: std::io::Error| RunError::Results {
+        path: dir.to_path_buf(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".contend-write-probe");
+    crate::runfile::write_whole(&probe, b"contend").map_err(|e| match e {
+        crate::runfile::RunFileError::Write { error, .. } | crate::runfile::RunFileError::Io { error, .. } => {
+            fail(error)
+        }
+        other => fail(std::io::Error::other(other.to_string())),
+    })?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// Removes `dir` when nothing was written in it (a run that failed before
+/// its first result).
+pub fn remove_if_empty(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// `results/<UTC timestamp>-<workload>`.

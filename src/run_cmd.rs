@@ -10,12 +10,20 @@ use contend::cli::{RunCommand, RunPlan};
 use contend::driver::LiveCounts;
 use contend::provision::provision;
 use contend::report::cell_summary;
-use contend::run::{append_cell, new_run_dir, run_cell};
+use contend::run::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty, run_cell};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
     let plan = RunPlan::try_from(args).map_err(anyhow::Error::msg)?;
-    let servers = provision(&plan.provision).await?;
+    let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
+    prepare_run_dir(&dir)?;
+    let servers = match provision(&plan.provision).await {
+        Ok(servers) => servers,
+        Err(e) => {
+            remove_if_empty(&dir);
+            return Err(e.into());
+        }
+    };
     let live = Arc::new(LiveCounts::default());
     let total_s = plan.cell.driver.warmup_s + plan.cell.driver.duration_s;
     let bar = ProgressBar::new((total_s * 10.0) as u64);
@@ -46,8 +54,7 @@ pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
     ticker.abort();
     bar.finish_and_clear();
     servers.shutdown().await;
-    let record = outcome?;
-    let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
+    let record = outcome.inspect_err(|_| remove_if_empty(&dir))?;
     let path = append_cell(&dir, &record)?;
     println!("{}", cell_summary(&record));
     eprintln!("contend: cell appended to {}", path.display());

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::migrate::MigrationRecord;
 use crate::provision::PgServer;
-use crate::recommend::{recommend, RecommendOptions, Recommendation};
+use crate::recommend::{recommend_each, RecommendOptions, Recommendation};
 use crate::run::CellRecord;
 
 /// Version of run.json's schema; bumped on any incompatible change.
@@ -70,8 +70,8 @@ pub struct RunFile {
     pub postgres: Option<PgServer>,
     /// Every cell, in cells.jsonl order (cell #n is `cells[n - 1]`).
     pub cells: Vec<CellRecord>,
-    /// The recommendation from the cells, when there are any.
-    pub recommendation: Option<Recommendation>,
+    /// A recommendation per workload of the cells.
+    pub recommendations: Vec<Recommendation>,
     /// Migrations run under load, with their plans.
     pub migrations: Vec<MigrationRecord>,
 }
@@ -82,13 +82,21 @@ pub enum RunFileError {
     /// Nothing to report on.
     #[error("{0} holds no run.json, cells.jsonl or migration.json: give a results/<run> directory")]
     Empty(PathBuf),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read.
+    #[error("reading {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A file could not be written (the old one, if any, is intact).
+    #[error("writing {path}: {error}; free space there or choose another directory with --results")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
     },
     /// A file is not what contend writes.
     #[error("{path}: {reason}")]
@@ -101,9 +109,9 @@ pub enum RunFileError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunFileError + '_ {
-    move |source| RunFileError::Io {
+    move |error| RunFileError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -111,6 +119,9 @@ impl RunFile {
     /// Builds the run file from what a run directory holds: cells.jsonl
     /// (recommended with `options`) and migration.json.
     pub fn assemble(dir: &Path, options: &RecommendOptions) -> Result<RunFile, RunFileError> {
+        if !dir.is_dir() {
+            return Err(RunFileError::Empty(dir.to_path_buf()));
+        }
         let cells_path = dir.join("cells.jsonl");
         let cells = if cells_path.exists() {
             crate::sweep::read_cells(dir).map_err(|e| RunFileError::Format {
@@ -120,16 +131,26 @@ impl RunFile {
         } else {
             Vec::new()
         };
-        let migration_path = dir.join("migration.json");
-        let migrations = if migration_path.exists() {
-            let bytes = std::fs::read(&migration_path).map_err(io(&migration_path))?;
-            vec![serde_json::from_slice(&bytes).map_err(|e| RunFileError::Format {
-                path: migration_path.clone(),
+        // migration.json, or migration-<name>.json when a run holds several.
+        let mut migration_paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("migration") && n.ends_with(".json"))
+            })
+            .collect();
+        migration_paths.sort();
+        let mut migrations = Vec::new();
+        for path in &migration_paths {
+            let bytes = std::fs::read(path).map_err(io(path))?;
+            migrations.push(serde_json::from_slice(&bytes).map_err(|e| RunFileError::Format {
+                path: path.clone(),
                 reason: e.to_string(),
-            })?]
-        } else {
-            Vec::new()
-        };
+            })?);
+        }
         if cells.is_empty() && migrations.is_empty() {
             return Err(RunFileError::Empty(dir.to_path_buf()));
         }
@@ -143,7 +164,7 @@ impl RunFile {
             written_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             machine: Machine::this(),
             postgres,
-            recommendation: (!cells.is_empty()).then(|| recommend(&cells, options)),
+            recommendations: recommend_each(&cells, options),
             cells,
             migrations,
         })
@@ -187,10 +208,30 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), RunFileError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io(path))
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        // A full disk leaves no half file behind, and the old file as it was.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(RunFileError::Write {
+            path: path.to_path_buf(),
+            error: source,
+        });
+    }
+    std::fs::rename(&temporary, path).map_err(|error| RunFileError::Write {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    // The rename itself is durable once the directory is synced.
+    if let Some(parent) = path.parent() {
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

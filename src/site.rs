@@ -38,13 +38,13 @@ pub struct Written {
 pub fn write_report(dir: &Path, run: &RunFile) -> Result<Written, SiteError> {
     let plots = plots::all(&run.cells, &run.migrations)?;
     let plot_dir = dir.join("plots");
-    std::fs::create_dir_all(&plot_dir).map_err(|source| RunFileError::Io {
+    std::fs::create_dir_all(&plot_dir).map_err(|error| RunFileError::Write {
         path: plot_dir.clone(),
-        source,
+        error,
     })?;
     let mut plot_paths = Vec::new();
     for plot in &plots {
-        let path = plot_dir.join(plot.file);
+        let path = plot_dir.join(&plot.file);
         write_whole(&path, plot.svg.as_bytes())?;
         plot_paths.push(path);
     }
@@ -77,7 +77,7 @@ fn cell_p99_ms(cell: &CellRecord) -> f64 {
 }
 
 /// Rows of the scorecard table: one per cell.
-fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 7]> {
+fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
     cells
         .iter()
         .enumerate()
@@ -92,6 +92,7 @@ fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 7]> {
                 .collect();
             [
                 format!("#{}", i + 1),
+                cell.settings.workload.clone(),
                 format!("{} × {}", cell.settings.instances, cell.settings.pool.size),
                 cell.postgres.max_connections.to_string(),
                 format!("{:.1}/s", cell.business.goodput_per_s),
@@ -109,8 +110,9 @@ fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 7]> {
         .collect()
 }
 
-const SCORECARD_HEADER: [&str; 7] = [
+const SCORECARD_HEADER: [&str; 8] = [
     "cell",
+    "workload",
     "instances × pool",
     "max_connections",
     "goodput",
@@ -271,8 +273,13 @@ pub fn summary_markdown(run: &RunFile, plots: &[Plot]) -> String {
     for line in header_lines(run) {
         let _ = writeln!(out, "- {line}");
     }
-    if let Some(rec) = &run.recommendation {
-        let _ = writeln!(out, "\n## Recommendation\n\n```text\n{}```", recommendation_text(rec));
+    for rec in &run.recommendations {
+        let _ = writeln!(
+            out,
+            "\n## Recommendation: {}\n\n```text\n{}```",
+            rec.workload,
+            recommendation_text(rec)
+        );
     }
     if !run.cells.is_empty() {
         let _ = writeln!(out, "\n## SLO scorecard\n");
@@ -330,17 +337,19 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
         let _ = write!(out, "<li>{}</li>", escape(&line));
     }
     out.push_str("</ul>\n");
-    if let Some(rec) = &run.recommendation {
+    for rec in &run.recommendations {
         let _ = write!(
             out,
-            "<h2 id=\"recommendation\">Recommendation</h2>\n<pre>{}</pre>\n",
+            "<h2 id=\"recommendation-{}\">Recommendation: {}</h2>\n<pre>{}</pre>\n",
+            escape(&rec.workload),
+            escape(&rec.workload),
             escape(&recommendation_text(rec))
         );
     }
     if !run.cells.is_empty() {
         out.push_str("<h2 id=\"scorecard\">SLO scorecard</h2>\n");
         html_table(&mut out, SCORECARD_HEADER, &scorecard_rows(&run.cells));
-        if let Some(best) = run.recommendation.as_ref().and_then(|r| r.knee.as_ref()) {
+        for best in run.recommendations.iter().filter_map(|r| r.knee.as_ref()) {
             if let Some(cell) = best
                 .cells
                 .first()

@@ -74,7 +74,7 @@ pub fn finished_cells(dir: &Path) -> Result<Finished, RunError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Finished::default()),
-        Err(source) => return Err(RunError::Results { path, source }),
+        Err(error) => return Err(RunError::ReadResults { path, error }),
     };
     let mut finished = Finished::default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -100,9 +100,9 @@ pub fn finished_cells(dir: &Path) -> Result<Finished, RunError> {
 /// Every record in `dir/cells.jsonl`, in order (a cut last line skipped).
 pub fn read_cells(dir: &Path) -> Result<Vec<CellRecord>, RunError> {
     let path = dir.join("cells.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| RunError::Results {
+    let text = std::fs::read_to_string(&path).map_err(|error| RunError::ReadResults {
         path: path.clone(),
-        source,
+        error,
     })?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut records = Vec::with_capacity(lines.len());

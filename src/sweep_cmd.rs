@@ -8,7 +8,7 @@ use std::sync::Arc;
 use contend::cli::{SweepCommand, SweepPlanArgs};
 use contend::driver::LiveCounts;
 use contend::provision::provision;
-use contend::run::new_run_dir;
+use contend::run::{new_run_dir, prepare_run_dir, remove_if_empty};
 use contend::sweep::{run_sweep, SweepEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -24,7 +24,14 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         .resume
         .clone()
         .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
-    let mut servers = provision(&plan.provision).await?;
+    prepare_run_dir(&dir)?;
+    let mut servers = match provision(&plan.provision).await {
+        Ok(servers) => servers,
+        Err(e) => {
+            remove_if_empty(&dir);
+            return Err(e.into());
+        }
+    };
     let bar = ProgressBar::new(plan.plan.cells.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells · eta {eta} · {msg}")
@@ -111,7 +118,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
             result?;
             eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
             let (run, written) = contend::site::publish(&dir, &plan.recommend)?;
-            if let Some(recommendation) = &run.recommendation {
+            for recommendation in &run.recommendations {
                 print!("{}", contend::report::recommendation_text(recommendation));
             }
             eprintln!("contend: report: {}", written.index.display());

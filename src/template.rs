@@ -156,19 +156,28 @@ async fn database_size(admin: &tokio_postgres::Client, name: &str, url: &str) ->
         .map_err(|e| db_error("measuring the template", url, e))
 }
 
+/// Templates up to this size are copied through the WAL, larger ones file
+/// by file. FILE_COPY must checkpoint first (and the DROP after it pays
+/// another): measured here with fsync on, a 16 MB copy took 0.35–2.0 s
+/// and its drop 0.85 s by FILE_COPY, against 0.2–0.45 s and 0.15 s through
+/// the WAL; for 227 MB FILE_COPY took 0.31–1.1 s and the WAL 1.8 s.
+const WAL_LOG_COPY_MAX_BYTES: i64 = 64 << 20;
+
 /// Creates `cell_database` as a copy of `template`; returns how long it took.
 pub async fn copy_for_cell(
     admin_url: &str,
-    template: &str,
+    template: &TemplateInfo,
     cell_database: &str,
     server_version_num: u32,
 ) -> Result<Duration, TemplateError> {
     let admin = connect(admin_url).await?;
-    let strategy = if server_version_num >= 15 {
-        " STRATEGY FILE_COPY"
-    } else {
-        ""
+    // STRATEGY exists from PostgreSQL 15 (before: always file by file).
+    let strategy = match (server_version_num >= 15, template.size_bytes <= WAL_LOG_COPY_MAX_BYTES) {
+        (false, _) => "",
+        (true, true) => " STRATEGY WAL_LOG",
+        (true, false) => " STRATEGY FILE_COPY",
     };
+    let template = &template.name;
     let started = Instant::now();
     // Two statements: neither may run inside the implicit transaction of a
     // multi-statement query.

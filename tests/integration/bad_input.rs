@@ -84,3 +84,85 @@ fn external_backend_without_a_url() {
         "pass --database-url URL or set DATABASE_URL",
     );
 }
+
+/// Every row: a one-line `contend: error:` naming the problem and the fix,
+/// exit 2, no panic text, nothing left behind.
+#[test]
+fn each_bad_input_gets_one_line_naming_the_fix() {
+    let missing_dir = "/nonexistent-contend-dir";
+    for (args, expected) in [
+        (
+            vec!["run", "--workload", "nope"],
+            "unknown workload `nope`: choose one of",
+        ),
+        (
+            vec!["run", "--workload", "wallet-transfer", "--strategy", "yolo"],
+            "yolo",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--pool", "bb8"],
+            "invalid value 'bb8' for '--pool <POOL>' [possible values: deadpool, sqlx, none]; see contend --help",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--pool-size", "0"],
+            "--pool-size 0: a pool needs at least one connection",
+        ),
+        (
+            vec!["sweep", "--workload", "goal-count", "--pool-sizes", "4,0"],
+            "--pool-size 0",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--clients", "0"],
+            "--clients 0: at least one client is needed",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--duration", "-1s"],
+            "--duration",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--duration", "soon"],
+            "is not a duration",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--rate", "100", "--clients", "4"],
+            "cannot be used with",
+        ),
+        (vec!["run", "--workload", "goal-count", "--rate", "-5"], "--rate"),
+        (
+            vec!["run", "--workload", "goal-count", "--set", "traffic.zipf_exponent=fast"],
+            "zipf_exponent",
+        ),
+        (
+            vec!["run", "--workload", "goal-count", "--set", "nosuch.key=1"],
+            "nosuch",
+        ),
+        (
+            vec!["sweep", "--workload", "sleep", "--pool-sizes", "1", "--repeat", "0"],
+            "--repeat 0",
+        ),
+        (
+            vec!["recommend", missing_dir, "--formula", "pool = 2 * disks"],
+            "unknown variable \"disks\"",
+        ),
+        (
+            vec!["recommend", missing_dir, "--goodput-share", "1.5"],
+            "--goodput-share 1.5",
+        ),
+        (
+            vec!["compare", missing_dir, missing_dir, "--threshold", "lots"],
+            "is not a share: write 10% or 0.1",
+        ),
+        (vec!["report", missing_dir], "give a results/<run> directory"),
+        (
+            vec!["migrate", "--workload", "goal-count", "--migration", "/nonexistent.sql"],
+            "cannot read migration /nonexistent.sql",
+        ),
+        (
+            vec!["migrate", "--workload", "goal-count", "--max-statement-time", "0s"],
+            "--max-statement-time 0s",
+        ),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+    ] {
+        refused(&args, expected);
+    }
+}

@@ -6,6 +6,7 @@ mod compare;
 mod docker;
 mod errors;
 mod external;
+mod faults;
 mod local;
 mod migrate;
 mod report;

@@ -270,7 +270,13 @@ fn a_migration_that_cannot_run_is_refused_before_anything_runs() {
         assert_eq!(errors.len(), 1, "{stderr}");
         assert!(errors[0].contains(expected), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(!results.exists(), "nothing written for a refused migration");
+        let written: Vec<_> = std::fs::read_dir(&results)
+            .map(|d| d.flatten().collect())
+            .unwrap_or_default();
+        assert!(
+            written.is_empty(),
+            "nothing written for a refused migration: {written:?}"
+        );
     }
     assert!(tmp.run_dirs().is_empty(), "{:?}", tmp.run_dirs());
 }

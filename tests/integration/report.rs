@@ -106,12 +106,18 @@ fn a_sweep_and_a_migration_render_into_a_page_chromium_draws() {
     std::fs::remove_file(dir.join("index.html")).unwrap();
     let output = tmp.contend().args(["report"]).arg(&dir).output().unwrap();
     assert!(output.status.success(), "{:?}", text(&output));
-    for plot in ["goodput", "p99", "errors", "pool-wait", "migration-latency"] {
+    for plot in [
+        "goodput-sleep",
+        "p99-sleep",
+        "errors-sleep",
+        "pool-wait-sleep",
+        "migration-latency-goal-count",
+    ] {
         assert!(dir.join("plots").join(format!("{plot}.svg")).exists(), "{plot}");
     }
     let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(
-        summary.contains("## Recommendation") && summary.contains("## SLO scorecard"),
+        summary.contains("## Recommendation: sleep") && summary.contains("## SLO scorecard"),
         "{summary}"
     );
 

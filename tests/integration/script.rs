@@ -59,7 +59,7 @@ async fn tpcb_like_commits_one_history_row_per_transaction_and_keeps_balances_co
         .unwrap();
         let template = ensure_template(&admin_url, &workload.data_plan()).await.unwrap();
         let database = format!("contend_test_script_{kind}");
-        copy_for_cell(&admin_url, &template.name, &database, servers.postgres.version_num)
+        copy_for_cell(&admin_url, &template, &database, servers.postgres.version_num)
             .await
             .unwrap();
         let url = database_url(&admin_url, &database);

@@ -175,6 +175,10 @@ fn a_small_real_sweep_ends_with_a_recommendation_naming_its_cells() {
             "40",
         ])
         .args([
+            // 20 ms per transaction: throughput stays far below what the
+            // CPU allows even on a loaded machine, so the curve is the pool's.
+            "--set",
+            "traffic.delay_us=20000",
             "--repeat",
             "2",
             "--clients",
