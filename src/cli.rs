@@ -353,6 +353,10 @@ pub struct CellArgs {
     /// Override any default of workloads/<name>.toml by dotted path (repeatable), e.g. traffic.zipf_exponent=1.2.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE", value_parser = parse_setting)]
     pub workload_settings: Vec<(String, String)>,
+    /// Use this TOML instead of the workload's compiled-in workloads/<name>.toml
+    /// (same tables and keys; --set applies on top).
+    #[arg(long, value_name = "FILE")]
+    pub workload_file: Option<PathBuf>,
     /// Retries of a deadlocked or serialization-failed transaction.
     #[arg(long, default_value_t = 3)]
     pub max_retries: u32,
@@ -454,6 +458,14 @@ impl CellArgs {
                 strategy: self.strategy.clone(),
                 migrated: self.migrated,
                 settings: self.workload_settings.clone(),
+                defaults_file: match &self.workload_file {
+                    Some(path) => Some(crate::workload::DefaultsFile {
+                        path: path.display().to_string(),
+                        text: std::fs::read_to_string(path)
+                            .map_err(|e| format!("cannot read --workload-file {}: {e}", path.display()))?,
+                    }),
+                    None => None,
+                },
                 script: self.script_settings()?,
             },
             pool,

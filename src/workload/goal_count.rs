@@ -122,7 +122,7 @@ pub struct GoalCount {
 impl GoalCount {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
-        let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
         defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
             name: NAME.into(),
             reason,

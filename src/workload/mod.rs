@@ -141,6 +141,15 @@ pub trait Workload: Send + Sync + 'static {
     ) -> impl Future<Output = Result<OperationResult, ErrorClass>> + Send;
 }
 
+/// A workload TOML file given with --workload-file, kept whole in records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DefaultsFile {
+    /// Where it was read from.
+    pub path: String,
+    /// Its text.
+    pub text: String,
+}
+
 /// Overrides of a workload's defaults from the command line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkloadOverrides {
@@ -158,6 +167,9 @@ pub struct WorkloadOverrides {
     /// data before measuring.
     #[serde(default)]
     pub migrated: bool,
+    /// A workloads/<name>.toml of the user's, used instead of the compiled-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults_file: Option<DefaultsFile>,
     /// Any TOML default by dotted path (`traffic.zipf_exponent=1.2`), values
     /// parsed as TOML (numbers, booleans, strings).
     #[serde(default)]
@@ -175,6 +187,14 @@ pub enum WorkloadError {
     Unknown {
         /// The name given.
         name: String,
+    },
+    /// A --workload-file does not parse.
+    #[error("--workload-file {path}: {reason}")]
+    DefaultsFile {
+        /// The file given.
+        path: String,
+        /// What is wrong, with line and column.
+        reason: String,
     },
     /// Its defaults file does not parse.
     #[error("workloads/{name}.toml: {reason}")]
@@ -245,12 +265,31 @@ pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), Workloa
 /// applied by dotted path first.
 pub(crate) fn parse_defaults<T: serde::de::DeserializeOwned>(
     name: &str,
-    text: &str,
-    settings: &[(String, String)],
+    compiled_in: &str,
+    overrides: &WorkloadOverrides,
 ) -> Result<T, WorkloadError> {
-    let defaults_error = |reason: String| WorkloadError::Defaults {
-        name: name.to_string(),
-        reason: reason.lines().collect::<Vec<_>>().join(" "),
+    let settings = &overrides.settings;
+    let (text, file) = match &overrides.defaults_file {
+        Some(file) => (file.text.as_str(), Some(file.path.clone())),
+        None => (compiled_in, None),
+    };
+    let defaults_error = |reason: String| {
+        let reason = reason
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        match &file {
+            Some(path) => WorkloadError::DefaultsFile {
+                path: path.clone(),
+                reason,
+            },
+            None => WorkloadError::Defaults {
+                name: name.to_string(),
+                reason,
+            },
+        }
     };
     let mut table: toml::Table = toml::from_str(text).map_err(|e| defaults_error(e.to_string()))?;
     for (path, raw) in settings {
@@ -337,6 +376,65 @@ pub(crate) fn weighted_choice(cumulative: &[u32], rng: &mut SmallRng) -> usize {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    fn with_file(text: &str) -> WorkloadOverrides {
+        WorkloadOverrides {
+            defaults_file: Some(DefaultsFile {
+                path: "my.toml".into(),
+                text: text.into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_malformed_workload_file_is_named_with_line_and_column() {
+        let err = validate("goal-count", &with_file("[data]\nusers_per_scale = = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--workload-file my.toml: "), "{err}");
+        assert!(err.contains("line 2, column"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let err = validate("goal-count", &with_file("[nosuch]\nx = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nosuch"), "{err}");
+    }
+
+    /// The loaders of every workload: whatever text or --set they get, an
+    /// error or a value, never a panic.
+    fn load_everything(overrides: &WorkloadOverrides) {
+        for name in WORKLOADS {
+            let _ = validate(name, overrides);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_workload_file_is_an_error_or_a_workload(text in "(\\PC|\n){0,300}") {
+            load_everything(&with_file(&text));
+        }
+
+        #[test]
+        fn a_damaged_real_file_is_an_error_or_a_workload(cut in 0usize..1200, len in 0usize..40, insert in "(\\PC|\n){0,12}") {
+            let real = include_str!("../../workloads/goal-count.toml");
+            let chars: Vec<char> = real.chars().collect();
+            let at = cut.min(chars.len());
+            let end = (at + len).min(chars.len());
+            let damaged: String = chars[..at].iter().chain(insert.chars().collect::<Vec<_>>().iter()).chain(chars[end..].iter()).collect();
+            load_everything(&with_file(&damaged));
+        }
+
+        #[test]
+        fn any_set_is_an_error_or_a_workload(path in "[a-z_.]{0,24}", raw in "\\PC{0,24}") {
+            load_everything(&WorkloadOverrides {
+                settings: vec![(path, raw)],
+                ..Default::default()
+            });
+        }
+    }
 
     #[test]
     fn set_replaces_existing_keys_only_with_the_same_type() {

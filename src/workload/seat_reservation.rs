@@ -135,7 +135,7 @@ pub struct SeatReservation {
 impl SeatReservation {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<SeatReservation, WorkloadError> {
-        let defaults: SeatDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        let defaults: SeatDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
         defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
             name: NAME.into(),
             reason,

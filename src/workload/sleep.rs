@@ -51,7 +51,7 @@ impl Sleep {
     /// The workload with its compiled-in defaults and `overrides` (scale has
     /// no meaning here and is ignored).
     pub fn new(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
-        let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
         defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
             name: NAME.into(),
             reason,

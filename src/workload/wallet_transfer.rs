@@ -146,7 +146,7 @@ pub struct WalletTransfer {
 impl WalletTransfer {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<WalletTransfer, WorkloadError> {
-        let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
         defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
             name: NAME.into(),
             reason,
@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_scale_sizes_the_data() {
-        let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, &[]).unwrap();
+        let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, &WorkloadOverrides::default()).unwrap();
         assert_eq!(defaults.data.wallets_per_scale, 10_000);
         assert_eq!(defaults.data.initial_balance, 1000);
         assert_eq!(defaults.data.history_per_wallet, 5);
@@ -554,7 +554,7 @@ mod tests {
     #[test]
     fn unknown_keys_in_the_defaults_are_refused() {
         let text = DEFAULTS.replace("[mix]", "[mix]\nrefund = 3");
-        let error = parse_defaults::<WalletTransferDefaults>(NAME, &text, &[])
+        let error = parse_defaults::<WalletTransferDefaults>(NAME, &text, &WorkloadOverrides::default())
             .unwrap_err()
             .to_string();
         assert!(error.contains("refund"), "{error}");

@@ -166,3 +166,25 @@ fn each_bad_input_gets_one_line_naming_the_fix() {
         refused(&args, expected);
     }
 }
+
+#[test]
+fn a_malformed_workload_file_is_refused_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goal-count.toml");
+    std::fs::write(&file, "[data]\nusers_per_scale = = 3\n").unwrap();
+    let file = file.display().to_string();
+    refused(
+        &["run", "--workload", "goal-count", "--workload-file", &file],
+        &format!("--workload-file {file}: TOML parse error at line 2, column"),
+    );
+    refused(
+        &[
+            "run",
+            "--workload",
+            "goal-count",
+            "--workload-file",
+            "/nonexistent.toml",
+        ],
+        "cannot read --workload-file /nonexistent.toml",
+    );
+}

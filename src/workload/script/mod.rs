@@ -214,7 +214,7 @@ impl Script {
     /// Reads and parses the scripts and init SQL that `overrides.script`
     /// names (small reads: what validation of the command line needs).
     pub fn new(overrides: &WorkloadOverrides) -> Result<Script, WorkloadError> {
-        let defaults: ScriptDefaults = parse_defaults(NAME, DEFAULTS, &overrides.settings)?;
+        let defaults: ScriptDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
         let settings = overrides
             .script
             .as_ref()
