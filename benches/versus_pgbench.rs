@@ -8,9 +8,16 @@
 //! accounting of the child (getrusage RUSAGE_CHILDREN around its wait), as a
 //! Markdown table on stdout and in results/<run>/versus-pgbench.md.
 //!
+//! CPU per transaction is a slope: each tool runs twice, for half the
+//! duration and for the whole of it, and the extra CPU of the longer run is
+//! divided by its extra transactions. What a run costs once whatever its
+//! length (pgbench connecting; contend copying the template, starting the
+//! server sampler, writing its report) cancels out, and is shown apart as
+//! the fixed cost. Throughput is the longer run's.
+//!
 //! Minutes long, so not part of the quick `cargo bench`: run it with
 //! `cargo bench --bench versus_pgbench`. Settings (environment):
-//! `CONTEND_VERSUS_SECONDS` per run (default 10), `CONTEND_VERSUS_CLIENTS`
+//! `CONTEND_VERSUS_SECONDS` of the longer run (default 10, at least 2), `CONTEND_VERSUS_CLIENTS`
 //! (default 1,8,64), `CONTEND_VERSUS_SCALE` (default 10), `PGBENCH` (default
 //! /usr/lib/postgresql/15/bin/pgbench, else pgbench on the PATH).
 //!
@@ -18,8 +25,7 @@
 //! `pgbench -i -s SCALE` and vacuumed before each run (`-v`); contend copies
 //! its template, made by `--pgbench-scale SCALE`, for each run. Neither has a
 //! warmup, and contend's clients start together (`--ramp herd`), as
-//! pgbench's do. contend's CPU includes its own setup (copying the template,
-//! the server sampler): the cost of a run, not only of its transactions.
+//! pgbench's do. Both connect over TCP to 127.0.0.1 with the same URL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,8 +69,8 @@ impl Settings {
                 PathBuf::from("pgbench")
             }
         });
-        if seconds == 0 || clients.contains(&0) || scale == 0 {
-            bail!("CONTEND_VERSUS_SECONDS, CONTEND_VERSUS_CLIENTS and CONTEND_VERSUS_SCALE must be above 0");
+        if seconds < 2 || clients.contains(&0) || scale == 0 {
+            bail!("CONTEND_VERSUS_SECONDS must be at least 2 (each tool also runs for half of it); CONTEND_VERSUS_CLIENTS and CONTEND_VERSUS_SCALE must be above 0");
         }
         Ok(Settings {
             seconds,
@@ -82,13 +88,26 @@ struct Measured {
     cpu_s: f64,
 }
 
-impl Measured {
+/// One tool's short and long runs of one script at one client count.
+struct Paired {
+    short: Measured,
+    long: Measured,
+}
+
+impl Paired {
+    /// CPU seconds per 1,000 transactions, from the difference of the runs.
     fn cpu_s_per_1000(&self) -> f64 {
-        if self.transactions == 0 {
+        let transactions = self.long.transactions as f64 - self.short.transactions as f64;
+        if transactions <= 0.0 {
             f64::NAN
         } else {
-            self.cpu_s * 1000.0 / self.transactions as f64
+            (self.long.cpu_s - self.short.cpu_s) * 1000.0 / transactions
         }
+    }
+
+    /// CPU seconds a run costs whatever its length (the slope's intercept).
+    fn fixed_cpu_s(&self) -> f64 {
+        self.long.cpu_s - self.cpu_s_per_1000() * self.long.transactions as f64 / 1000.0
     }
 }
 
@@ -125,12 +144,12 @@ fn pgbench_figure(stdout: &str, label: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("pgbench printed no `{label}`:\n{stdout}"))
 }
 
-fn run_pgbench(settings: &Settings, url: &str, script: &Path, clients: u32) -> anyhow::Result<Measured> {
+fn run_pgbench(settings: &Settings, url: &str, script: &Path, clients: u32, seconds: u64) -> anyhow::Result<Measured> {
     let mut command = Command::new(&settings.pgbench);
     command
         .args(["-M", "prepared", "-v", "-j", "2"])
         .args(["-c", &clients.to_string()])
-        .args(["-T", &settings.seconds.to_string()])
+        .args(["-T", &seconds.to_string()])
         // pgbench sets :scale from -s for -f scripts (it counts branches only for built-in ones).
         .args(["-s", &settings.scale.to_string()])
         .arg("-f")
@@ -149,10 +168,11 @@ fn run_contend(
     url: &str,
     script: &Path,
     clients: u32,
+    seconds: u64,
     results: &Path,
 ) -> anyhow::Result<Measured> {
     let results = results.join(format!(
-        "{}-{clients}",
+        "{}-{clients}-{seconds}s",
         script.file_stem().unwrap_or_default().to_string_lossy()
     ));
     let mut command = Command::new(env!("CARGO_BIN_EXE_contend"));
@@ -162,7 +182,7 @@ fn run_contend(
         .arg(script)
         .args(["--pgbench-scale", &settings.scale.to_string()])
         .args(["--clients", &clients.to_string(), "--pool-size", &clients.to_string()])
-        .args(["--duration", &format!("{}s", settings.seconds)])
+        .args(["--duration", &format!("{seconds}s")])
         .args(["--warmup", "0s", "--ramp", "herd", "--results"])
         .arg(&results)
         .env_remove("DATABASE_URL")
@@ -187,6 +207,11 @@ fn run_contend(
         per_s: cell.metrics.ok as f64 / cell.metrics.measured_s,
         cpu_s,
     })
+}
+
+/// The shorter run of a pair: half the duration, at least a second.
+fn short_seconds(seconds: u64) -> u64 {
+    (seconds / 2).max(1)
 }
 
 fn prepare_machine() -> anyhow::Result<()> {
@@ -244,27 +269,58 @@ fn compare(settings: &Settings, admin_url: &str, runtime: &tokio::runtime::Runti
     let scripts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/script");
     let mut table = format!(
         "contend vs pgbench -M prepared -j 2, {} s per run, scale {}, local PostgreSQL\n\n\
-         | script | clients | pgbench tx/s | contend tx/s | contend / pgbench | pgbench CPU s per 1k tx | contend CPU s per 1k tx |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-        settings.seconds, settings.scale
+         CPU per 1k tx: the extra CPU of a {} s run over a {} s run, per extra transaction; \
+         fixed: CPU a run costs whatever its length\n\n\
+         | script | clients | pgbench tx/s | contend tx/s | contend / pgbench | pgbench CPU s per 1k tx | contend CPU s per 1k tx | pgbench fixed CPU s | contend fixed CPU s |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        settings.seconds,
+        settings.scale,
+        settings.seconds,
+        short_seconds(settings.seconds)
     );
     for script in SCRIPTS {
         let path = scripts_dir.join(format!("{script}.sql"));
         for &clients in &settings.clients {
-            eprintln!("versus_pgbench: {script}, {clients} clients: pgbench");
-            let pgbench = run_pgbench(settings, &pgbench_url, &path, clients)?;
-            eprintln!("versus_pgbench: {script}, {clients} clients: contend");
-            let contend = run_contend(settings, admin_url, &path, clients, &dir.join("contend"))?;
+            // Alternating the tools, so a change in the machine's speed
+            // meanwhile falls on both.
+            let mut runs = Vec::with_capacity(4);
+            for seconds in [short_seconds(settings.seconds), settings.seconds] {
+                eprintln!("versus_pgbench: {script}, {clients} clients, {seconds} s: pgbench");
+                runs.push(run_pgbench(settings, &pgbench_url, &path, clients, seconds)?);
+                // Let the checkpointer and autovacuum settle between runs.
+                std::thread::sleep(Duration::from_secs(1));
+                eprintln!("versus_pgbench: {script}, {clients} clients, {seconds} s: contend");
+                runs.push(run_contend(
+                    settings,
+                    admin_url,
+                    &path,
+                    clients,
+                    seconds,
+                    &dir.join("contend"),
+                )?);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let mut runs = runs.into_iter();
+            let mut next = || runs.next().expect("four runs");
+            let (pgbench_short, contend_short, pgbench_long, contend_long) = (next(), next(), next(), next());
+            let pgbench = Paired {
+                short: pgbench_short,
+                long: pgbench_long,
+            };
+            let contend = Paired {
+                short: contend_short,
+                long: contend_long,
+            };
             table.push_str(&format!(
-                "| {script} | {clients} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} |\n",
-                pgbench.per_s,
-                contend.per_s,
-                contend.per_s / pgbench.per_s,
+                "| {script} | {clients} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {:.2} |\n",
+                pgbench.long.per_s,
+                contend.long.per_s,
+                contend.long.per_s / pgbench.long.per_s,
                 pgbench.cpu_s_per_1000(),
-                contend.cpu_s_per_1000()
+                contend.cpu_s_per_1000(),
+                pgbench.fixed_cpu_s(),
+                contend.fixed_cpu_s()
             ));
-            // Let the checkpointer and autovacuum settle between runs.
-            std::thread::sleep(Duration::from_secs(1));
         }
     }
     std::fs::create_dir_all(&dir)?;

@@ -5,9 +5,11 @@
 //! an operation, checks out a connection, runs the operation in a
 //! transaction, records the attempt, retries deadlocks and serialization
 //! failures up to a bound, thinks, and goes again until the measured window
-//! ends. Open loop: arrivals follow a Poisson schedule fixed in advance;
-//! workers take the next arrival, wait for its time if it is still ahead,
-//! and time the transaction from its *intended* start, so a stalled server
+//! ends. Open loop: arrivals follow a Poisson schedule fixed in advance; a
+//! dispatcher thread releases each at its time (a thread's sleep, not
+//! tokio's timer, whose millisecond ticks started arrivals 0.5 to 2 ms
+//! late); workers take the next released arrival and time the transaction
+//! from its *intended* start, so a stalled server
 //! shows in the tail instead of silently slowing the arrivals (coordinated
 //! omission); how late each arrival started is reported as schedule lag.
 //! Recording
@@ -157,9 +159,14 @@ pub async fn drive<W: Workload>(
             max_in_flight,
         } => {
             let offsets = poisson_schedule(rate_per_s, settings.warmup_s + settings.duration_s, settings.seed);
-            (max_in_flight, Some(Arc::new(OpenSchedule::new(t0, offsets))))
+            let schedule = Arc::new(OpenSchedule::new(t0, offsets, Arc::clone(&live)));
+            (max_in_flight, Some(schedule))
         }
     };
+    let dispatcher = schedule.as_ref().map(|schedule| {
+        let schedule = Arc::clone(schedule);
+        std::thread::spawn(move || schedule.dispatch())
+    });
     let mut tasks = Vec::with_capacity(workers as usize);
     for worker in 0..workers {
         let context = ClientContext {
@@ -182,6 +189,11 @@ pub async fn drive<W: Workload>(
     }
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(dispatcher) = dispatcher {
+        // It has released every arrival (or seen the stop) before the
+        // workers could end: this join does not wait.
+        let _ = dispatcher.join();
     }
     // Rates divide by the window planned, or by the time actually measured
     // when the run was stopped early.
@@ -234,20 +246,26 @@ pub fn poisson_schedule(rate_per_s: f64, seconds: f64, seed: u64) -> Vec<Duratio
     }
 }
 
-/// The arrivals of an open-loop cell, handed out one at a time.
+/// The arrivals of an open-loop cell, released at their times by
+/// [`OpenSchedule::dispatch`] and taken by the workers one at a time.
 struct OpenSchedule {
     t0: Instant,
     offsets: Vec<Duration>,
-    next: AtomicU64,
+    released: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
+    arrivals: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
+    live: Arc<LiveCounts>,
     lag: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 impl OpenSchedule {
-    fn new(t0: Instant, offsets: Vec<Duration>) -> OpenSchedule {
+    fn new(t0: Instant, offsets: Vec<Duration>, live: Arc<LiveCounts>) -> OpenSchedule {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         OpenSchedule {
             t0,
             offsets,
-            next: AtomicU64::new(0),
+            released: Mutex::new(Some(sender)),
+            arrivals: tokio::sync::Mutex::new(receiver),
+            live,
             lag: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, crate::metrics::MAX_LATENCY_US, 3)
                     .expect("valid histogram bounds"),
@@ -255,10 +273,28 @@ impl OpenSchedule {
         }
     }
 
-    /// The next arrival's intended start, or `None` when all are taken.
-    fn take(&self) -> Option<Instant> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) as usize;
-        self.offsets.get(index).map(|offset| self.t0 + *offset)
+    /// Releases every arrival at its intended start, on a thread of its own:
+    /// a thread's sleep wakes within tens of microseconds of its deadline.
+    /// Closing the channel at the end (or at a stop) ends the workers.
+    fn dispatch(&self) {
+        let Some(sender) = self.released.lock().expect("dispatcher poisoned").take() else {
+            return;
+        };
+        for offset in &self.offsets {
+            let intended = self.t0 + *offset;
+            let ahead = intended.saturating_duration_since(Instant::now());
+            if !ahead.is_zero() {
+                std::thread::sleep(ahead);
+            }
+            if self.live.stop_requested() || sender.send(intended).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next released arrival's intended start, or `None` when all are.
+    async fn take(&self) -> Option<Instant> {
+        self.arrivals.lock().await.recv().await
     }
 }
 
@@ -300,8 +336,7 @@ async fn run_open_worker<W: Workload>(
     schedule: Arc<OpenSchedule>,
     measure_from: Instant,
 ) {
-    while let Some(intended) = schedule.take() {
-        tokio::time::sleep_until(intended.into()).await;
+    while let Some(intended) = schedule.take().await {
         if context.live.stop_requested() {
             break;
         }

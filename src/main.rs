@@ -122,7 +122,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread: a client's task and its connection's task wake each other
+    // on every statement, and across worker threads each wake is a futex
+    // call and a context switch. On two cores shared with the server, one
+    // thread measured 12% less client CPU per transaction than two
+    // (BENCHMARKS.md, "Driver changes").
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("contend: cannot start the async runtime: {e}");

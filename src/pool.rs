@@ -337,22 +337,24 @@ impl Session {
     /// Runs one prepared statement (cached per connection where the pool
     /// keeps connections) and returns what workloads need of its result.
     pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<QueryResult, ErrorClass> {
-        let (rows, first_row) = self.fetch(sql, params, 1).await?;
-        Ok(QueryResult {
-            rows,
-            first_int: first_row.first().copied().flatten(),
-        })
+        let mut first_int = None;
+        let rows = self.fetch(sql, params, 1, &mut |value| first_int = value).await?;
+        Ok(QueryResult { rows, first_int })
     }
 
     /// The one place a query is dispatched to the session's driver: returns
-    /// the rows returned and the first row's first `columns` columns as
-    /// integers (`None` where a column is not one).
+    /// the rows returned and hands `first_row` the first row's first
+    /// `columns` columns as integers (`None` where a column is not one).
+    ///
+    /// Through tokio-postgres the rows are streamed, not collected, and the
+    /// parameters passed as an iterator: no allocation of ours per statement.
     async fn fetch(
         &mut self,
         sql: &str,
         params: &[Param],
         columns: usize,
-    ) -> Result<(u64, Vec<Option<i64>>), ErrorClass> {
+        first_row: &mut (dyn FnMut(Option<i64>) + Send),
+    ) -> Result<u64, ErrorClass> {
         match self {
             Session::Deadpool(client) => {
                 let statement = client
@@ -360,17 +362,17 @@ impl Session {
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
                 let rows = client
-                    .query(&statement, &tokio_params(params))
+                    .query_raw(&statement, tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(tokio_fetched(&rows, columns))
+                tokio_fetched(rows, columns, first_row).await
             }
             Session::Fresh(client, _) => {
                 let rows = client
-                    .query(sql, &tokio_params(params))
+                    .query_raw(sql, tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-                Ok(tokio_fetched(&rows, columns))
+                tokio_fetched(rows, columns, first_row).await
             }
             Session::Sqlx(connection) => {
                 use sqlx::Row;
@@ -378,16 +380,16 @@ impl Session {
                     .fetch_all(&mut **connection)
                     .await
                     .map_err(|e| ErrorClass::from_sqlx(&e))?;
-                let first_row = rows.first().map_or_else(Vec::new, |row| {
-                    (0..row.len().min(columns))
-                        .map(|i| {
+                if let Some(row) = rows.first() {
+                    for i in 0..row.len().min(columns) {
+                        first_row(
                             row.try_get::<i64, _>(i)
                                 .ok()
-                                .or_else(|| row.try_get::<i32, _>(i).ok().map(i64::from))
-                        })
-                        .collect()
-                });
-                Ok((rows.len() as u64, first_row))
+                                .or_else(|| row.try_get::<i32, _>(i).ok().map(i64::from)),
+                        );
+                    }
+                }
+                Ok(rows.len() as u64)
             }
         }
     }
@@ -404,12 +406,12 @@ impl Session {
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
                 client
-                    .execute(&statement, &tokio_params(params))
+                    .execute_raw(&statement, tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))
             }
             Session::Fresh(client, _) => client
-                .execute(sql, &tokio_params(params))
+                .execute_raw(sql, tokio_params(params))
                 .await
                 .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
             Session::Sqlx(connection) => sqlx_query(sql, params)
@@ -426,8 +428,10 @@ impl Session {
     /// returns none; 0 for a column that is not an integer); for reads of a
     /// few numbers at once.
     pub async fn query_row_ints(&mut self, sql: &str, params: &[Param]) -> Result<Vec<i64>, ErrorClass> {
-        let (_, first_row) = self.fetch(sql, params, usize::MAX).await?;
-        Ok(first_row.into_iter().map(|value| value.unwrap_or(0)).collect())
+        let mut first_row = Vec::new();
+        self.fetch(sql, params, usize::MAX, &mut |value| first_row.push(value.unwrap_or(0)))
+            .await?;
+        Ok(first_row)
     }
 }
 
@@ -448,27 +452,38 @@ fn sqlx_query<'q>(
     query
 }
 
-fn tokio_params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    params
-        .iter()
-        .map(|param| match param {
-            Param::Int(v) => v as &(dyn ToSql + Sync),
-            Param::BigInt(v) => v as &(dyn ToSql + Sync),
-            Param::Text(v) => v as &(dyn ToSql + Sync),
-            Param::Untyped(v) => v as &(dyn ToSql + Sync),
-        })
-        .collect()
+fn tokio_params(params: &[Param]) -> impl ExactSizeIterator<Item = &(dyn ToSql + Sync)> {
+    params.iter().map(|param| match param {
+        Param::Int(v) => v as &(dyn ToSql + Sync),
+        Param::BigInt(v) => v as &(dyn ToSql + Sync),
+        Param::Text(v) => v as &(dyn ToSql + Sync),
+        Param::Untyped(v) => v as &(dyn ToSql + Sync),
+    })
 }
 
-fn tokio_fetched(rows: &[tokio_postgres::Row], columns: usize) -> (u64, Vec<Option<i64>>) {
-    let first_row = rows.first().map_or_else(Vec::new, |row| {
-        (0..row.len().min(columns))
-            .map(|i| {
-                row.try_get::<_, i64>(i)
-                    .ok()
-                    .or_else(|| row.try_get::<_, i32>(i).ok().map(i64::from))
-            })
-            .collect()
-    });
-    (rows.len() as u64, first_row)
+/// Counts the rows of a result and hands over its first row's integers.
+/// A column is read by its declared type: asking tokio-postgres for an i64
+/// out of an int4 builds (and allocates) an error before falling back.
+async fn tokio_fetched(
+    rows: tokio_postgres::RowStream,
+    columns: usize,
+    first_row: &mut (dyn FnMut(Option<i64>) + Send),
+) -> Result<u64, ErrorClass> {
+    use futures_util::TryStreamExt;
+    use tokio_postgres::types::Type;
+    let mut rows = std::pin::pin!(rows);
+    let mut count = 0u64;
+    while let Some(row) = rows.try_next().await.map_err(|e| ErrorClass::from_tokio_postgres(&e))? {
+        if count == 0 {
+            for (i, column) in row.columns().iter().take(columns).enumerate() {
+                first_row(match *column.type_() {
+                    Type::INT8 => row.try_get::<_, i64>(i).ok(),
+                    Type::INT4 => row.try_get::<_, i32>(i).ok().map(i64::from),
+                    _ => None,
+                });
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
 }
