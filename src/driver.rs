@@ -158,7 +158,15 @@ pub async fn drive<W: Workload>(
             rate_per_s,
             max_in_flight,
         } => {
-            let offsets = poisson_schedule(rate_per_s, settings.warmup_s + settings.duration_s, settings.seed);
+            // The warmup and the measured window each get their own count,
+            // so the measured window holds exactly rate × duration arrivals.
+            let warmup = Duration::from_secs_f64(settings.warmup_s);
+            let mut offsets = poisson_schedule(rate_per_s, settings.warmup_s, settings.seed);
+            offsets.extend(
+                poisson_schedule(rate_per_s, settings.duration_s, settings.seed.wrapping_add(1))
+                    .into_iter()
+                    .map(|offset| warmup + offset),
+            );
             let schedule = Arc::new(OpenSchedule::new(t0, offsets, Arc::clone(&live)));
             (max_in_flight, Some(schedule))
         }
@@ -228,22 +236,26 @@ pub async fn drive<W: Workload>(
 }
 
 /// Arrival offsets from t0 of a Poisson process at `rate_per_s` over
-/// `seconds`, seeded: the same seed gives the same arrivals.
+/// `seconds` conditioned on its count (exactly `round(rate × seconds)`
+/// arrivals), seeded: the same seed gives the same arrivals.
 pub fn poisson_schedule(rate_per_s: f64, seconds: f64, seed: u64) -> Vec<Duration> {
-    use rand_distr::{Distribution, Exp};
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x005e_ed0f_a771_7a15);
-    let Ok(gaps) = Exp::new(rate_per_s) else {
+    use rand::Rng;
+    if !(rate_per_s > 0.0 && rate_per_s.is_finite() && seconds > 0.0) {
         return Vec::new();
-    };
-    let mut offsets = Vec::with_capacity((rate_per_s * seconds * 1.1) as usize + 16);
-    let mut at = 0.0;
-    loop {
-        at += gaps.sample(&mut rng);
-        if at >= seconds {
-            return offsets;
-        }
-        offsets.push(Duration::from_secs_f64(at));
     }
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x005e_ed0f_a771_7a15);
+    // A Poisson process conditioned on its count: the arrival times of a
+    // Poisson process that made n arrivals in [0, T) are n independent
+    // uniform times, sorted. Conditioning on n = rate × T keeps the
+    // exponential gaps between arrivals (up to the count) while the
+    // achieved rate matches the one asked for instead of drifting by
+    // sqrt(n) arrivals (2.2% low at 200/s over 20 s with one seed).
+    let count = (rate_per_s * seconds).round() as usize;
+    let mut offsets: Vec<Duration> = (0..count)
+        .map(|_| Duration::from_secs_f64(rng.random_range(0.0..seconds)))
+        .collect();
+    offsets.sort_unstable();
+    offsets
 }
 
 /// The arrivals of an open-loop cell, released at their times by
@@ -413,7 +425,13 @@ mod tests {
     #[test]
     fn poisson_schedule_has_the_rate_and_is_reproducible() {
         let offsets = poisson_schedule(1000.0, 10.0, 3);
-        assert!((9_700..10_300).contains(&offsets.len()), "{}", offsets.len());
+        assert_eq!(offsets.len(), 10_000, "conditioned on its count");
+        // Gaps stay exponential: mean 1 ms, and about e^-1 of them above it.
+        let gaps: Vec<f64> = offsets.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.001).abs() < 0.00005, "{mean}");
+        let above = gaps.iter().filter(|&&g| g > 0.001).count() as f64 / gaps.len() as f64;
+        assert!((above - (-1f64).exp()).abs() < 0.02, "{above}");
         assert!(offsets.windows(2).all(|w| w[0] <= w[1]));
         assert!(offsets.last().unwrap() < &Duration::from_secs(10));
         assert_eq!(offsets, poisson_schedule(1000.0, 10.0, 3));

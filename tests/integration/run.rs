@@ -215,6 +215,47 @@ fn contend_run_refuses_bad_input_in_one_line() {
     }
 }
 
+/// Redis killed mid-run: goal-count's cache falls back to the database,
+/// counts its cache errors, and the run still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_cache_falls_back_to_the_database_when_redis_dies() {
+    let servers = servers(20).await;
+    let port = url::Url::parse(&servers.redis.as_ref().unwrap().url)
+        .unwrap()
+        .port()
+        .unwrap();
+    let mut settings = cell(PoolKind::Deadpool, 4, 4, Ramp::Herd);
+    settings.overrides.cache = true;
+    settings.driver.warmup_s = 0.0;
+    settings.driver.duration_s = 3.0;
+    let live = Arc::new(LiveCounts::default());
+    let watching = Arc::clone(&live);
+    let killer = tokio::spawn(async move {
+        for _ in 0..1_500 {
+            if watching.ok.load(std::sync::atomic::Ordering::Relaxed) >= 1_500 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for process in crate::util::processes_mentioning(&format!("127.0.0.1:{port}")) {
+            let pid: i32 = process.split(':').next().unwrap().parse().unwrap();
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let record = run_cell(&settings, &servers, live).await.unwrap();
+    killer.await.unwrap();
+    let initialize = &record.metrics.operations[0];
+    let counts = &initialize.counts;
+    assert!(counts.get("cache_hit").copied().unwrap_or(0) > 0, "{counts:?}");
+    assert!(
+        counts.get("cache_error").copied().unwrap_or(0) > 0,
+        "Redis died: {counts:?}"
+    );
+    assert!(initialize.ok > 0, "initialize still succeeds through the database");
+    assert_eq!(record.metrics.errors, 0, "{:?}", record.metrics.errors_by_class);
+    servers.shutdown().await;
+}
+
 /// p99 end-to-end of a sleep cell (5 ms server-side per transaction) through
 /// a pool of 2: capacity about 2 / 5 ms = 400/s.
 async fn sleep_p99_us(servers: &Servers, load: Load, warmup_s: f64, duration_s: f64) -> u64 {

@@ -87,6 +87,49 @@ fn a_sweep_killed_midway_and_resumed_has_every_cell_exactly_once() {
 }
 
 #[test]
+fn ctrl_c_stops_a_sweep_keeps_its_cells_and_leaves_no_server() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let mut sweep = KillOnDrop(
+        tmp.contend()
+            .args(SWEEP)
+            .arg("--results")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let two_done = wait_until(Duration::from_secs(60), || {
+        run_dir(&results).is_some_and(|dir| cells(&dir).len() >= 2)
+    });
+    assert!(two_done.is_some(), "two cells finished");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sweep.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = sweep.0.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut sweep.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(tmp.run_dirs().is_empty(), "servers gone at once: {:?}", tmp.run_dirs());
+    let dir = run_dir(&results).unwrap();
+    let before = cells(&dir).len();
+    assert!((2..8).contains(&before), "{before} cells kept, each whole");
+
+    let output = tmp.contend().args(SWEEP).arg("--resume").arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_eq!(cells(&dir).len(), 8, "the resume completed the sweep");
+}
+
+#[test]
 fn cells_whose_pools_exceed_max_connections_meet_too_many_clients() {
     prepare_machine();
     let tmp = IsolatedTmp::new();
