@@ -21,7 +21,7 @@ use crate::metrics::{CellMetrics, WindowSummary};
 use crate::migration::{Migration, MigrationError, MigrationStatement, StatementKind};
 use crate::pool::AppPool;
 use crate::provision::{Backend, PgServer, Servers};
-use crate::run::{CellSettings, RunError};
+use crate::run::{cache_connections, CellSettings, RunError};
 use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
 use crate::workload::{with_workload, CellContext, InvariantCheck, Workload, WorkloadUser};
@@ -335,21 +335,20 @@ impl MigrateRun<'_> {
         let cell = &self.settings.cell;
         let redis_url = self.servers.redis.as_ref().map(|r| r.url.as_str());
         let (control, _control_task) = connect(cell_url, "contend-control").await?;
-        let mut multiplexed =
+        // One connection for the workload's own checks, and one per instance
+        // for its clients, as `contend run` has.
+        let (mut multiplexed, caches) =
             match (workload.uses_redis(), redis_url) {
-                (true, Some(url)) => Some(
-                    redis::Client::open(url)
-                        .map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(|e| RunError::Setup(format!("connecting to Redis: {e}")))?,
+                (true, Some(url)) => (
+                    cache_connections(url, 1).await?.pop(),
+                    cache_connections(url, cell.instances).await?,
                 ),
                 (true, None) => return Err(RunError::Setup(
                     "this workload needs Redis (a cache or a gate): use a local or docker backend, or pass --redis-url"
                         .into(),
                 )
                 .into()),
-                (false, _) => None,
+                (false, _) => (None, Vec::new()),
             };
         workload
             .prepare_cell(CellContext {
@@ -374,18 +373,6 @@ impl MigrateRun<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(RunError::Setup)?;
         let pools = Arc::new(pools);
-        let mut caches = Vec::new();
-        if let (true, Some(url)) = (workload.uses_redis(), redis_url) {
-            let client = redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?;
-            for _ in 0..cell.instances {
-                caches.push(
-                    client
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(|e| RunError::Setup(format!("connecting to Redis for the cache: {e}")))?,
-                );
-            }
-        }
         let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database))
             .await
             .map_err(|e| RunError::Setup(e.to_string()))?;

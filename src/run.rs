@@ -384,7 +384,10 @@ fn cell_database_name(cell_url: &str) -> String {
 
 /// One multiplexed Redis connection per application instance, as each
 /// instance's cache client would hold.
-async fn cache_connections(url: &str, instances: u32) -> Result<Vec<redis::aio::MultiplexedConnection>, RunError> {
+pub(crate) async fn cache_connections(
+    url: &str,
+    instances: u32,
+) -> Result<Vec<redis::aio::MultiplexedConnection>, RunError> {
     let client = redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?;
     let mut connections = Vec::with_capacity(instances as usize);
     for _ in 0..instances {
@@ -420,12 +423,7 @@ pub fn append_cell(dir: &std::path::Path, record: &CellRecord) -> Result<PathBuf
     }
     serde_json::to_writer(&mut content, record).map_err(|e| fail(std::io::Error::other(e)))?;
     content.push(b'\n');
-    crate::runfile::write_whole(&path, &content).map_err(|e| match e {
-        crate::runfile::RunFileError::Write { error, .. } | crate::runfile::RunFileError::Io { error, .. } => {
-            fail(error)
-        }
-        other => fail(std::io::Error::other(other.to_string())),
-    })?;
+    crate::runfile::write_whole(&path, &content).map_err(|e| fail(e.into_io()))?;
     Ok(path)
 }
 
@@ -439,12 +437,7 @@ pub fn prepare_run_dir(dir: &std::path::Path) -> Result<(), RunError> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(".contend-write-probe");
-    crate::runfile::write_whole(&probe, b"contend").map_err(|e| match e {
-        crate::runfile::RunFileError::Write { error, .. } | crate::runfile::RunFileError::Io { error, .. } => {
-            fail(error)
-        }
-        other => fail(std::io::Error::other(other.to_string())),
-    })?;
+    crate::runfile::write_whole(&probe, b"contend").map_err(|e| fail(e.into_io()))?;
     std::fs::remove_file(&probe).map_err(fail)
 }
 

@@ -108,6 +108,17 @@ pub enum RunFileError {
     },
 }
 
+impl RunFileError {
+    /// The OS error behind it (a format problem as an "other" error), for
+    /// callers that report files their own way.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            RunFileError::Io { error, .. } | RunFileError::Write { error, .. } => error,
+            other => std::io::Error::other(other.to_string()),
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunFileError + '_ {
     move |error| RunFileError::Io {
         path: path.to_path_buf(),
