@@ -95,6 +95,14 @@ pub struct LiveCounts {
 }
 
 impl LiveCounts {
+    /// Zeroes the counts and withdraws a stop request, for the next cell
+    /// of a sweep.
+    pub fn reset_for_next_cell(&self) {
+        self.ok.store(0, Ordering::Relaxed);
+        self.errors.store(0, Ordering::Relaxed);
+        self.stop.store(false, Ordering::Relaxed);
+    }
+
     /// Asks the clients to stop after their current transaction.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -27,6 +27,7 @@
 //!            pg_stat_database and pg_stat_statements deltas, Redis INFO
 //! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
 //! sweep      many cells over one server, max_connections outermost, resumable
+//! failure    cells the server died under → failed.jsonl; the sweep goes on
 //! recommend  a sweep's records → knee, USL fit, Little's law, max_connections, formula verdicts
 //! usl        Universal Scalability Law fit (pure maths)
 //! report     CellRecord, Recommendation → text for people
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod compare;
 pub mod driver;
 pub mod explain;
+pub mod failure;
 pub mod formula;
 pub mod metrics;
 pub mod migrate;

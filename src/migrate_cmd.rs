@@ -60,7 +60,7 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     if !record.succeeded {
         return Ok(ExitCode::from(MIGRATION_FAILED));
     }
-    if record.invariants.iter().any(|c| !c.holds) {
+    if record.invariants.iter().any(|c| c.violated()) {
         eprintln!("contend: an invariant was violated (see above)");
         return Ok(ExitCode::from(1));
     }

@@ -207,8 +207,7 @@ pub fn cell_summary(record: &CellRecord) -> String {
     if !record.invariants.is_empty() {
         let _ = writeln!(out, "\ninvariants:");
         for check in &record.invariants {
-            let verdict = if check.holds { "PASS" } else { "FAIL" };
-            let _ = writeln!(out, "  {verdict}  {} — {}", check.name, check.detail);
+            let _ = writeln!(out, "  {}  {} — {}", check.verdict(), check.name, check.detail);
         }
     }
     if !record.slo.results.is_empty() {
@@ -521,7 +520,11 @@ pub fn migration_text(record: &crate::migrate::MigrationRecord) -> String {
             out,
             "invariant {}: {} ({})",
             check.name,
-            if check.holds { "holds" } else { "VIOLATED" },
+            match check.verdict() {
+                "PASS" => "holds",
+                "FAIL" => "VIOLATED",
+                _ => "not checked",
+            },
             check.detail
         );
     }

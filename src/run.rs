@@ -5,13 +5,15 @@
 //! nothing itself (the driver does) and formats nothing (report does).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::driver::Load;
 use crate::driver::{drive, DriverSettings, LiveCounts};
+use crate::failure::ServerLoss;
 use crate::metrics::{CellMetrics, LatencySummary};
 use crate::pool::{AppPool, PoolSettings};
 use crate::provision::{Backend, PgServer, RedisServer, Servers};
@@ -80,7 +82,7 @@ pub struct CellRecord {
 impl CellRecord {
     /// Whether every invariant held.
     pub fn invariants_hold(&self) -> bool {
-        self.invariants.iter().all(|check| check.holds)
+        !self.invariants.iter().any(|check| check.violated())
     }
 }
 
@@ -156,6 +158,10 @@ pub enum RunError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The PostgreSQL server went away during the cell: its connections
+    /// closed under it. Nothing of the cell is a measurement.
+    #[error("PostgreSQL went away {:.1} s into the cell: {}", .0.after_s, .0.reason)]
+    ServerLost(Box<crate::failure::ServerLoss>),
     /// Writing results (what was written before is intact).
     #[error("writing {path}: {error}; free space there or choose another directory with --results")]
     Results {
@@ -205,6 +211,11 @@ impl WorkloadUser for CellRun<'_> {
         }
         let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
         let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
+        if matches!(outcome, Err(RunError::ServerLost(_))) {
+            // The server is gone, and the cell's copy with it (a restarted
+            // local server still has it: the next cell's copy replaces it).
+            return Err(outcome.err().expect("matched an error"));
+        }
         drop_database(admin_url, &cell_database).await?;
         let Measured {
             metrics,
@@ -302,7 +313,27 @@ async fn measure<W: Workload>(
     let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
         .await
         .map_err(|e| RunError::Setup(format!("connecting to the cell database: {e}")))?;
-    let connection_task = tokio::spawn(connection);
+    // The checker's connection doubles as a watchdog: it sits idle through
+    // the run, so it ends only when the server ends it (killed, crashed,
+    // restarted). Then the clients are stopped at once instead of spinning
+    // through connection errors for the rest of the cell.
+    let watchdog = Arc::new(ServerWatchdog::default());
+    let connection_task = {
+        let watchdog = Arc::clone(&watchdog);
+        let live = Arc::clone(&live);
+        tokio::spawn(async move {
+            let ended = connection.await;
+            if watchdog.armed.load(Ordering::Acquire) {
+                let reason = match &ended {
+                    Err(e) => server_message(e),
+                    Ok(()) => "the server closed the connection".to_string(),
+                };
+                *watchdog.lost.lock().expect("watchdog lock poisoned") = Some(reason);
+                live.request_stop();
+            }
+            ended
+        })
+    };
     let mut checker_redis = match (workload.uses_redis(), redis_url) {
         (false, _) => None,
         (true, Some(url)) => cache_connections(url, 1).await?.pop(),
@@ -334,10 +365,24 @@ async fn measure<W: Workload>(
         .await
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let workload = Arc::new(workload);
+    watchdog.armed.store(true, Ordering::Release);
+    let load_started = std::time::Instant::now();
     let output = drive(Arc::clone(&workload), Arc::clone(&pools), caches, settings.driver, live).await;
+    watchdog.armed.store(false, Ordering::Release);
     let server = sampler.stop().await;
     for pool in pools.iter() {
         pool.close().await;
+    }
+    let lost = watchdog.lost.lock().expect("watchdog lock poisoned").take();
+    if let Some(reason) = lost {
+        let metrics = output.recorder.summarize(output.measured_s);
+        let _ = connection_task.await;
+        return Err(RunError::ServerLost(Box::new(ServerLoss {
+            reason,
+            after_s: load_started.elapsed().as_secs_f64(),
+            ok: metrics.ok,
+            errors_by_class: metrics.errors_by_class,
+        })));
     }
     let invariants = workload
         .check_invariants(CellContext {
@@ -375,6 +420,26 @@ async fn measure<W: Workload>(
     })
 }
 
+/// Whether the server ended the checker's connection while the load ran,
+/// and what it said.
+#[derive(Default)]
+struct ServerWatchdog {
+    /// Set while the driver runs; the connection ending after is the cell's
+    /// own close.
+    armed: AtomicBool,
+    /// The reason, once the server went away.
+    lost: Mutex<Option<String>>,
+}
+
+/// The server's own words when it ended a connection (e.g. "terminating
+/// connection due to unexpected postmaster exit"), else the client's.
+fn server_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => format!("the server ended the connection ({error})"),
+    }
+}
+
 fn cell_database_name(cell_url: &str) -> String {
     url::Url::parse(cell_url)
         .ok()
@@ -404,7 +469,13 @@ pub(crate) async fn cache_connections(
 /// Appends `record` as one line to `dir/cells.jsonl`, creating both, and
 /// syncs it: a sweep killed later keeps every finished cell.
 pub fn append_cell(dir: &std::path::Path, record: &CellRecord) -> Result<PathBuf, RunError> {
-    let path = dir.join("cells.jsonl");
+    append_json_line(dir, "cells.jsonl", record)
+}
+
+/// Appends `value` as one JSON line to `dir/file`, creating both; the file
+/// is written whole.
+pub(crate) fn append_json_line(dir: &std::path::Path, file: &str, value: &impl Serialize) -> Result<PathBuf, RunError> {
+    let path = dir.join(file);
     let fail = |error| RunError::Results {
         path: path.clone(),
         error,
@@ -421,7 +492,7 @@ pub fn append_cell(dir: &std::path::Path, record: &CellRecord) -> Result<PathBuf
     if !content.is_empty() && !content.ends_with(b"\n") {
         content.push(b'\n');
     }
-    serde_json::to_writer(&mut content, record).map_err(|e| fail(std::io::Error::other(e)))?;
+    serde_json::to_writer(&mut content, value).map_err(|e| fail(std::io::Error::other(e)))?;
     content.push(b'\n');
     crate::runfile::write_whole(&path, &content).map_err(|e| fail(e.into_io()))?;
     Ok(path)

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use contend::cli::{RunCommand, RunPlan};
 use contend::driver::LiveCounts;
+use contend::failure::{append_failed, FailedCell};
 use contend::provision::provision;
 use contend::report::cell_summary;
-use contend::run::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty, run_cell};
+use contend::run::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty, run_cell, RunError};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
@@ -50,11 +51,29 @@ pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let outcome = run_cell(&plan.cell, &servers, Arc::clone(&live)).await;
     ticker.abort();
     bar.finish_and_clear();
+    let max_connections = servers.postgres.max_connections;
     servers.shutdown().await;
-    let record = outcome.inspect_err(|_| remove_if_empty(&dir))?;
+    let record = match outcome {
+        Ok(record) => record,
+        Err(RunError::ServerLost(loss)) => {
+            let failed = FailedCell::new(&plan.cell, max_connections, started_at, *loss, None);
+            let path = append_failed(&dir, &failed)?;
+            eprintln!("contend: the cell failed: {}", failed.summary());
+            eprintln!(
+                "contend: recorded in {}; nothing of it is a measurement",
+                path.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => {
+            remove_if_empty(&dir);
+            return Err(error.into());
+        }
+    };
     let path = append_cell(&dir, &record)?;
     println!("{}", cell_summary(&record));
     eprintln!("contend: cell appended to {}", path.display());

@@ -72,6 +72,10 @@ pub struct RunFile {
     pub cells: Vec<CellRecord>,
     /// A recommendation per workload of the cells.
     pub recommendations: Vec<Recommendation>,
+    /// Cells the server died under (failed.jsonl), apart from the measured
+    /// ones; a later `--resume` measures them.
+    #[serde(default)]
+    pub failed_cells: Vec<crate::failure::FailedCell>,
     /// Migrations run under load, with their plans.
     pub migrations: Vec<MigrationRecord>,
 }
@@ -162,7 +166,8 @@ impl RunFile {
                 reason: e.to_string(),
             })?);
         }
-        if cells.is_empty() && migrations.is_empty() {
+        let failed_cells = crate::failure::read_failed(dir);
+        if cells.is_empty() && migrations.is_empty() && failed_cells.is_empty() {
             return Err(RunFileError::Empty(dir.to_path_buf()));
         }
         let postgres = cells
@@ -177,6 +182,7 @@ impl RunFile {
             postgres,
             recommendations: recommend_each(&cells, options),
             cells,
+            failed_cells,
             migrations,
         })
     }

@@ -110,6 +110,57 @@ fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
         .collect()
 }
 
+/// The cells the server died under: what, when, why, how it came back, and
+/// whether a later run measured the cell after all.
+fn failed_rows(run: &RunFile) -> Vec<[String; 6]> {
+    run.failed_cells
+        .iter()
+        .map(|failed| {
+            let measured_later = run
+                .cells
+                .iter()
+                .position(|cell| crate::sweep::record_key(cell) == failed.key)
+                .map_or("no: run again with --resume".to_string(), |n| {
+                    format!("yes, cell #{}", n + 1)
+                });
+            let errors: Vec<String> = failed
+                .loss
+                .errors_by_class
+                .iter()
+                .map(|(class, n)| format!("{class}×{n}"))
+                .collect();
+            [
+                failed.key.clone(),
+                format!("{:.1} s", failed.loss.after_s),
+                failed.loss.reason.clone(),
+                format!(
+                    "{} ok · {}",
+                    failed.loss.ok,
+                    if errors.is_empty() {
+                        "no errors".to_string()
+                    } else {
+                        errors.join(" ")
+                    }
+                ),
+                match (&failed.recovery, failed.recovered_in_s) {
+                    (Some(how), Some(took)) => format!("{how} in {took:.2} s"),
+                    _ => "not recovered: the sweep stopped".to_string(),
+                },
+                measured_later,
+            ]
+        })
+        .collect()
+}
+
+const FAILED_HEADER: [&str; 6] = [
+    "cell",
+    "server lost after",
+    "reason",
+    "before the loss",
+    "recovery",
+    "measured later",
+];
+
 const SCORECARD_HEADER: [&str; 8] = [
     "cell",
     "workload",
@@ -285,6 +336,10 @@ pub fn summary_markdown(run: &RunFile, plots: &[Plot]) -> String {
         let _ = writeln!(out, "\n## SLO scorecard\n");
         markdown_table(&mut out, SCORECARD_HEADER, &scorecard_rows(&run.cells));
     }
+    if !run.failed_cells.is_empty() {
+        let _ = writeln!(out, "\n## Cells the server died under\n");
+        markdown_table(&mut out, FAILED_HEADER, &failed_rows(run));
+    }
     for migration in &run.migrations {
         let _ = writeln!(
             out,
@@ -364,6 +419,10 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
                 );
             }
         }
+    }
+    if !run.failed_cells.is_empty() {
+        out.push_str("<h2 id=\"failed\">Cells the server died under</h2>\n");
+        html_table(&mut out, FAILED_HEADER, &failed_rows(run));
     }
     for migration in &run.migrations {
         let _ = write!(

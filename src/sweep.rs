@@ -9,10 +9,13 @@
 //! callback.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use crate::driver::{LiveCounts, Load};
+use crate::failure::{append_failed, FailedCell, ServerLoss};
 use crate::provision::Servers;
 use crate::run::{append_cell, run_cell, CellRecord, CellSettings, RunError};
 
@@ -146,17 +149,36 @@ pub enum SweepEvent {
         /// The record appended.
         record: Box<CellRecord>,
     },
+    /// PostgreSQL went away under a cell; the cell went to failed.jsonl and
+    /// the server was brought back (or not: then the sweep stops).
+    Failed {
+        /// The record appended to failed.jsonl.
+        failed: Box<FailedCell>,
+    },
+}
+
+/// What one invocation of a sweep did.
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    /// Cells measured and appended to cells.jsonl.
+    pub finished: usize,
+    /// Cells the server died under, appended to failed.jsonl; `--resume`
+    /// runs them again.
+    pub failed: usize,
 }
 
 /// Runs every cell of `plan` not already in `dir`, appending each as it
-/// finishes. `live` counts the running cell's transactions.
+/// finishes. `live` counts the running cell's transactions. When
+/// PostgreSQL goes away under a cell, the cell is appended to
+/// `failed.jsonl` with its reason, the server is brought back
+/// ([`Servers::recover_postgres`]) and the sweep goes on.
 pub async fn run_sweep(
     plan: &SweepPlan,
     servers: &mut Servers,
     dir: &Path,
     live: Arc<LiveCounts>,
     mut on_event: impl FnMut(SweepEvent),
-) -> Result<Vec<PathBuf>, RunError> {
+) -> Result<SweepOutcome, RunError> {
     let finished = finished_cells(dir)?;
     let todo: Vec<&PlannedCell> = plan
         .cells
@@ -166,7 +188,7 @@ pub async fn run_sweep(
             !finished.keys.contains(&cell_key(&cell.settings, max))
         })
         .collect();
-    let mut written = Vec::new();
+    let mut outcome = SweepOutcome::default();
     for (index, cell) in todo.iter().enumerate() {
         if let Some(max) = cell.max_connections {
             if max != servers.postgres.max_connections {
@@ -180,18 +202,58 @@ pub async fn run_sweep(
                 });
             }
         }
+        let key = cell_key(&cell.settings, servers.postgres.max_connections);
         on_event(SweepEvent::Starting {
             index,
             of: todo.len(),
-            key: cell_key(&cell.settings, servers.postgres.max_connections),
+            key: key.clone(),
         });
-        live.ok.store(0, std::sync::atomic::Ordering::Relaxed);
-        live.errors.store(0, std::sync::atomic::Ordering::Relaxed);
-        let record = run_cell(&cell.settings, servers, Arc::clone(&live)).await?;
-        written.push(append_cell(dir, &record)?);
-        on_event(SweepEvent::Finished {
-            record: Box::new(record),
+        live.reset_for_next_cell();
+        let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let started = Instant::now();
+        let loss = match run_cell(&cell.settings, servers, Arc::clone(&live)).await {
+            Ok(record) => {
+                append_cell(dir, &record)?;
+                outcome.finished += 1;
+                on_event(SweepEvent::Finished {
+                    record: Box::new(record),
+                });
+                continue;
+            }
+            Err(RunError::ServerLost(loss)) => *loss,
+            // Copying the template or setting up the pools fails too when
+            // the server dies then: the server's answer tells which it was.
+            Err(error @ (RunError::Setup(_) | RunError::Template(_))) if !servers.postgres_answers().await => {
+                ServerLoss {
+                    reason: error.to_string(),
+                    after_s: started.elapsed().as_secs_f64(),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    errors_by_class: Default::default(),
+                }
+            }
+            Err(error) => return Err(error),
+        };
+        let max_connections = servers.postgres.max_connections;
+        let recovery = servers.recover_postgres().await;
+        let failed = FailedCell::new(
+            &cell.settings,
+            max_connections,
+            started_at,
+            loss,
+            recovery.as_ref().ok(),
+        );
+        append_failed(dir, &failed)?;
+        outcome.failed += 1;
+        on_event(SweepEvent::Failed {
+            failed: Box::new(failed),
         });
+        if let Err(e) = recovery {
+            return Err(RunError::Setup(format!(
+                "PostgreSQL went away under a cell and could not be brought back ({e}); the cell is in {}; continue with --resume {} once the server runs",
+                dir.join("failed.jsonl").display(),
+                dir.display()
+            )));
+        }
     }
-    Ok(written)
+    Ok(outcome)
 }

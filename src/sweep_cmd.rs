@@ -98,6 +98,10 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
             );
             bar.inc(1);
         }
+        SweepEvent::Failed { failed } => {
+            say(&bar, format!("FAILED {}", failed.summary()));
+            bar.inc(1);
+        }
     });
     let outcome = tokio::select! {
         outcome = sweep => Some(outcome),
@@ -115,14 +119,27 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
         Some(result) => {
-            result?;
-            eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
+            let outcome = result?;
+            if outcome.failed > 0 {
+                eprintln!(
+                    "contend: sweep done but {} cell(s) failed with the server (see {}); run them again with --resume {}",
+                    outcome.failed,
+                    dir.join("failed.jsonl").display(),
+                    dir.display()
+                );
+            } else {
+                eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
+            }
             let (run, written) = contend::site::publish(&dir, &plan.recommend)?;
             for recommendation in &run.recommendations {
                 print!("{}", contend::report::recommendation_text(recommendation));
             }
             eprintln!("contend: report: {}", written.index.display());
-            Ok(if violated { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if violated || outcome.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

@@ -301,6 +301,18 @@ impl DockerServers {
         Ok(postgres)
     }
 
+    /// Whether the PostgreSQL container still runs.
+    pub(super) async fn postgres_running(&self) -> bool {
+        match &self.pg_container {
+            Some(container) => container.is_running().await.unwrap_or(false),
+            None => false,
+        }
+    }
+
+    pub(super) fn startup_timeout(&self) -> Duration {
+        self.startup_timeout
+    }
+
     pub(super) async fn shutdown(mut self) {
         if let Some(container) = self.pg_container.take() {
             let _ = container.rm().await;

@@ -238,6 +238,49 @@ impl LocalServers {
         probe_postgres(&url, self.pg_origin.clone()).await
     }
 
+    /// Starts PostgreSQL again on its data directory when its postmaster
+    /// has exited (killed, crashed); `None` when it still runs. Backends of
+    /// a killed postmaster exit once they notice, and until then its shared
+    /// memory is in use and a new postmaster refuses to start: retried until
+    /// the startup timeout.
+    pub(super) async fn restart_dead_postgres(&mut self) -> Result<Option<PgServer>, ProvisionError> {
+        let exited = match self.postmaster.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(Some(_))) || !process::pid_alive(child.id() as i32),
+            None => true,
+        };
+        if !exited {
+            return Ok(None);
+        }
+        if let Some(mut dead) = self.postmaster.take() {
+            let _ = dead.wait();
+        }
+        let deadline = tokio::time::Instant::now() + self.startup_timeout;
+        let (postmaster, port) = loop {
+            match start_postmaster(
+                &self.bin_dir,
+                &self.dir.path,
+                Some(self.pg_port),
+                &self.settings,
+                self.run_as.as_ref(),
+                self.startup_timeout,
+            )
+            .await
+            {
+                Ok(started) => break started,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
+        self.postmaster = Some(postmaster);
+        self.pg_port = port;
+        let url = format!("postgres://{DB_USER}:{}@127.0.0.1:{port}/postgres", self.password);
+        probe_postgres(&url, self.pg_origin.clone()).await.map(Some)
+    }
+
+    pub(super) fn startup_timeout(&self) -> Duration {
+        self.startup_timeout
+    }
+
     pub(super) async fn shutdown(mut self) {
         let postmaster = self.postmaster.take();
         let redis = self.redis_process.take();

@@ -417,6 +417,15 @@ pub enum ServerOrigin {
     External,
 }
 
+/// How PostgreSQL was brought back after it died under a cell.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// What was done, in words.
+    pub how: String,
+    /// From the decision to recover until the server answered.
+    pub took: Duration,
+}
+
 /// Running servers. Dropping it stops whatever contend started; prefer
 /// [`Servers::shutdown`], which waits for the servers to be gone.
 pub struct Servers {
@@ -465,6 +474,65 @@ impl Servers {
         Ok(started.elapsed())
     }
 
+    /// Whether PostgreSQL accepts a connection and answers within a few
+    /// seconds.
+    pub async fn postgres_answers(&self) -> bool {
+        answers(&self.postgres).await
+    }
+
+    /// Brings PostgreSQL back after it died under a cell. A server process
+    /// that still runs (a crashed backend makes the postmaster end every
+    /// session and recover by itself) is waited for; a local postmaster
+    /// that is gone is started again on its data directory, with the same
+    /// settings (crash recovery replays the WAL; the template survives); a
+    /// docker server gets a fresh container (the next cell loads the
+    /// template again); an external server is waited for. Returns what was
+    /// done and how long it took, until the server answered.
+    pub async fn recover_postgres(&mut self) -> Result<Recovery, ProvisionError> {
+        let started = Instant::now();
+        let how = match &mut self.owned {
+            Owned::Local(servers) => match servers.restart_dead_postgres().await? {
+                Some(postgres) => {
+                    self.postgres = postgres;
+                    "PostgreSQL started again on its data directory (crash recovery)"
+                }
+                None => "the postmaster survived and recovered by itself",
+            },
+            Owned::Docker(servers) => {
+                let running = servers.postgres_running().await;
+                if running && wait_until_answers(&self.postgres, Duration::from_secs(30)).await {
+                    "the container survived and PostgreSQL recovered by itself"
+                } else {
+                    self.postgres = servers.replace_postgres(self.postgres.max_connections).await?;
+                    "PostgreSQL replaced by a fresh container"
+                }
+            }
+            Owned::External => "the external server came back",
+        };
+        if !wait_until_answers(&self.postgres, self.startup_timeout()).await {
+            return Err(ProvisionError::Connect {
+                server: "PostgreSQL",
+                url: self.postgres.masked_url(),
+                reason: format!(
+                    "it went away during a cell and did not answer again within {} s",
+                    self.startup_timeout().as_secs()
+                ),
+            });
+        }
+        Ok(Recovery {
+            how: how.to_string(),
+            took: started.elapsed(),
+        })
+    }
+
+    fn startup_timeout(&self) -> Duration {
+        match &self.owned {
+            Owned::Local(servers) => servers.startup_timeout(),
+            Owned::Docker(servers) => servers.startup_timeout(),
+            Owned::External => Duration::from_secs(60),
+        }
+    }
+
     /// Stops what contend started and removes its files or containers.
     pub async fn shutdown(self) {
         match self.owned {
@@ -472,6 +540,24 @@ impl Servers {
             Owned::Docker(servers) => servers.shutdown().await,
             Owned::External => {}
         }
+    }
+}
+
+async fn answers(postgres: &PgServer) -> bool {
+    let probe = probe_postgres(&postgres.url, postgres.origin.clone());
+    matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Ok(_)))
+}
+
+async fn wait_until_answers(postgres: &PgServer, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if answers(postgres).await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -81,8 +81,38 @@ pub struct InvariantCheck {
     pub name: String,
     /// Whether it held.
     pub holds: bool,
+    /// Set when the evidence was gone (Redis killed during the cell): the
+    /// check neither holds nor fails, and `detail` says why.
+    #[serde(default)]
+    pub not_checked: bool,
     /// The evidence: counts checked, or the first violations found.
     pub detail: String,
+}
+
+impl InvariantCheck {
+    /// A check that could not be made because its evidence was gone.
+    pub fn not_checked(name: impl Into<String>, why: impl Into<String>) -> InvariantCheck {
+        InvariantCheck {
+            name: name.into(),
+            holds: false,
+            not_checked: true,
+            detail: why.into(),
+        }
+    }
+
+    /// Whether this check fails the cell: it was made and did not hold.
+    pub fn violated(&self) -> bool {
+        !self.holds && !self.not_checked
+    }
+
+    /// PASS, FAIL or NOT CHECKED, as reports print it.
+    pub fn verdict(&self) -> &'static str {
+        match (self.not_checked, self.holds) {
+            (true, _) => "NOT CHECKED",
+            (false, true) => "PASS",
+            (false, false) => "FAIL",
+        }
+    }
 }
 
 /// A workload the driver can run.

@@ -454,6 +454,7 @@ impl Workload for SeatReservation {
                 checks.push(InvariantCheck {
                     name: "no section oversold: count(reservations) <= capacity".into(),
                     holds: oversold.is_empty(),
+                    not_checked: false,
                     detail: if oversold.is_empty() {
                         format!("{held} reservations in {} sections, none over capacity", sections.len())
                     } else {
@@ -470,6 +471,7 @@ impl Workload for SeatReservation {
                     checks.push(InvariantCheck {
                         name: "taken = count(reservations) per section".into(),
                         holds: off.is_empty(),
+                        not_checked: false,
                         detail: if off.is_empty() {
                             format!("{} sections agree", sections.len())
                         } else {
@@ -492,6 +494,7 @@ impl Workload for SeatReservation {
                     InvariantCheck {
                         name: "claimed seats = count(reservations)".into(),
                         holds: seats == reservations,
+                        not_checked: false,
                         detail: format!("{seats} seats claimed, {reservations} reservations"),
                     }
                 }
@@ -506,6 +509,7 @@ impl Workload for SeatReservation {
                 InvariantCheck {
                     name: "no student twice in one section".into(),
                     holds: doubles == 0,
+                    not_checked: false,
                     detail: format!("{doubles} (section, student) pairs held twice"),
                 }
             }
@@ -524,11 +528,7 @@ impl SeatReservation {
     ) -> InvariantCheck {
         let name = "Redis counters agree with the database (remaining = capacity - taken)".to_string();
         let Some(redis) = redis else {
-            return InvariantCheck {
-                name,
-                holds: false,
-                detail: "no Redis connection to check with".into(),
-            };
+            return InvariantCheck::not_checked(name, "no Redis connection to check with");
         };
         let keys: Vec<String> = sections.iter().map(|s| self.gate_key(s.0)).collect();
         match redis::AsyncCommands::mget::<_, Vec<Option<i64>>>(redis, &keys).await {
@@ -543,6 +543,7 @@ impl SeatReservation {
                 InvariantCheck {
                     name,
                     holds: off.is_empty(),
+                    not_checked: false,
                     detail: if off.is_empty() {
                         format!("{} counters agree", sections.len())
                     } else {
@@ -550,11 +551,10 @@ impl SeatReservation {
                     },
                 }
             }
-            Err(e) => InvariantCheck {
-                name,
-                holds: false,
-                detail: format!("Redis could not be read: {e}"),
-            },
+            // Redis went away (killed, restarted empty): its counters are
+            // gone, so agreement can be neither claimed nor refuted. The
+            // database's own checks above still decide the cell.
+            Err(e) => InvariantCheck::not_checked(name, format!("Redis could not be read: {e}")),
         }
     }
 }
@@ -563,6 +563,7 @@ fn failed_check(name: &str, error: tokio_postgres::Error) -> InvariantCheck {
     InvariantCheck {
         name: name.to_string(),
         holds: false,
+        not_checked: false,
         detail: format!("could not be checked: {error}"),
     }
 }

@@ -343,6 +343,7 @@ impl Workload for WalletTransfer {
         let failed = |name: &str, what: &str, e: tokio_postgres::Error| InvariantCheck {
             name: name.to_string(),
             holds: false,
+            not_checked: false,
             detail: format!("could not check ({what}): {e}"),
         };
         let mut checks = Vec::with_capacity(3);
@@ -354,11 +355,13 @@ impl Workload for WalletTransfer {
                     Some(start) => InvariantCheck {
                         name: TOTAL_UNCHANGED.into(),
                         holds: total == start,
+                        not_checked: false,
                         detail: format!("sum(balance) {start} at start, {total} now ({:+})", total - start),
                     },
                     None => InvariantCheck {
                         name: TOTAL_UNCHANGED.into(),
                         holds: false,
+                        not_checked: false,
                         detail: format!("sum(balance) {total} now; the total at start was never read"),
                     },
                 }
@@ -376,6 +379,7 @@ impl Workload for WalletTransfer {
                 InvariantCheck {
                     name: NONE_NEGATIVE.into(),
                     holds: rows.is_empty(),
+                    not_checked: false,
                     detail: if rows.is_empty() {
                         "0 wallets with balance < 0".into()
                     } else {
@@ -403,6 +407,7 @@ impl Workload for WalletTransfer {
                 InvariantCheck {
                     name: LEDGER_AGREES.into(),
                     holds: rows.is_empty(),
+                    not_checked: false,
                     detail: if rows.is_empty() {
                         format!("every wallet's balance = sum(ledger.amount) ({} wallets)", self.wallets)
                     } else {
