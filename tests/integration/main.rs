@@ -5,6 +5,7 @@ mod bad_input;
 mod compare;
 mod docker;
 mod errors;
+mod exposure;
 mod external;
 mod faults;
 mod local;
