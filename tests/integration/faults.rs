@@ -3,7 +3,7 @@
 //! directory is refused before any server starts. Faults of the server:
 //! PostgreSQL killed in the middle of a cell (local and docker).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -316,4 +316,55 @@ fn a_backend_killed_mid_cell_fails_that_cell_and_the_postmaster_recovers() {
 #[test]
 fn postgres_killed_mid_cell_fails_that_cell_and_the_sweep_goes_on_docker() {
     postgres_killed_mid_cell(Kill::DockerContainer);
+}
+
+/// `contend run` whose server is killed mid-cell: exit 1, the cell in
+/// failed.jsonl with the reason, no cells.jsonl (nothing was measured), no
+/// server left behind.
+#[test]
+fn postgres_killed_during_a_single_run_records_the_failed_cell_and_exits_1() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let mut run = KillOnDrop(
+        tmp.contend()
+            .args(["run", "--workload", "sleep", "--clients", "4", "--duration", "6s"])
+            .args(["--warmup", "0s", "--backend", "local", "--results"])
+            .arg(&results)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let cell_running = wait_until(Duration::from_secs(60), || {
+        processes_mentioning("contend_cell_")
+            .iter()
+            .any(|p| p.contains("postgres: "))
+    });
+    assert!(cell_running.is_some(), "the cell's sessions appear");
+    std::thread::sleep(Duration::from_secs(1));
+    Kill::LocalPostmaster.run(&tmp, run.id());
+    let status = run.wait().unwrap();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    run.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    run.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the cell failed:") && stderr.contains("PostgreSQL went away"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let dir = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
+    assert!(
+        !dir.join("cells.jsonl").exists(),
+        "nothing measured is recorded as a cell"
+    );
+    let failed = std::fs::read_to_string(dir.join("failed.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(failed.lines().next().unwrap()).unwrap();
+    assert!(record["loss"]["after_s"].as_f64().unwrap() < 6.0, "{record}");
+    assert!(
+        record["recovery"].is_null(),
+        "a single run does not restart the server: {record}"
+    );
+    assert!(processes_mentioning(&tmp.path().display().to_string()).is_empty());
 }
