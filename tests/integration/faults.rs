@@ -336,8 +336,10 @@ fn postgres_killed_during_a_single_run_records_the_failed_cell_and_exits_1() {
             .spawn()
             .unwrap(),
     );
+    // The cell's database is named after the contend process.
+    let cell_database = format!("contend_cell_{}", run.id());
     let cell_running = wait_until(Duration::from_secs(60), || {
-        processes_mentioning("contend_cell_")
+        processes_mentioning(&cell_database)
             .iter()
             .any(|p| p.contains("postgres: "))
     });
