@@ -23,7 +23,7 @@ use crate::pool::AppPool;
 use crate::provision::{Backend, PgServer, Servers};
 use crate::run::{cache_connections, CellSettings, RunError};
 use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
-use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
+use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, grant_cell_to, TemplateInfo};
 use crate::workload::{with_workload, CellContext, InvariantCheck, Workload, WorkloadUser};
 
 /// Version of the migration record's schema.
@@ -284,6 +284,9 @@ impl WorkloadUser for MigrateRun<'_> {
             .await
             .map_err(RunError::from)?;
         let cell_url = database_url(admin_url, &database);
+        if let Some(role) = &self.servers.postgres.client_role {
+            grant_cell_to(&cell_url, role).await.map_err(RunError::from)?;
+        }
         let outcome = self.under_load(workload, &migration, &cell_url, &database).await;
         drop_database(admin_url, &database).await.map_err(RunError::from)?;
         let m = outcome?;
@@ -369,7 +372,7 @@ impl MigrateRun<'_> {
 
         // 2. The load, for before + the migration + after (stopped when done).
         let pools = (0..cell.instances)
-            .map(|_| AppPool::new(cell_url, &cell.pool))
+            .map(|_| AppPool::new(&database_url(&self.servers.postgres.client_url, database), &cell.pool))
             .collect::<Result<Vec<_>, _>>()
             .map_err(RunError::Setup)?;
         let pools = Arc::new(pools);

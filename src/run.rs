@@ -18,7 +18,7 @@ use crate::metrics::{CellMetrics, LatencySummary};
 use crate::pool::{AppPool, PoolSettings};
 use crate::provision::{Backend, PgServer, RedisServer, Servers};
 use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
-use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, TemplateInfo};
+use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, grant_cell_to, TemplateInfo};
 use crate::workload::{
     with_workload, CellContext, InvariantCheck, Workload, WorkloadError, WorkloadOverrides, WorkloadUser,
 };
@@ -203,6 +203,10 @@ impl WorkloadUser for CellRun<'_> {
         let cell_database = format!("contend_cell_{}", std::process::id());
         let copy = copy_for_cell(admin_url, &template, &cell_database, self.servers.postgres.version_num).await?;
         let cell_url = database_url(admin_url, &cell_database);
+        if let Some(role) = &self.servers.postgres.client_role {
+            grant_cell_to(&cell_url, role).await?;
+        }
+        let client_url = database_url(&self.servers.postgres.client_url, &cell_database);
         if self.settings.overrides.migrated {
             if let Err(e) = apply_migration(&workload, &cell_url).await {
                 drop_database(admin_url, &cell_database).await?;
@@ -210,7 +214,11 @@ impl WorkloadUser for CellRun<'_> {
             }
         }
         let redis_url = self.servers.redis.as_ref().map(|redis| redis.url.as_str());
-        let outcome = measure(workload, self.settings, &cell_url, redis_url, self.live).await;
+        let urls = CellUrls {
+            admin: &cell_url,
+            clients: &client_url,
+        };
+        let outcome = measure(workload, self.settings, urls, redis_url, self.live).await;
         if matches!(outcome, Err(RunError::ServerLost(_))) {
             // The server is gone, and the cell's copy with it (a restarted
             // local server still has it: the next cell's copy replaces it).
@@ -302,13 +310,22 @@ struct Measured {
     strategy: Option<String>,
 }
 
+/// The cell database's URLs: the admin's (checks, sampler) and the
+/// clients' (pools).
+#[derive(Clone, Copy)]
+struct CellUrls<'a> {
+    admin: &'a str,
+    clients: &'a str,
+}
+
 async fn measure<W: Workload>(
     mut workload: W,
     settings: &CellSettings,
-    cell_url: &str,
+    urls: CellUrls<'_>,
     redis_url: Option<&str>,
     live: Arc<LiveCounts>,
 ) -> Result<Measured, RunError> {
+    let cell_url = urls.admin;
     let database = cell_database_name(cell_url);
     let (client, connection) = tokio_postgres::connect(cell_url, tokio_postgres::NoTls)
         .await
@@ -353,7 +370,7 @@ async fn measure<W: Workload>(
         .await
         .map_err(RunError::Setup)?;
     let pools = (0..settings.instances)
-        .map(|_| AppPool::new(cell_url, &settings.pool))
+        .map(|_| AppPool::new(urls.clients, &settings.pool))
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);

@@ -194,6 +194,30 @@ pub async fn copy_for_cell(
     Ok(started.elapsed())
 }
 
+/// Lets `role` use everything in the cell's copy: its tables, sequences
+/// and functions belong to the admin who loaded the template, and the
+/// clients connect as a role that is not a superuser (see
+/// [`crate::provision::CLIENT_ROLE`]). `cell_admin_url` is the admin's URL
+/// of the cell's database.
+pub async fn grant_cell_to(cell_admin_url: &str, role: &str) -> Result<(), TemplateError> {
+    let admin = connect(cell_admin_url).await?;
+    admin
+        .batch_execute(&format!(
+            "DO $$DECLARE s text;
+             BEGIN
+               FOR s IN SELECT nspname FROM pg_namespace
+                        WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP
+                 EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', s, '{role}');
+                 EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I', s, '{role}');
+                 EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO %I', s, '{role}');
+                 EXECUTE format('GRANT ALL ON ALL FUNCTIONS IN SCHEMA %I TO %I', s, '{role}');
+               END LOOP;
+             END$$"
+        ))
+        .await
+        .map_err(|e| db_error("granting the clients' role the cell's tables", cell_admin_url, e))
+}
+
 /// Drops a cell's database, ending any session still in it.
 pub async fn drop_database(admin_url: &str, database: &str) -> Result<(), TemplateError> {
     let admin = connect(admin_url).await?;

@@ -348,6 +348,18 @@ pub struct PgServer {
     /// in a record read back.
     #[serde(skip_serializing, default)]
     pub url: String,
+    /// URL the benchmark's clients connect with, password included (never
+    /// written to results). On a server contend started it names
+    /// [`CLIENT_ROLE`], a role that is not a superuser, so
+    /// `superuser_reserved_connections` keeps the clients out of the last
+    /// slots as it keeps an application out; on an external server it is
+    /// the URL given.
+    #[serde(skip_serializing, default)]
+    pub client_url: String,
+    /// The role clients connect as on a server contend started; `None`:
+    /// the external URL's own user.
+    #[serde(default)]
+    pub client_role: Option<String>,
     /// Host contend connects to.
     pub host: String,
     /// Port contend connects to.
@@ -457,10 +469,10 @@ impl Servers {
         let started = Instant::now();
         match &mut self.owned {
             Owned::Local(servers) => {
-                self.postgres = servers.restart_postgres(max_connections).await?;
+                self.postgres = with_client_role(servers.restart_postgres(max_connections).await?).await?;
             }
             Owned::Docker(servers) => {
-                self.postgres = servers.replace_postgres(max_connections).await?;
+                self.postgres = with_client_role(servers.replace_postgres(max_connections).await?).await?;
             }
             Owned::External => {
                 if self.postgres.max_connections != max_connections {
@@ -493,7 +505,7 @@ impl Servers {
         let how = match &mut self.owned {
             Owned::Local(servers) => match servers.restart_dead_postgres().await? {
                 Some(postgres) => {
-                    self.postgres = postgres;
+                    self.postgres = with_client_role(postgres).await?;
                     "PostgreSQL started again on its data directory (crash recovery)"
                 }
                 None => "the postmaster survived and recovered by itself",
@@ -503,7 +515,8 @@ impl Servers {
                 if running && wait_until_answers(&self.postgres, Duration::from_secs(30)).await {
                     "the container survived and PostgreSQL recovered by itself"
                 } else {
-                    self.postgres = servers.replace_postgres(self.postgres.max_connections).await?;
+                    let fresh = servers.replace_postgres(self.postgres.max_connections).await?;
+                    self.postgres = with_client_role(fresh).await?;
                     "PostgreSQL replaced by a fresh container"
                 }
             }
@@ -573,11 +586,19 @@ pub async fn provision(options: &ProvisionOptions) -> Result<Servers, ProvisionE
     let (postgres, redis, owned) = match backend {
         Backend::Local => {
             let (servers, pg, redis) = local::LocalServers::start(options).await?;
-            (pg, Some(redis), Owned::Local(Box::new(servers)))
+            (
+                with_client_role(pg).await?,
+                Some(redis),
+                Owned::Local(Box::new(servers)),
+            )
         }
         Backend::Docker => {
             let (servers, pg, redis) = docker::DockerServers::start(options).await?;
-            (pg, Some(redis), Owned::Docker(Box::new(servers)))
+            (
+                with_client_role(pg).await?,
+                Some(redis),
+                Owned::Docker(Box::new(servers)),
+            )
         }
         Backend::External => {
             let (pg, redis) = external::connect(options).await?;
@@ -632,6 +653,49 @@ async fn choose_backend(options: &ProvisionOptions) -> Result<(Backend, String),
     }
 }
 
+/// The role benchmark clients connect as on servers contend starts.
+pub const CLIENT_ROLE: &str = "contend_app";
+
+/// Creates (or, after a restart on the same data, re-keys) [`CLIENT_ROLE`]
+/// with a fresh generated password: a login role with no other attribute,
+/// as an application's would be. Returns `postgres` with its client URL
+/// and role set.
+pub(crate) async fn with_client_role(mut postgres: PgServer) -> Result<PgServer, ProvisionError> {
+    let failed = |reason: String| ProvisionError::Connect {
+        server: "PostgreSQL",
+        url: postgres.masked_url(),
+        reason: format!("creating the clients' role {CLIENT_ROLE}: {reason}"),
+    };
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let connection_task = tokio::spawn(connection);
+    // Alphanumeric: safe inside a literal (utility statements take no
+    // parameters).
+    let password = crate::secret::generate_password();
+    let created = client
+        .batch_execute(&format!(
+            "DO $$BEGIN
+               IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{CLIENT_ROLE}') THEN
+                 ALTER ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{password}';
+               ELSE
+                 CREATE ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{password}';
+               END IF;
+             END$$"
+        ))
+        .await;
+    drop(client);
+    let _ = connection_task.await;
+    created.map_err(|e| failed(e.to_string()))?;
+    let mut url = url::Url::parse(&postgres.url).map_err(|e| failed(e.to_string()))?;
+    url.set_username(CLIENT_ROLE)
+        .and_then(|()| url.set_password(Some(&password)))
+        .map_err(|()| failed("the server URL cannot carry a user".into()))?;
+    postgres.client_url = url.to_string();
+    postgres.client_role = Some(CLIENT_ROLE.to_string());
+    Ok(postgres)
+}
+
 /// Connects once and reads the facts a result records about a server.
 pub(crate) async fn probe_postgres(url: &str, origin: ServerOrigin) -> Result<PgServer, ProvisionError> {
     let connect_error = |reason: String| ProvisionError::Connect {
@@ -672,6 +736,8 @@ pub(crate) async fn probe_postgres(url: &str, origin: ServerOrigin) -> Result<Pg
     let (host, port) = config_host_port(&config);
     Ok(PgServer {
         url: url.to_string(),
+        client_url: url.to_string(),
+        client_role: None,
         host,
         port,
         max_connections,

@@ -209,3 +209,48 @@ fn a_server_that_refuses_to_start_is_explained_and_leaves_nothing() {
     assert!(tmp.run_dirs().is_empty(), "left behind: {:?}", tmp.run_dirs());
     assert!(processes_mentioning(&tmp.path().to_string_lossy()).is_empty());
 }
+
+/// Benchmark clients connect as a role that is not a superuser, so the
+/// superuser reservation keeps them out of the last slots exactly as it
+/// keeps an application out; contend's own sessions stay superuser.
+#[tokio::test]
+async fn clients_connect_as_a_role_the_superuser_reservation_keeps_out() {
+    let servers = crate::util::local_servers(Some(10)).await;
+    assert_eq!(servers.postgres.client_role.as_deref(), Some("contend_app"));
+    assert_eq!(servers.postgres.reserved_connections, 3);
+    assert!(!servers.postgres.client_url.contains(&format!(
+        ":{}@",
+        url::Url::parse(&servers.postgres.url).unwrap().password().unwrap()
+    )));
+    let mut held = Vec::new();
+    let refused = loop {
+        match tokio_postgres::connect(&servers.postgres.client_url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                held.push(client);
+                assert!(held.len() <= 10, "the clients' role got past max_connections");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(held.len(), 10 - 3, "every slot but the reserved ones");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS),
+        "{refused}"
+    );
+    let is_superuser = held[0]
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .unwrap();
+    assert!(!is_superuser.get::<_, bool>(0));
+    // The superuser still gets one of the reserved slots, as a DBA would.
+    let (admin, connection) = tokio_postgres::connect(&servers.postgres.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin.simple_query("SELECT 1").await.unwrap();
+    drop(held);
+    drop(admin);
+    servers.shutdown().await;
+}

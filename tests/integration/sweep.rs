@@ -141,7 +141,7 @@ fn cells_whose_pools_exceed_max_connections_meet_too_many_clients() {
             "--workload",
             "sleep",
             "--pool-sizes",
-            "6",
+            "5",
             "--instances",
             "1,3",
             "--max-connections",
@@ -170,12 +170,14 @@ fn cells_whose_pools_exceed_max_connections_meet_too_many_clients() {
     for record in records {
         let instances = record["settings"]["instances"].as_u64().unwrap();
         let refused = record["metrics"]["errors_by_class"]["53300"].as_u64().unwrap_or(0);
+        // The clients' role is not a superuser: of 10 slots, 3 are reserved
+        // and 2 hold contend's own sessions (the sampler, the checker).
         if instances == 1 {
-            assert_eq!(refused, 0, "6 connections fit in 10");
+            assert_eq!(refused, 0, "5 connections fit in 10 - 3 - 2");
         } else {
             assert!(
                 refused > 0,
-                "3 × 6 = 18 connections do not fit in 10: {}",
+                "3 × 5 = 15 connections do not fit in 10: {}",
                 record["metrics"]["errors_by_class"]
             );
         }
