@@ -95,31 +95,4 @@ impl FailedCell {
             recovered_in_s: recovery.map(|r| r.took.as_secs_f64()),
         }
     }
-
-    /// One line for people: which cell, when, why, what it had done, and
-    /// how the server came back.
-    pub fn summary(&self) -> String {
-        let errors: Vec<String> = self
-            .loss
-            .errors_by_class
-            .iter()
-            .map(|(class, n)| format!("{class}×{n}"))
-            .collect();
-        let mut line = format!(
-            "{} — PostgreSQL went away {:.1} s in: {} ({} ok, errors {})",
-            self.key,
-            self.loss.after_s,
-            self.loss.reason,
-            self.loss.ok,
-            if errors.is_empty() {
-                "none".to_string()
-            } else {
-                errors.join(" ")
-            }
-        );
-        if let (Some(how), Some(took)) = (&self.recovery, self.recovered_in_s) {
-            line.push_str(&format!("; {how} in {took:.2} s"));
-        }
-        line
-    }
 }

@@ -539,3 +539,33 @@ pub fn migration_text(record: &crate::migrate::MigrationRecord) -> String {
     );
     out
 }
+
+/// Errors by class as one short phrase: "connection_lost×2 53300×5", or
+/// "none".
+pub fn errors_text(errors_by_class: &std::collections::BTreeMap<String, u64>) -> String {
+    if errors_by_class.is_empty() {
+        return "none".to_string();
+    }
+    errors_by_class
+        .iter()
+        .map(|(class, n)| format!("{class}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line for a cell the server died under: which cell, when, why, what
+/// it had done, and how the server came back.
+pub fn failed_cell_line(failed: &crate::failure::FailedCell) -> String {
+    let mut line = format!(
+        "{} — PostgreSQL went away {:.1} s in: {} ({} ok, errors {})",
+        failed.key,
+        failed.loss.after_s,
+        failed.loss.reason,
+        failed.loss.ok,
+        errors_text(&failed.loss.errors_by_class)
+    );
+    if let (Some(how), Some(took)) = (&failed.recovery, failed.recovered_in_s) {
+        line.push_str(&format!("; {how} in {took:.2} s"));
+    }
+    line
+}

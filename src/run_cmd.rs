@@ -62,7 +62,10 @@ pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
         Err(RunError::ServerLost(loss)) => {
             let failed = FailedCell::new(&plan.cell, max_connections, started_at, *loss, None);
             let path = append_failed(&dir, &failed)?;
-            eprintln!("contend: the cell failed: {}", failed.summary());
+            eprintln!(
+                "contend: the cell failed: {}",
+                contend::report::failed_cell_line(&failed)
+            );
             eprintln!(
                 "contend: recorded in {}; nothing of it is a measurement",
                 path.display()

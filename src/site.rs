@@ -123,24 +123,14 @@ fn failed_rows(run: &RunFile) -> Vec<[String; 6]> {
                 .map_or("no: run again with --resume".to_string(), |n| {
                     format!("yes, cell #{}", n + 1)
                 });
-            let errors: Vec<String> = failed
-                .loss
-                .errors_by_class
-                .iter()
-                .map(|(class, n)| format!("{class}×{n}"))
-                .collect();
             [
                 failed.key.clone(),
                 format!("{:.1} s", failed.loss.after_s),
                 failed.loss.reason.clone(),
                 format!(
-                    "{} ok · {}",
+                    "{} ok · errors {}",
                     failed.loss.ok,
-                    if errors.is_empty() {
-                        "no errors".to_string()
-                    } else {
-                        errors.join(" ")
-                    }
+                    crate::report::errors_text(&failed.loss.errors_by_class)
                 ),
                 match (&failed.recovery, failed.recovered_in_s) {
                     (Some(how), Some(took)) => format!("{how} in {took:.2} s"),

@@ -67,12 +67,6 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         }
         SweepEvent::Finished { record } => {
             violated |= !record.invariants_hold();
-            let errors: Vec<String> = record
-                .metrics
-                .errors_by_class
-                .iter()
-                .map(|(class, n)| format!("{class}×{n}"))
-                .collect();
             say(
                 &bar,
                 format!(
@@ -89,17 +83,13 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
                         .max()
                         .unwrap_or(0) as f64
                         / 1000.0,
-                    if errors.is_empty() {
-                        "none".to_string()
-                    } else {
-                        errors.join(" ")
-                    }
+                    contend::report::errors_text(&record.metrics.errors_by_class)
                 ),
             );
             bar.inc(1);
         }
         SweepEvent::Failed { failed } => {
-            say(&bar, format!("FAILED {}", failed.summary()));
+            say(&bar, format!("FAILED {}", contend::report::failed_cell_line(&failed)));
             bar.inc(1);
         }
     });

@@ -223,26 +223,11 @@ impl LocalServers {
         self.settings.retain(|(k, _)| k != "max_connections");
         self.settings
             .push(("max_connections".into(), max_connections.to_string()));
-        let (postmaster, port) = start_postmaster(
-            &self.bin_dir,
-            &self.dir.path,
-            Some(self.pg_port),
-            &self.settings,
-            self.run_as.as_ref(),
-            self.startup_timeout,
-        )
-        .await?;
-        self.postmaster = Some(postmaster);
-        self.pg_port = port;
-        let url = format!("postgres://{DB_USER}:{}@127.0.0.1:{port}/postgres", self.password);
-        probe_postgres(&url, self.pg_origin.clone()).await
+        self.start_on_data_directory().await
     }
 
     /// Starts PostgreSQL again on its data directory when its postmaster
-    /// has exited (killed, crashed); `None` when it still runs. Backends of
-    /// a killed postmaster exit once they notice, and until then its shared
-    /// memory is in use and a new postmaster refuses to start: retried until
-    /// the startup timeout.
+    /// has exited (killed, crashed); `None` when it still runs.
     pub(super) async fn restart_dead_postgres(&mut self) -> Result<Option<PgServer>, ProvisionError> {
         let exited = match self.postmaster.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(Some(_))) || !process::pid_alive(child.id() as i32),
@@ -254,6 +239,15 @@ impl LocalServers {
         if let Some(mut dead) = self.postmaster.take() {
             let _ = dead.wait();
         }
+        self.start_on_data_directory().await.map(Some)
+    }
+
+    /// Starts the postmaster on the run's data directory, port and
+    /// settings, and probes it. A postmaster that was killed leaves
+    /// backends that exit only once they notice, and until then its shared
+    /// memory is in use and a new postmaster refuses to start: retried until
+    /// the startup timeout.
+    async fn start_on_data_directory(&mut self) -> Result<PgServer, ProvisionError> {
         let deadline = tokio::time::Instant::now() + self.startup_timeout;
         let (postmaster, port) = loop {
             match start_postmaster(
@@ -267,14 +261,18 @@ impl LocalServers {
             .await
             {
                 Ok(started) => break started,
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(ProvisionError::ServerStart { reason, .. })
+                    if still_in_use(&reason) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                Err(e) => return Err(e),
             }
         };
         self.postmaster = Some(postmaster);
         self.pg_port = port;
         let url = format!("postgres://{DB_USER}:{}@127.0.0.1:{port}/postgres", self.password);
-        probe_postgres(&url, self.pg_origin.clone()).await.map(Some)
+        probe_postgres(&url, self.pg_origin.clone()).await
     }
 
     pub(super) fn startup_timeout(&self) -> Duration {
@@ -293,6 +291,13 @@ impl Drop for LocalServers {
     fn drop(&mut self) {
         stop_both(self.postmaster.take(), self.redis_process.take());
     }
+}
+
+/// Whether a postmaster refused to start because the one before it has not
+/// let go yet: its backends still attached to the shared memory, or its
+/// lock file naming a live process.
+fn still_in_use(reason: &str) -> bool {
+    reason.contains("is still in use") || reason.contains("already exists")
 }
 
 /// Fast shutdown for PostgreSQL (SIGINT ends sessions at once), SIGTERM for
