@@ -326,19 +326,28 @@ async fn measure<W: Workload>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);
-    let caches = match (workload.uses_redis(), redis_url) {
-        (true, Some(url)) => cache_connections(url, settings.instances).await?,
-        _ => Vec::new(),
+    // Each instance's cache connection is opened by the thread that drives it.
+    let cache_client = match (workload.uses_redis(), redis_url) {
+        (true, Some(url)) => Some(redis_client(url)?),
+        _ => None,
     };
     let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database.clone()))
         .await
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let workload = Arc::new(workload);
-    let output = drive(Arc::clone(&workload), Arc::clone(&pools), caches, settings.driver, live).await;
+    let output = drive(
+        Arc::clone(&workload),
+        Arc::clone(&pools),
+        cache_client,
+        settings.driver,
+        live,
+    )
+    .await;
     let server = sampler.stop().await;
     for pool in pools.iter() {
         pool.close().await;
     }
+    let output = output.map_err(|e| RunError::Setup(e.to_string()))?;
     let invariants = workload
         .check_invariants(CellContext {
             client: &client,
@@ -382,13 +391,18 @@ fn cell_database_name(cell_url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One multiplexed Redis connection per application instance, as each
-/// instance's cache client would hold.
+/// A Redis client for `url`; opens nothing.
+pub(crate) fn redis_client(url: &str) -> Result<redis::Client, RunError> {
+    redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))
+}
+
+/// `instances` multiplexed Redis connections, opened on the caller's
+/// runtime (the workload's own checks use one).
 pub(crate) async fn cache_connections(
     url: &str,
     instances: u32,
 ) -> Result<Vec<redis::aio::MultiplexedConnection>, RunError> {
-    let client = redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?;
+    let client = redis_client(url)?;
     let mut connections = Vec::with_capacity(instances as usize);
     for _ in 0..instances {
         connections.push(
