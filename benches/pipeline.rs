@@ -158,6 +158,7 @@ fn cell(plan: &WorkloadPlan, scale: f64, pool_size: u32, clients: u32, duration_
             duration_s,
             max_retries: 3,
             seed: 1,
+            threads: 1,
         },
     }
 }

@@ -1,9 +1,13 @@
 //! contend against pgbench on exactly the same statements: for pgbench's
 //! tpcb-like and select-only scripts (sql/script/) at several client
 //! counts, `pgbench -M prepared -c N -j 2 -T D -f SCRIPT` and
-//! `contend run --workload script --script SCRIPT` with N clients on a pool
-//! of N, one after the other against one local server, each as a child
-//! process. Reports contend's throughput as a share of pgbench's and each
+//! `contend run --workload script --script SCRIPT` with N clients, one after
+//! the other against one local server, each as a child process. As pgbench
+//! `-j 2` runs two threads each owning half the clients and their
+//! connections, contend runs two application instances on two driver
+//! threads, each with half the clients and a pool of N/2 (`--instances 2
+//! --pool-size N/2 --driver-threads 2`; 1 client: one instance, a pool of
+//! 1), so client counts above 1 must be even. Reports contend's throughput as a share of pgbench's and each
 //! tool's client CPU seconds per 1,000 transactions, from the kernel's
 //! accounting of the child (getrusage RUSAGE_CHILDREN around its wait), as a
 //! Markdown table on stdout and in results/<run>/versus-pgbench.md.
@@ -71,6 +75,9 @@ impl Settings {
         });
         if seconds < 2 || clients.contains(&0) || scale == 0 {
             bail!("CONTEND_VERSUS_SECONDS must be at least 2 (each tool also runs for half of it); CONTEND_VERSUS_CLIENTS and CONTEND_VERSUS_SCALE must be above 0");
+        }
+        if let Some(odd) = clients.iter().find(|&&n| n > 1 && n % 2 == 1) {
+            bail!("CONTEND_VERSUS_CLIENTS: {odd} is odd; give 1 or even counts (contend splits them over two instances as pgbench -j 2 over two threads)");
         }
         Ok(Settings {
             seconds,
@@ -175,13 +182,20 @@ fn run_contend(
         "{}-{clients}-{seconds}s",
         script.file_stem().unwrap_or_default().to_string_lossy()
     ));
+    let (instances, pool_size) = instances_and_pool(clients);
     let mut command = Command::new(env!("CARGO_BIN_EXE_contend"));
     command
         .args(["run", "--backend", "external", "--database-url", url])
         .args(["--workload", "script", "--script"])
         .arg(script)
         .args(["--pgbench-scale", &settings.scale.to_string()])
-        .args(["--clients", &clients.to_string(), "--pool-size", &clients.to_string()])
+        .args(["--clients", &clients.to_string(), "--pool-size", &pool_size.to_string()])
+        .args([
+            "--instances",
+            &instances.to_string(),
+            "--driver-threads",
+            &instances.to_string(),
+        ])
         .args(["--duration", &format!("{seconds}s")])
         .args(["--warmup", "0s", "--ramp", "herd", "--results"])
         .arg(&results)
@@ -207,6 +221,16 @@ fn run_contend(
         per_s: cell.metrics.ok as f64 / cell.metrics.measured_s,
         cpu_s,
     })
+}
+
+/// contend's layout for pgbench's `-j 2`: two instances (each on a driver
+/// thread) with half the clients each, or one for a single client.
+fn instances_and_pool(clients: u32) -> (u32, u32) {
+    if clients >= 2 {
+        (2, clients / 2)
+    } else {
+        (1, clients)
+    }
 }
 
 /// The shorter run of a pair: half the duration, at least a second.
@@ -268,7 +292,7 @@ fn compare(settings: &Settings, admin_url: &str, runtime: &tokio::runtime::Runti
         .join(format!("{}-versus-pgbench", stamp.trim_end_matches('Z')));
     let scripts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/script");
     let mut table = format!(
-        "contend vs pgbench -M prepared -j 2, {} s per run, scale {}, local PostgreSQL\n\n\
+        "contend (2 instances on 2 driver threads) vs pgbench -M prepared -j 2, {} s per run, scale {}, local PostgreSQL\n\n\
          CPU per 1k tx: the extra CPU of a {} s run over a {} s run, per extra transaction; \
          fixed: CPU a run costs whatever its length\n\n\
          | script | clients | pgbench tx/s | contend tx/s | contend / pgbench | pgbench CPU s per 1k tx | contend CPU s per 1k tx | pgbench fixed CPU s | contend fixed CPU s |\n\

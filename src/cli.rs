@@ -363,6 +363,9 @@ pub struct CellArgs {
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Threads driving the clients, each owning whole application instances (their clients and connections), as app processes each have a CPU; at most --instances are used [default: the machine's cores].
+    #[arg(long, value_name = "N")]
+    pub driver_threads: Option<u32>,
 }
 
 /// `--pool` values.
@@ -438,6 +441,11 @@ impl CellArgs {
         if self.duration.is_zero() {
             return Err("--duration 0s: measure for at least a moment, e.g. --duration 10s".into());
         }
+        let threads = match self.driver_threads {
+            Some(0) => return Err("--driver-threads 0: at least one thread must drive the clients".into()),
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32),
+        };
         let pool = PoolSettings {
             kind: match self.pool {
                 PoolArg::Deadpool => PoolKind::Deadpool,
@@ -477,6 +485,7 @@ impl CellArgs {
                 duration_s: self.duration.as_secs_f64(),
                 max_retries: self.max_retries,
                 seed: self.seed,
+                threads: threads.min(instances),
             },
         };
         crate::workload::validate(&cell.workload, &cell.overrides).map_err(|e| e.to_string())?;
@@ -743,6 +752,37 @@ mod tests {
         let options = ProvisionOptions::try_from(provision.servers).unwrap();
         assert_eq!(options.max_connections, Some(37));
         assert_eq!(options.pg_settings, [("work_mem".to_string(), "8MB".to_string())]);
+    }
+
+    fn run_plan(args: &[&str]) -> Result<RunPlan, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        RunPlan::try_from(*run)
+    }
+
+    #[test]
+    fn driver_threads_are_at_most_the_instances_and_default_to_the_cores() {
+        let base = [
+            "contend",
+            "run",
+            "--workload",
+            "sleep",
+            "--backend",
+            "external",
+            "--database-url",
+            "postgres://contend@127.0.0.1/contend",
+        ];
+        let threads = |extra: &[&str]| run_plan(&[&base[..], extra].concat()).map(|plan| plan.cell.driver.threads);
+        assert_eq!(threads(&["--instances", "4", "--driver-threads", "2"]), Ok(2));
+        assert_eq!(threads(&["--instances", "2", "--driver-threads", "8"]), Ok(2));
+        assert_eq!(threads(&["--driver-threads", "8"]), Ok(1), "one instance, one thread");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        assert_eq!(threads(&["--instances", "64"]), Ok(cores.min(64)));
+        assert!(threads(&["--driver-threads", "0"])
+            .unwrap_err()
+            .contains("--driver-threads 0"));
     }
 
     #[test]

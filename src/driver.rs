@@ -12,10 +12,20 @@
 //! from its *intended* start, so a stalled server
 //! shows in the tail instead of silently slowing the arrivals (coordinated
 //! omission); how late each arrival started is reported as schedule lag.
-//! Recording
-//! goes to a few mutex-guarded shards (histograms are large; one set per
-//! client would cost hundreds of MB at 150 clients), merged at the end. The
-//! driver never formats and never writes files.
+//!
+//! Threads: an application instance stands for an app process, which has a
+//! CPU of its own. With [`DriverSettings::threads`] above 1, the instances
+//! are dealt round-robin to that many driver threads, each a single-thread
+//! runtime that runs its instances' clients and, because pools open
+//! connections (and spawn their tasks) in the runtime that asks for them,
+//! their connections too: a statement's wake-ups stay on one thread, as in
+//! pgbench's `-j`. Each thread opens its instances' Redis connections,
+//! records into its own recorder and closes its instances' pools before it
+//! ends. With 1, every client runs on the caller's runtime.
+//!
+//! Recording goes to a few mutex-guarded shards per thread (histograms are
+//! large; one set per client would cost hundreds of MB at 150 clients),
+//! merged at the end. The driver never formats and never writes files.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,6 +89,19 @@ pub struct DriverSettings {
     pub max_retries: u32,
     /// Seed of the clients' random choices.
     pub seed: u64,
+    /// Driver threads, each owning whole application instances (dealt
+    /// round-robin): their clients, their pools' connections and their
+    /// cache connections. At most the number of instances is used; 1 runs
+    /// every client on the caller's runtime. `contend run` resolves
+    /// `--driver-threads` (default: the machine's cores) to
+    /// min(that, instances) before recording it; cells recorded before the
+    /// field existed were driven on 1.
+    #[serde(default = "one_thread")]
+    pub threads: u32,
+}
+
+fn one_thread() -> u32 {
+    1
 }
 
 /// State shared live with whoever watches a run: counts for a progress
@@ -114,15 +137,44 @@ impl LiveCounts {
     }
 }
 
+/// Why a cell could not be driven (what the cell measured, failures
+/// included, is never an error).
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// Opening an instance's Redis connection for its cache.
+    #[error("connecting to Redis for the cache of instance {instance}: {error}")]
+    Cache {
+        /// The instance, from 0.
+        instance: usize,
+        /// Redis' error.
+        error: redis::RedisError,
+    },
+    /// Starting a driver thread or its runtime.
+    #[error("starting driver thread {thread}: {error}; try fewer with --driver-threads")]
+    Thread {
+        /// The thread, from 0.
+        thread: usize,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
+
 /// First retry waits up to this long, microseconds; each further retry
 /// doubles the ceiling, up to [`RETRY_BACKOFF_MAX_US`].
 const RETRY_BACKOFF_BASE_US: u64 = 1_000;
 /// Longest wait before a retry, microseconds.
 const RETRY_BACKOFF_MAX_US: u64 = 50_000;
 
-/// Number of recorder shards: enough that clients rarely wait on a lock
-/// with two cores, few enough to keep the histograms small.
+/// Recorder shards when the clients run on the caller's runtime, which may
+/// have several worker threads: enough that clients rarely wait on a lock
+/// with two cores, few enough to keep the histograms small. A driver
+/// thread's runtime runs one task at a time, so one shard never waits.
 const SHARDS: usize = 8;
+
+/// Longest a driver thread waits, after closing its pools, for its
+/// connections' tasks to say goodbye to the server before its runtime drops
+/// them.
+const WIND_DOWN: Duration = Duration::from_secs(1);
 
 /// What a driven cell produced.
 pub struct DriveOutput {
@@ -142,70 +194,33 @@ pub struct DriveOutput {
 /// Runs the load against `pools` until warmup plus duration have passed;
 /// returns everything recorded.
 ///
-/// `caches` holds one Redis connection per instance when the workload's
-/// cache is on, and is empty otherwise.
+/// `redis` is given when the workload uses Redis: each instance's clients
+/// then share one multiplexed connection, opened by the thread that drives
+/// the instance, as each instance's cache client would hold.
 pub async fn drive<W: Workload>(
     workload: Arc<W>,
     pools: Arc<Vec<AppPool>>,
-    caches: Vec<redis::aio::MultiplexedConnection>,
+    redis: Option<redis::Client>,
     settings: DriverSettings,
     live: Arc<LiveCounts>,
-) -> DriveOutput {
-    let t0 = Instant::now();
-    let measure_from = t0 + Duration::from_secs_f64(settings.warmup_s);
-    let end = measure_from + Duration::from_secs_f64(settings.duration_s);
-    let operations = workload.operations();
-    let shards: Arc<Vec<Mutex<Recorder>>> = Arc::new(
-        (0..SHARDS)
-            .map(|_| Mutex::new(Recorder::new(operations, measure_from)))
-            .collect(),
-    );
-    let (workers, schedule) = match settings.load {
-        Load::Closed { clients } => (clients, None),
-        Load::Open {
-            rate_per_s,
-            max_in_flight,
-        } => {
-            // The warmup and the measured window each get their own count,
-            // so the measured window holds exactly rate × duration arrivals.
-            let warmup = Duration::from_secs_f64(settings.warmup_s);
-            let mut offsets = poisson_schedule(rate_per_s, settings.warmup_s, settings.seed);
-            offsets.extend(
-                poisson_schedule(rate_per_s, settings.duration_s, settings.seed.wrapping_add(1))
-                    .into_iter()
-                    .map(|offset| warmup + offset),
-            );
-            let schedule = Arc::new(OpenSchedule::new(t0, offsets, Arc::clone(&live)));
-            (max_in_flight, Some(schedule))
-        }
-    };
-    let dispatcher = schedule.as_ref().map(|schedule| {
-        let schedule = Arc::clone(schedule);
-        std::thread::spawn(move || schedule.dispatch())
+) -> Result<DriveOutput, DriveError> {
+    let threads = (settings.threads.max(1) as usize).min(pools.len()).max(1);
+    let shares = shares(pools.len(), threads, workers(settings.load));
+    let clients = Arc::new(Clients {
+        workload,
+        pools,
+        live,
+        settings,
     });
-    let mut tasks = Vec::with_capacity(workers as usize);
-    for worker in 0..workers {
-        let context = ClientContext {
-            workload: Arc::clone(&workload),
-            pools: Arc::clone(&pools),
-            shards: Arc::clone(&shards),
-            live: Arc::clone(&live),
-            instance: worker as usize % pools.len(),
-            cache: caches.get(worker as usize % pools.len()).cloned(),
-            shard: worker as usize % SHARDS,
-            start_at: t0 + ramp_offset(settings.ramp, worker, workers),
-            end,
-            max_retries: settings.max_retries,
-            rng: SmallRng::seed_from_u64(settings.seed ^ (u64::from(worker) << 32 | 0x9e37)),
-        };
-        tasks.push(match &schedule {
-            None => tokio::spawn(run_client(context)),
-            Some(schedule) => tokio::spawn(run_open_worker(context, Arc::clone(schedule), measure_from)),
-        });
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
+    let (start, dispatcher, outputs) = if threads == 1 {
+        let share = shares.into_iter().next().expect("one share per thread");
+        let caches = open_caches(redis.as_ref(), &share.instances).await?;
+        let (start, dispatcher) = Start::now(&clients.settings, &clients.live);
+        let output = clients.run_share(&share, caches, &start, SHARDS).await;
+        (start, dispatcher, vec![output])
+    } else {
+        Clients::run_on_threads(&clients, shares, redis).await?
+    };
     if let Some(dispatcher) = dispatcher {
         // It has released every arrival (or seen the stop) before the
         // workers could end: this join does not wait.
@@ -213,34 +228,316 @@ pub async fn drive<W: Workload>(
     }
     // Rates divide by the window planned, or by the time actually measured
     // when the run was stopped early.
-    let elapsed_s = measure_from.elapsed().as_secs_f64();
-    let measured_s = if live.stop_requested() {
+    let finished = outputs.iter().map(|output| output.finished).max().unwrap_or(start.t0);
+    let elapsed_s = finished.saturating_duration_since(start.measure_from).as_secs_f64();
+    let measured_s = if clients.live.stop_requested() {
         elapsed_s
     } else {
         elapsed_s.max(settings.duration_s)
     };
-    let mut recorder = Recorder::new(operations, measure_from);
-    for shard in shards.iter() {
-        recorder.merge(&shard.lock().expect("a client panicked while recording"));
-    }
-    let (schedule_lag, scheduled) = match schedule {
-        None => (None, 0),
-        Some(schedule) => {
-            let scheduled = schedule
-                .offsets
-                .iter()
-                .filter(|offset| t0 + **offset >= measure_from)
-                .count() as u64;
-            let lag = schedule.lag.lock().expect("lag histogram poisoned").clone();
-            (Some(lag), scheduled)
+    let mut recorder = Recorder::new(clients.workload.operations(), start.measure_from);
+    let mut schedule_lag = start.schedule.as_ref().map(|_| lag_histogram());
+    for output in &outputs {
+        recorder.merge(&output.recorder);
+        if let (Some(lag), Some(thread_lag)) = (schedule_lag.as_mut(), &output.lag) {
+            lag.add(thread_lag).expect("lag histograms share their bounds");
         }
-    };
-    DriveOutput {
+    }
+    let scheduled = start.schedule.as_ref().map_or(0, |schedule| {
+        schedule
+            .offsets
+            .iter()
+            .filter(|offset| start.t0 + **offset >= start.measure_from)
+            .count() as u64
+    });
+    Ok(DriveOutput {
         recorder,
         schedule_lag,
         scheduled,
         measured_s,
+    })
+}
+
+/// Closed-loop clients, or open-loop workers.
+fn workers(load: Load) -> u32 {
+    match load {
+        Load::Closed { clients } => clients,
+        Load::Open { max_in_flight, .. } => max_in_flight,
     }
+}
+
+/// The instances one driver thread owns and the workers of their clients.
+#[derive(Debug, Clone, PartialEq)]
+struct Share {
+    /// Instances, dealt round-robin: thread t of n owns t, t + n, …
+    instances: Vec<usize>,
+    /// Workers (clients, or open-loop workers) of those instances: worker w
+    /// belongs to instance w mod instances, as with one thread.
+    workers: Vec<u32>,
+}
+
+/// `instances` dealt to `threads` (1 ..= instances) threads, with their workers.
+fn shares(instances: usize, threads: usize, workers: u32) -> Vec<Share> {
+    (0..threads)
+        .map(|thread| Share {
+            instances: (thread..instances).step_by(threads).collect(),
+            workers: (0..workers)
+                .filter(|&worker| worker as usize % instances % threads == thread)
+                .collect(),
+        })
+        .collect()
+}
+
+/// Opens one multiplexed Redis connection per instance in `instances`, on
+/// the runtime that calls it (the connection's task is spawned there).
+async fn open_caches(
+    redis: Option<&redis::Client>,
+    instances: &[usize],
+) -> Result<Vec<redis::aio::MultiplexedConnection>, DriveError> {
+    let Some(client) = redis else {
+        return Ok(Vec::new());
+    };
+    let mut caches = Vec::with_capacity(instances.len());
+    for &instance in instances {
+        let connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|error| DriveError::Cache { instance, error })?;
+        caches.push(connection);
+    }
+    Ok(caches)
+}
+
+/// When the clients start and stop, the same for every thread.
+#[derive(Clone)]
+struct Start {
+    t0: Instant,
+    measure_from: Instant,
+    end: Instant,
+    /// Open loop: the arrivals, one queue for every worker on every thread.
+    schedule: Option<Arc<OpenSchedule>>,
+}
+
+impl Start {
+    /// Starts the clock now; in an open loop, starts the dispatcher thread.
+    fn now(settings: &DriverSettings, live: &Arc<LiveCounts>) -> (Start, Option<std::thread::JoinHandle<()>>) {
+        let t0 = Instant::now();
+        let measure_from = t0 + Duration::from_secs_f64(settings.warmup_s);
+        let end = measure_from + Duration::from_secs_f64(settings.duration_s);
+        let schedule = match settings.load {
+            Load::Closed { .. } => None,
+            Load::Open { rate_per_s, .. } => {
+                // The warmup and the measured window each get their own
+                // count, so the measured window holds exactly rate ×
+                // duration arrivals.
+                let warmup = Duration::from_secs_f64(settings.warmup_s);
+                let mut offsets = poisson_schedule(rate_per_s, settings.warmup_s, settings.seed);
+                offsets.extend(
+                    poisson_schedule(rate_per_s, settings.duration_s, settings.seed.wrapping_add(1))
+                        .into_iter()
+                        .map(|offset| warmup + offset),
+                );
+                Some(Arc::new(OpenSchedule::new(t0, offsets, Arc::clone(live))))
+            }
+        };
+        let dispatcher = schedule.as_ref().map(|schedule| {
+            let schedule = Arc::clone(schedule);
+            std::thread::spawn(move || schedule.dispatch())
+        });
+        (
+            Start {
+                t0,
+                measure_from,
+                end,
+                schedule,
+            },
+            dispatcher,
+        )
+    }
+}
+
+/// What one thread's clients recorded.
+struct ShareOutput {
+    recorder: Recorder,
+    /// Open loop: how late the thread's workers started measured arrivals.
+    lag: Option<hdrhistogram::Histogram<u64>>,
+    /// When the thread's last client ended.
+    finished: Instant,
+}
+
+fn lag_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, crate::metrics::MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// What every thread's clients share.
+struct Clients<W> {
+    workload: Arc<W>,
+    pools: Arc<Vec<AppPool>>,
+    live: Arc<LiveCounts>,
+    settings: DriverSettings,
+}
+
+impl<W: Workload> Clients<W> {
+    /// Runs `share`'s clients on the current runtime until they end,
+    /// recording into `shards` shards.
+    async fn run_share(
+        &self,
+        share: &Share,
+        caches: Vec<redis::aio::MultiplexedConnection>,
+        start: &Start,
+        shards: usize,
+    ) -> ShareOutput {
+        let operations = self.workload.operations();
+        let shards: Arc<Vec<Mutex<Recorder>>> = Arc::new(
+            (0..shards)
+                .map(|_| Mutex::new(Recorder::new(operations, start.measure_from)))
+                .collect(),
+        );
+        let workers = workers(self.settings.load);
+        // One per thread: the lag histogram is large, and workers on this
+        // thread never wait on another thread's lock to record in it.
+        let lag = start.schedule.as_ref().map(|_| Arc::new(Mutex::new(lag_histogram())));
+        let mut tasks = Vec::with_capacity(share.workers.len());
+        for (local, &worker) in share.workers.iter().enumerate() {
+            let instance = worker as usize % self.pools.len();
+            let cache = share
+                .instances
+                .iter()
+                .position(|&owned| owned == instance)
+                .and_then(|position| caches.get(position))
+                .cloned();
+            let context = ClientContext {
+                workload: Arc::clone(&self.workload),
+                pools: Arc::clone(&self.pools),
+                shards: Arc::clone(&shards),
+                live: Arc::clone(&self.live),
+                instance,
+                cache,
+                shard: local % shards.len(),
+                start_at: start.t0 + ramp_offset(self.settings.ramp, worker, workers),
+                end: start.end,
+                max_retries: self.settings.max_retries,
+                rng: SmallRng::seed_from_u64(self.settings.seed ^ (u64::from(worker) << 32 | 0x9e37)),
+            };
+            tasks.push(match (&start.schedule, &lag) {
+                (Some(schedule), Some(lag)) => tokio::spawn(run_open_worker(
+                    context,
+                    Arc::clone(schedule),
+                    Arc::clone(lag),
+                    start.measure_from,
+                )),
+                _ => tokio::spawn(run_client(context)),
+            });
+        }
+        drop(caches);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let finished = Instant::now();
+        let mut recorder = Recorder::new(operations, start.measure_from);
+        for shard in shards.iter() {
+            recorder.merge(&shard.lock().expect("a client panicked while recording"));
+        }
+        let lag = lag.map(|lag| lag.lock().expect("lag histogram poisoned").clone());
+        ShareOutput {
+            recorder,
+            lag,
+            finished,
+        }
+    }
+
+    /// Runs each share on a driver thread of its own. The threads open
+    /// their caches first; the clock starts once all are ready. Dropping
+    /// the returned future (a sweep's Ctrl-C) ends the threads.
+    async fn run_on_threads(
+        clients: &Arc<Self>,
+        shares: Vec<Share>,
+        redis: Option<redis::Client>,
+    ) -> Result<(Start, Option<std::thread::JoinHandle<()>>, Vec<ShareOutput>), DriveError> {
+        // None until the clock starts; the sender dropped = stop now.
+        let (start_sender, start_receiver) = tokio::sync::watch::channel(None::<Start>);
+        let mut threads = Vec::with_capacity(shares.len());
+        for (thread, share) in shares.into_iter().enumerate() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| DriveError::Thread { thread, error })?;
+            let (ready_sender, ready) = tokio::sync::oneshot::channel();
+            let (output_sender, output) = tokio::sync::oneshot::channel();
+            let clients = Arc::clone(clients);
+            let redis = redis.clone();
+            let mut start = start_receiver.clone();
+            let body = async move {
+                let caches = match open_caches(redis.as_ref(), &share.instances).await {
+                    Ok(caches) => caches,
+                    Err(error) => {
+                        let _ = ready_sender.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready_sender.send(Ok(()));
+                let started = match start.wait_for(Option::is_some).await {
+                    Ok(started) => started.clone().expect("waited for Some"),
+                    Err(_) => return,
+                };
+                tokio::select! {
+                    output = clients.run_share(&share, caches, &started, 1) => {
+                        clients.wind_down(&share).await;
+                        let _ = output_sender.send(output);
+                    }
+                    // Abandoned: the runtime's drop ends the clients.
+                    _ = start.changed() => {}
+                }
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("contend-driver-{thread}"))
+                .spawn(move || runtime.block_on(body))
+                .map_err(|error| DriveError::Thread { thread, error })?;
+            threads.push((handle, ready, output));
+        }
+        let mut waiting = Vec::with_capacity(threads.len());
+        for (handle, ready, output) in threads {
+            match ready.await {
+                Ok(Ok(())) => waiting.push((handle, output)),
+                // The other threads see the start sender dropped and end.
+                Ok(Err(error)) => return Err(error),
+                Err(_) => std::panic::resume_unwind(join(handle).await.expect_err("a driver thread ended early")),
+            }
+        }
+        let (start, dispatcher) = Start::now(&clients.settings, &clients.live);
+        start_sender.send_replace(Some(start.clone()));
+        let mut outputs = Vec::with_capacity(waiting.len());
+        for (handle, output) in waiting {
+            match output.await {
+                Ok(output) => outputs.push(output),
+                Err(_) => std::panic::resume_unwind(join(handle).await.expect_err("a driver thread ended early")),
+            }
+            // It has sent its output: what is left is dropping its runtime.
+            let _ = join(handle).await;
+        }
+        Ok((start, dispatcher, outputs))
+    }
+
+    /// Closes the share's pools and gives their connections' tasks (and
+    /// sqlx's returns to the pool) up to [`WIND_DOWN`] to end cleanly, with
+    /// a Terminate to the server, before the thread's runtime drops them.
+    async fn wind_down(&self, share: &Share) {
+        for &instance in &share.instances {
+            self.pools[instance].close().await;
+        }
+        let runtime = tokio::runtime::Handle::current().metrics();
+        let deadline = Instant::now() + WIND_DOWN;
+        while runtime.num_alive_tasks() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Waits for a driver thread to end, off the async runtime.
+async fn join(handle: std::thread::JoinHandle<()>) -> std::thread::Result<()> {
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// Arrival offsets from t0 of a Poisson process at `rate_per_s` over
@@ -274,7 +571,6 @@ struct OpenSchedule {
     released: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>>,
     arrivals: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
     live: Arc<LiveCounts>,
-    lag: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 impl OpenSchedule {
@@ -286,10 +582,6 @@ impl OpenSchedule {
             released: Mutex::new(Some(sender)),
             arrivals: tokio::sync::Mutex::new(receiver),
             live,
-            lag: Mutex::new(
-                hdrhistogram::Histogram::new_with_bounds(1, crate::metrics::MAX_LATENCY_US, 3)
-                    .expect("valid histogram bounds"),
-            ),
         }
     }
 
@@ -354,6 +646,7 @@ async fn run_client<W: Workload>(mut context: ClientContext<W>) {
 async fn run_open_worker<W: Workload>(
     mut context: ClientContext<W>,
     schedule: Arc<OpenSchedule>,
+    lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     measure_from: Instant,
 ) {
     while let Some(intended) = schedule.take().await {
@@ -362,9 +655,7 @@ async fn run_open_worker<W: Workload>(
         }
         let lag_us = intended.elapsed().as_micros() as u64;
         if intended >= measure_from {
-            schedule
-                .lag
-                .lock()
+            lag.lock()
                 .expect("lag histogram poisoned")
                 .saturating_record(lag_us.max(1));
         }
@@ -444,6 +735,33 @@ mod tests {
         assert!(offsets.last().unwrap() < &Duration::from_secs(10));
         assert_eq!(offsets, poisson_schedule(1000.0, 10.0, 3));
         assert_ne!(offsets, poisson_schedule(1000.0, 10.0, 4));
+    }
+
+    #[test]
+    fn instances_are_dealt_round_robin_and_workers_follow_theirs() {
+        let one = shares(3, 1, 5);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].instances, [0, 1, 2]);
+        assert_eq!(one[0].workers, [0, 1, 2, 3, 4]);
+        let two = shares(3, 2, 7);
+        assert_eq!(two[0].instances, [0, 2]);
+        assert_eq!(two[1].instances, [1]);
+        // Worker w belongs to instance w mod 3, whose thread is instance mod 2.
+        assert_eq!(two[0].workers, [0, 2, 3, 5, 6]);
+        assert_eq!(two[1].workers, [1, 4]);
+        let even = shares(2, 2, 8);
+        assert_eq!(even[0].workers, [0, 2, 4, 6]);
+        assert_eq!(even[1].workers, [1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn settings_recorded_before_threads_existed_read_as_one_thread() {
+        let old = r#"{"load":{"kind":"closed","clients":8},"ramp":{"kind":"herd"},
+            "warmup_s":0.0,"duration_s":6.0,"max_retries":3,"seed":1}"#;
+        let settings: DriverSettings = serde_json::from_str(old).unwrap();
+        assert_eq!(settings.threads, 1);
+        let written = serde_json::to_value(settings).unwrap();
+        assert_eq!(written["threads"], 1);
     }
 
     #[test]

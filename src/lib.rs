@@ -21,7 +21,8 @@
 //! template   data loaded once into a template database, copied per cell
 //! pool       deadpool | sqlx | none → a checked-out Session, acquire timing
 //! attempt    one attempt's lazily checked-out session (+ BEGIN) and cache
-//! driver     closed-loop clients → metrics::Recorder (per shard, merged)
+//! driver     clients (closed or open loop), instances dealt over driver
+//!            threads → metrics::Recorder per thread, merged
 //! metrics    HdrHistograms per operation, errors by SQLSTATE, timeline
 //! sampler    the server's side meanwhile: pg_stat_activity, pg_locks,
 //!            pg_stat_database and pg_stat_statements deltas, Redis INFO

@@ -126,7 +126,9 @@ fn main() -> ExitCode {
     // on every statement, and across worker threads each wake is a futex
     // call and a context switch. On two cores shared with the server, one
     // thread measured 12% less client CPU per transaction than two
-    // (BENCHMARKS.md, "Driver changes").
+    // (BENCHMARKS.md, "Driver changes"). A cell's clients run on driver
+    // threads of their own, each one such runtime owning whole instances
+    // (driver.rs); with --driver-threads 1, on this one.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

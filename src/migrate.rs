@@ -21,7 +21,7 @@ use crate::metrics::{CellMetrics, WindowSummary};
 use crate::migration::{Migration, MigrationError, MigrationStatement, StatementKind};
 use crate::pool::AppPool;
 use crate::provision::{Backend, PgServer, Servers};
-use crate::run::{cache_connections, CellSettings, RunError};
+use crate::run::{cache_connections, redis_client, CellSettings, RunError};
 use crate::sampler::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::template::{copy_for_cell, database_url, drop_database, ensure_template, grant_cell_to, TemplateInfo};
 use crate::workload::{with_workload, CellContext, InvariantCheck, Workload, WorkloadUser};
@@ -342,16 +342,13 @@ impl MigrateRun<'_> {
         // for its clients, as `contend run` has.
         let (mut multiplexed, caches) =
             match (workload.uses_redis(), redis_url) {
-                (true, Some(url)) => (
-                    cache_connections(url, 1).await?.pop(),
-                    cache_connections(url, cell.instances).await?,
-                ),
+                (true, Some(url)) => (cache_connections(url, 1).await?.pop(), Some(redis_client(url)?)),
                 (true, None) => return Err(RunError::Setup(
                     "this workload needs Redis (a cache or a gate): use a local or docker backend, or pass --redis-url"
                         .into(),
                 )
                 .into()),
-                (false, _) => (None, Vec::new()),
+                (false, _) => (None, None),
             };
         workload
             .prepare_cell(CellContext {
@@ -439,7 +436,8 @@ impl MigrateRun<'_> {
         self.live.request_stop();
         let output = load
             .await
-            .map_err(|e| RunError::Setup(format!("the load generator failed: {e}")))?;
+            .map_err(|e| RunError::Setup(format!("the load generator failed: {e}")))?
+            .map_err(|e| RunError::Setup(e.to_string()))?;
         let server = sampler.stop().await;
         for pool in pools.iter() {
             pool.close().await;

@@ -374,9 +374,10 @@ async fn measure<W: Workload>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RunError::Setup)?;
     let pools = Arc::new(pools);
-    let caches = match (workload.uses_redis(), redis_url) {
-        (true, Some(url)) => cache_connections(url, settings.instances).await?,
-        _ => Vec::new(),
+    // Each instance's cache connection is opened by the thread that drives it.
+    let cache_client = match (workload.uses_redis(), redis_url) {
+        (true, Some(url)) => Some(redis_client(url)?),
+        _ => None,
     };
     let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database.clone()))
         .await
@@ -384,7 +385,14 @@ async fn measure<W: Workload>(
     let workload = Arc::new(workload);
     watchdog.armed.store(true, Ordering::Release);
     let load_started = std::time::Instant::now();
-    let output = drive(Arc::clone(&workload), Arc::clone(&pools), caches, settings.driver, live).await;
+    let output = drive(
+        Arc::clone(&workload),
+        Arc::clone(&pools),
+        cache_client,
+        settings.driver,
+        live,
+    )
+    .await;
     watchdog.armed.store(false, Ordering::Release);
     let server = sampler.stop().await;
     for pool in pools.iter() {
@@ -392,15 +400,22 @@ async fn measure<W: Workload>(
     }
     let lost = watchdog.lost.lock().expect("watchdog lock poisoned").take();
     if let Some(reason) = lost {
-        let metrics = output.recorder.summarize(output.measured_s);
+        let (ok, errors_by_class) = match &output {
+            Ok(output) => {
+                let metrics = output.recorder.summarize(output.measured_s);
+                (metrics.ok, metrics.errors_by_class)
+            }
+            Err(_) => (0, Default::default()),
+        };
         let _ = connection_task.await;
         return Err(RunError::ServerLost(Box::new(ServerLoss {
             reason,
             after_s: load_started.elapsed().as_secs_f64(),
-            ok: metrics.ok,
-            errors_by_class: metrics.errors_by_class,
+            ok,
+            errors_by_class,
         })));
     }
+    let output = output.map_err(|e| RunError::Setup(e.to_string()))?;
     let invariants = workload
         .check_invariants(CellContext {
             client: &client,
@@ -464,13 +479,18 @@ fn cell_database_name(cell_url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One multiplexed Redis connection per application instance, as each
-/// instance's cache client would hold.
+/// A Redis client for `url`; opens nothing.
+pub(crate) fn redis_client(url: &str) -> Result<redis::Client, RunError> {
+    redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))
+}
+
+/// `instances` multiplexed Redis connections, opened on the caller's
+/// runtime (the workload's own checks use one).
 pub(crate) async fn cache_connections(
     url: &str,
     instances: u32,
 ) -> Result<Vec<redis::aio::MultiplexedConnection>, RunError> {
-    let client = redis::Client::open(url).map_err(|e| RunError::Setup(format!("Redis URL: {e}")))?;
+    let client = redis_client(url)?;
     let mut connections = Vec::with_capacity(instances as usize);
     for _ in 0..instances {
         connections.push(

@@ -16,5 +16,6 @@ mod sampler;
 mod script;
 mod seats;
 mod sweep;
+mod threads;
 mod util;
 mod wallet;

@@ -185,6 +185,7 @@ async fn a_cancelled_build_leaves_an_invalid_index_kept_when_asked() {
                 duration_s: 1.0,
                 max_retries: 3,
                 seed: 5,
+                threads: 1,
             },
         },
         migration: Some(

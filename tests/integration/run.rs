@@ -38,6 +38,7 @@ fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {
             duration_s: 2.0,
             max_retries: 3,
             seed: 7,
+            threads: 1,
         },
     }
 }

@@ -90,7 +90,7 @@ async fn tpcb_like_commits_one_history_row_per_transaction_and_keeps_balances_co
         let output = drive(
             Arc::new(workload),
             Arc::clone(&pools),
-            Vec::new(),
+            None,
             DriverSettings {
                 load: Load::Closed { clients: 8 },
                 ramp: Ramp::Herd,
@@ -98,10 +98,12 @@ async fn tpcb_like_commits_one_history_row_per_transaction_and_keeps_balances_co
                 duration_s: 2.0,
                 max_retries: 0,
                 seed: 3,
+                threads: 1,
             },
             Arc::new(LiveCounts::default()),
         )
-        .await;
+        .await
+        .unwrap();
         pools[0].close().await;
         let metrics = output.recorder.summarize(output.measured_s);
         assert_eq!(metrics.errors, 0, "{kind}: {:?}", metrics.errors_by_class);

@@ -38,6 +38,7 @@ fn cell(strategy: &str, settings: Vec<(String, String)>) -> CellSettings {
             duration_s: 1.5,
             max_retries: 3,
             seed: 11,
+            threads: 1,
         },
     }
 }

@@ -86,6 +86,10 @@ fn a_sweep_killed_midway_and_resumed_has_every_cell_exactly_once() {
     assert_eq!(ran_now, 8 - before, "the resume ran only the missing cells: {stderr}");
 }
 
+/// Two instances on two driver threads: Ctrl-C abandons a cell whose clients
+/// run on threads of their own.
+const ON_TWO_THREADS: &[&str] = &["--instances", "2", "--driver-threads", "2"];
+
 #[test]
 fn ctrl_c_stops_a_sweep_keeps_its_cells_and_leaves_no_server() {
     prepare_machine();
@@ -94,6 +98,7 @@ fn ctrl_c_stops_a_sweep_keeps_its_cells_and_leaves_no_server() {
     let mut sweep = KillOnDrop(
         tmp.contend()
             .args(SWEEP)
+            .args(ON_TWO_THREADS)
             .arg("--results")
             .arg(&results)
             .stdout(Stdio::null())
@@ -124,7 +129,14 @@ fn ctrl_c_stops_a_sweep_keeps_its_cells_and_leaves_no_server() {
     let before = cells(&dir).len();
     assert!((2..8).contains(&before), "{before} cells kept, each whole");
 
-    let output = tmp.contend().args(SWEEP).arg("--resume").arg(&dir).output().unwrap();
+    let output = tmp
+        .contend()
+        .args(SWEEP)
+        .args(ON_TWO_THREADS)
+        .arg("--resume")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{:?}", text(&output));
     assert_eq!(cells(&dir).len(), 8, "the resume completed the sweep");
 }

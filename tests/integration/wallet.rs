@@ -42,6 +42,7 @@ fn cell(strategy: &str, clients: u32, pool_size: u32) -> CellSettings {
             duration_s: 2.0,
             max_retries: 10,
             seed: 7,
+            threads: 1,
         },
     }
 }
