@@ -61,6 +61,16 @@ pub fn cell_summary(record: &CellRecord) -> String {
         if record.template.reused { "reused" } else { "loaded" },
         record.copy_ms
     );
+    let _ = writeln!(
+        out,
+        "clients: as {} · driven by {} thread(s)",
+        record
+            .postgres
+            .client_role
+            .as_deref()
+            .map_or("the URL's user".to_string(), |role| format!("{role} (not a superuser)")),
+        s.driver.threads
+    );
     if let Some(strategy) = &record.strategy {
         let _ = writeln!(out, "strategy: {strategy}");
     }
