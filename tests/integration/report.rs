@@ -188,3 +188,71 @@ fn no_file_of_a_run_holds_the_servers_password() {
         "output holds the password"
     );
 }
+
+/// On servers contend starts, the clients connect as their own role with a
+/// password of its own: neither it nor the admin's reaches a file of the
+/// run (cells.jsonl, run.json, the report) or a cell summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_file_of_a_run_holds_the_clients_role_password() {
+    use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
+    use contend::pool::{PoolKind, PoolSettings};
+    use contend::run::{append_cell, run_cell, CellSettings};
+
+    let servers = crate::util::local_servers(None).await;
+    let password_of = |url: &str| url::Url::parse(url).unwrap().password().unwrap().to_string();
+    let passwords = [
+        password_of(&servers.postgres.url),
+        password_of(&servers.postgres.client_url),
+    ];
+    assert_ne!(
+        passwords[0], passwords[1],
+        "the clients' role has a password of its own"
+    );
+    let settings = CellSettings {
+        workload: "wallet-transfer".into(),
+        overrides: contend::workload::WorkloadOverrides {
+            scale: Some(0.02),
+            ..Default::default()
+        },
+        pool: PoolSettings {
+            kind: PoolKind::Deadpool,
+            size: 2,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            connect_timeout: std::time::Duration::from_secs(10),
+            statement_timeout: None,
+        },
+        instances: 1,
+        driver: DriverSettings {
+            load: Load::Closed { clients: 2 },
+            ramp: Ramp::Herd,
+            warmup_s: 0.0,
+            duration_s: 1.0,
+            max_retries: 3,
+            seed: 1,
+            threads: 1,
+        },
+    };
+    let record = run_cell(&settings, &servers, std::sync::Arc::new(LiveCounts::default()))
+        .await
+        .unwrap();
+    assert!(record.metrics.ok > 0, "the clients' role can run the workload");
+    assert!(record.invariants_hold(), "{:#?}", record.invariants);
+    assert_eq!(record.postgres.client_role.as_deref(), Some("contend_app"));
+    let tmp = IsolatedTmp::new();
+    let dir = tmp.path().join("run");
+    append_cell(&dir, &record).unwrap();
+    contend::site::publish(&dir, &Default::default()).unwrap();
+    let summary = contend::report::cell_summary(&record);
+    for file in files_under(&dir) {
+        let content = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        for password in &passwords {
+            assert!(
+                !content.contains(password.as_str()),
+                "{} holds a password",
+                file.display()
+            );
+        }
+    }
+    assert!(passwords.iter().all(|p| !summary.contains(p.as_str())));
+    servers.shutdown().await;
+}
