@@ -57,6 +57,18 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
+/// The series' legend, upper right on a light box, as every plot has it.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -171,13 +183,7 @@ fn lines_against_pool(
                 .draw_series(points.iter().map(|&(x, y)| Circle::new((log2(x), y), 4, c.filled())))
                 .map_err(&err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart).map_err(&err)?;
         root.present().map_err(&err)?;
     }
     Ok(svg)
@@ -417,13 +423,7 @@ pub fn migration_timeline(record: &MigrationRecord) -> Result<Plot, PlotError> {
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(&err)?;
+        draw_legend(&mut chart).map_err(&err)?;
         root.present().map_err(&err)?;
     }
     Ok(Plot {
