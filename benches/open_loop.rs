@@ -26,6 +26,9 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use contend::provision::{provision, BackendChoice, ProvisionOptions};
 
+#[path = "support/mod.rs"]
+mod support;
+
 /// The sleep workload's delay, microseconds (workloads/sleep.toml).
 const DELAY_US: u64 = 5_000;
 
@@ -49,14 +52,7 @@ impl Settings {
         if seconds == 0 || rates.iter().any(|rate| !(*rate > 0.0)) {
             bail!("CONTEND_OPEN_SECONDS and every rate of CONTEND_OPEN_RATES must be above 0");
         }
-        let pgbench = std::env::var_os("PGBENCH").map(PathBuf::from).unwrap_or_else(|| {
-            let debian = PathBuf::from("/usr/lib/postgresql/15/bin/pgbench");
-            if debian.exists() {
-                debian
-            } else {
-                PathBuf::from("pgbench")
-            }
-        });
+        let pgbench = support::pgbench_binary();
         Ok(Settings {
             rates,
             seconds,
@@ -66,16 +62,7 @@ impl Settings {
 }
 
 fn output_of(command: &mut Command, what: &str) -> anyhow::Result<String> {
-    let output = command.output().with_context(|| format!("starting {what}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    if !output.status.success() {
-        bail!(
-            "{what} failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(stdout)
+    support::run_child(command, what).map(|(stdout, _)| stdout)
 }
 
 /// pgbench's mean transaction latency and the pg_sleep statement's mean, ms.
@@ -110,13 +97,7 @@ fn pgbench_reference(settings: &Settings, url: &str, dir: &Path) -> anyhow::Resu
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    let status = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh"))
-        .status()
-        .context("running scripts/setup.sh")?;
-    if !status.success() {
-        bail!("scripts/setup.sh failed");
-    }
+    support::prepare_machine()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let servers = runtime.block_on(provision(&ProvisionOptions {
         backend: BackendChoice::Local,

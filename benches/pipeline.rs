@@ -33,6 +33,9 @@ use contend::workload::WorkloadOverrides;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
+#[path = "support/mod.rs"]
+mod support;
+
 /// One workload's part of the pipeline.
 struct WorkloadPlan {
     name: &'static str,
@@ -128,12 +131,7 @@ fn profile() -> Profile {
 }
 
 fn prepare_machine() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .status()
-        .expect("running scripts/setup.sh");
-    assert!(status.success(), "scripts/setup.sh failed");
+    support::prepare_machine().expect("preparing the machine");
 }
 
 fn cell(plan: &WorkloadPlan, scale: f64, pool_size: u32, clients: u32, duration_s: f64) -> CellSettings {

@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 use contend::provision::{provision, BackendChoice, ProvisionOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
 
+#[path = "support/mod.rs"]
+mod support;
+
 fn prepare_machine() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .status()
-        .expect("running scripts/setup.sh");
-    assert!(status.success(), "scripts/setup.sh failed");
+    support::prepare_machine().expect("preparing the machine");
 }
 
 fn options(backend: BackendChoice) -> ProvisionOptions {

@@ -38,7 +38,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use contend::provision::{provision, BackendChoice, ProvisionOptions};
 use contend::template::database_url;
-use nix::sys::resource::{getrusage, UsageWho};
+use support::{prepare_machine, run_child};
+
+#[path = "support/mod.rs"]
+mod support;
 
 const SCRIPTS: &[&str] = &["tpcb-like", "select-only"];
 const PGBENCH_DATABASE: &str = "contend_versus_pgbench";
@@ -65,14 +68,7 @@ impl Settings {
         let scale = read("CONTEND_VERSUS_SCALE", "10")
             .parse()
             .context("CONTEND_VERSUS_SCALE: give pgbench's scale, e.g. 10")?;
-        let pgbench = std::env::var_os("PGBENCH").map(PathBuf::from).unwrap_or_else(|| {
-            let debian = PathBuf::from("/usr/lib/postgresql/15/bin/pgbench");
-            if debian.exists() {
-                debian
-            } else {
-                PathBuf::from("pgbench")
-            }
-        });
+        let pgbench = support::pgbench_binary();
         if seconds < 2 || clients.contains(&0) || scale == 0 {
             bail!("CONTEND_VERSUS_SECONDS must be at least 2 (each tool also runs for half of it); CONTEND_VERSUS_CLIENTS and CONTEND_VERSUS_SCALE must be above 0");
         }
@@ -116,29 +112,6 @@ impl Paired {
     fn fixed_cpu_s(&self) -> f64 {
         self.long.cpu_s - self.cpu_s_per_1000() * self.long.transactions as f64 / 1000.0
     }
-}
-
-/// Children's user + system CPU seconds so far (waited-for children only).
-fn children_cpu_s() -> anyhow::Result<f64> {
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage(RUSAGE_CHILDREN)")?;
-    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
-}
-
-/// Runs `command` to its end; returns its stdout and the CPU it used.
-fn run_child(command: &mut Command, what: &str) -> anyhow::Result<(String, f64)> {
-    let before = children_cpu_s()?;
-    let output = command.output().with_context(|| format!("starting {what}"))?;
-    let cpu_s = children_cpu_s()? - before;
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    if !output.status.success() {
-        bail!(
-            "{what} failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok((stdout, cpu_s))
 }
 
 /// The number after `label` on pgbench's output line that starts with it.
@@ -236,18 +209,6 @@ fn instances_and_pool(clients: u32) -> (u32, u32) {
 /// The shorter run of a pair: half the duration, at least a second.
 fn short_seconds(seconds: u64) -> u64 {
     (seconds / 2).max(1)
-}
-
-fn prepare_machine() -> anyhow::Result<()> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .status()
-        .context("running scripts/setup.sh")?;
-    if !status.success() {
-        bail!("scripts/setup.sh failed");
-    }
-    Ok(())
 }
 
 async fn create_pgbench_database(admin_url: &str) -> anyhow::Result<String> {
