@@ -778,6 +778,14 @@ pub struct CellMetrics {
     pub timeline: Vec<TimelineSecond>,
 }
 
+impl CellMetrics {
+    /// The highest end-to-end p99 of any operation, milliseconds: the
+    /// cell's tail in one figure.
+    pub fn worst_p99_ms(&self) -> f64 {
+        self.operations.iter().map(|op| op.end_to_end.p99_us).max().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
 /// Measurements of one operation of the workload (measured window only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationMetrics {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use contend::cli::{MigrateCommand, MigratePlan};
 use contend::driver::LiveCounts;
 use contend::migrate::{run_migrate, write_record};
-use contend::provision::provision;
 use contend::report::migration_text;
-use contend::run::{new_run_dir, prepare_run_dir, remove_if_empty};
+use contend::run::{new_run_dir, prepare_run_dir, provision_for_run, remove_if_empty};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Exit status when the migration failed or left an invalid index.
@@ -21,13 +20,7 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     let plan = MigratePlan::try_from(args).map_err(anyhow::Error::msg)?;
     let dir = new_run_dir(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload));
     prepare_run_dir(&dir)?;
-    let servers = match provision(&plan.provision).await {
-        Ok(servers) => servers,
-        Err(e) => {
-            remove_if_empty(&dir);
-            return Err(e.into());
-        }
-    };
+    let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let bar = ProgressBar::new_spinner();
     bar.set_style(

@@ -103,16 +103,6 @@ fn by_budget_and_pool(cells: &[CellRecord], value: impl Fn(&CellRecord) -> f64) 
         .collect()
 }
 
-fn p99_ms(cell: &CellRecord) -> f64 {
-    cell.metrics
-        .operations
-        .iter()
-        .map(|op| op.end_to_end.p99_us)
-        .max()
-        .unwrap_or(0) as f64
-        / 1000.0
-}
-
 fn pool_wait_share(cell: &CellRecord) -> f64 {
     let (waited, in_db) = cell.metrics.operations.iter().fold((0.0, 0.0), |(w, d), op| {
         (
@@ -207,7 +197,7 @@ pub fn goodput(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> 
 
 /// p99 end-to-end (worst operation) against total pool size.
 pub fn p99(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
-    let series = by_budget_and_pool(cells, p99_ms);
+    let series = by_budget_and_pool(cells, |cell| cell.metrics.worst_p99_ms());
     Ok(Plot {
         file: format!("p99-{workload}.svg"),
         title: format!("{workload}: p99 latency against total pool size"),

@@ -108,7 +108,7 @@ impl CellPoint {
             max_connections: record.postgres.max_connections,
             goodput_per_s: record.business.goodput_per_s,
             throughput_per_s: m.throughput_per_s,
-            p99_ms: m.operations.iter().map(|op| op.end_to_end.p99_us).max().unwrap_or(0) as f64 / 1000.0,
+            p99_ms: m.worst_p99_ms(),
             refused: m.errors_by_class.get("53300").copied().unwrap_or(0),
             pool_timeouts: m.errors_by_class.get("pool_timeout").copied().unwrap_or(0),
             error_rate: m.error_rate,

@@ -549,6 +549,17 @@ pub fn prepare_run_dir(dir: &std::path::Path) -> Result<(), RunError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
+/// Starts the servers for a run whose directory [`prepare_run_dir`] made;
+/// when they cannot start, the directory goes again if nothing is in it.
+pub async fn provision_for_run(
+    dir: &std::path::Path,
+    options: &crate::provision::ProvisionOptions,
+) -> Result<Servers, crate::provision::ProvisionError> {
+    crate::provision::provision(options)
+        .await
+        .inspect_err(|_| remove_if_empty(dir))
+}
+
 /// Removes `dir` when nothing was written in it (a run that failed before
 /// its first result).
 pub fn remove_if_empty(dir: &std::path::Path) {

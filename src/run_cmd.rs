@@ -9,22 +9,15 @@ use std::time::Duration;
 use contend::cli::{RunCommand, RunPlan};
 use contend::driver::LiveCounts;
 use contend::failure::{append_failed, FailedCell};
-use contend::provision::provision;
 use contend::report::cell_summary;
-use contend::run::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty, run_cell, RunError};
+use contend::run::{append_cell, new_run_dir, prepare_run_dir, provision_for_run, remove_if_empty, run_cell, RunError};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub async fn run(args: RunCommand) -> anyhow::Result<ExitCode> {
     let plan = RunPlan::try_from(args).map_err(anyhow::Error::msg)?;
     let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
     prepare_run_dir(&dir)?;
-    let servers = match provision(&plan.provision).await {
-        Ok(servers) => servers,
-        Err(e) => {
-            remove_if_empty(&dir);
-            return Err(e.into());
-        }
-    };
+    let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let total_s = plan.cell.driver.warmup_s + plan.cell.driver.duration_s;
     let bar = ProgressBar::new((total_s * 10.0) as u64);

@@ -66,16 +66,6 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn cell_p99_ms(cell: &CellRecord) -> f64 {
-    cell.metrics
-        .operations
-        .iter()
-        .map(|op| op.end_to_end.p99_us)
-        .max()
-        .unwrap_or(0) as f64
-        / 1000.0
-}
-
 /// Rows of the scorecard table: one per cell.
 fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
     cells
@@ -96,7 +86,7 @@ fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
                 format!("{} × {}", cell.settings.instances, cell.settings.pool.size),
                 cell.postgres.max_connections.to_string(),
                 format!("{:.1}/s", cell.business.goodput_per_s),
-                format!("{:.1} ms", cell_p99_ms(cell)),
+                format!("{:.1} ms", cell.metrics.worst_p99_ms()),
                 if cell.slo.results.is_empty() {
                     "no [slo] declared".into()
                 } else if failing.is_empty() {

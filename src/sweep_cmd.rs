@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use contend::cli::{SweepCommand, SweepPlanArgs};
 use contend::driver::LiveCounts;
-use contend::provision::provision;
-use contend::run::{new_run_dir, prepare_run_dir, remove_if_empty};
+use contend::run::{new_run_dir, prepare_run_dir, provision_for_run};
 use contend::sweep::{run_sweep, SweepEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,13 +24,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
     prepare_run_dir(&dir)?;
-    let mut servers = match provision(&plan.provision).await {
-        Ok(servers) => servers,
-        Err(e) => {
-            remove_if_empty(&dir);
-            return Err(e.into());
-        }
-    };
+    let mut servers = provision_for_run(&dir, &plan.provision).await?;
     let bar = ProgressBar::new(plan.plan.cells.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells · eta {eta} · {msg}")
@@ -75,14 +68,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
                     record.settings.instances,
                     record.postgres.max_connections,
                     record.business.goodput_per_s,
-                    record
-                        .metrics
-                        .operations
-                        .iter()
-                        .map(|op| op.end_to_end.p99_us)
-                        .max()
-                        .unwrap_or(0) as f64
-                        / 1000.0,
+                    record.metrics.worst_p99_ms(),
                     contend::report::errors_text(&record.metrics.errors_by_class)
                 ),
             );
