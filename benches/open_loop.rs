@@ -146,7 +146,7 @@ fn measure(settings: &Settings, url: &str) -> anyhow::Result<String> {
             .map(|entry| entry.path())
             .next()
             .with_context(|| format!("contend wrote no run under {}", results.display()))?;
-        let cell = contend::sweep::read_cells(&run_dir)?
+        let cell = contend::results::read_cells(&run_dir)?
             .pop()
             .context("contend's run has no cell")?;
         let schedule = cell.schedule.context("an open-loop cell without its schedule report")?;

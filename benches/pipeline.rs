@@ -24,12 +24,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::migrate::{run_migrate, write_record, MigrateSettings};
-use contend::pool::{PoolKind, PoolSettings};
 use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
-use contend::run::{append_cell, new_run_dir, run_cell, CellSettings};
 use contend::workload::WorkloadOverrides;
+use contend::{
+    exec::run_cell,
+    record::CellSettings,
+    results::{append_cell, new_run_dir},
+};
+use contend::{exec::run_migrate, record::MigrateSettings, results::write_migration};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
@@ -231,8 +235,8 @@ fn migrations(runtime: &Runtime, servers: &mut Servers, profile: &Profile, resul
         let record = runtime
             .block_on(run_migrate(&settings, servers, Arc::new(LiveCounts::default())))
             .expect("running the migration under load");
-        write_record(results, &format!("migration-{}.json", plan.name), &record).expect("writing the migration");
-        print!("{}", contend::report::migration_text(&record));
+        write_migration(results, &format!("migration-{}.json", plan.name), &record).expect("writing the migration");
+        print!("{}", contend::render::migration_text(&record));
         println!("({} migration: {:.1} s)\n", plan.name, started.elapsed().as_secs_f64());
     }
 }
@@ -259,9 +263,9 @@ fn pipeline(c: &mut Criterion) {
     migrations(&runtime, &mut servers, &profile, &results);
     runtime.block_on(servers.shutdown());
 
-    let (run, written) = contend::site::publish(&results, &Default::default()).expect("writing the report");
+    let (run, written) = contend::exec::publish(&results, &Default::default()).expect("writing the report");
     for recommendation in &run.recommendations {
-        print!("{}", contend::report::recommendation_text(recommendation));
+        print!("{}", contend::render::recommendation_text(recommendation));
     }
     println!(
         "\ncontend bench ({} profile) took {:.0} s; cells: {}",

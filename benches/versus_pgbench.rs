@@ -36,8 +36,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use contend::provision::database_url;
 use contend::provision::{provision, BackendChoice, ProvisionOptions};
-use contend::template::database_url;
 use support::{prepare_machine, run_child};
 
 #[path = "support/mod.rs"]
@@ -180,7 +180,7 @@ fn run_contend(
         .map(|entry| entry.path())
         .next()
         .with_context(|| format!("contend wrote no run under {}", results.display()))?;
-    let cell = contend::sweep::read_cells(&run_dir)?
+    let cell = contend::results::read_cells(&run_dir)?
         .pop()
         .context("contend's run has no cell")?;
     if cell.metrics.errors > 0 {

@@ -6,62 +6,57 @@
 //!
 //! # Layout
 //!
+//! The folders are the pipeline, and imports point one way: each layer uses
+//! only the layers above it in this list (tests/integration/layers.rs checks
+//! it, and that every module is named here).
+//!
 //! ```text
-//! cli        clap flags → validated options (the only module that knows clap)
-//!  │
-//!  ▼
-//! provision  options → Servers { PgServer, RedisServer }
-//!            backends: local (initdb/postgres, redis-server), docker
-//!            (testcontainers), external (URLs); auto picks one
-//! secret     generated passwords; masking them out of every output
-//!  │
-//!  ▼
-//! workload   one module per workload (+ sql/<name>/, workloads/<name>.toml);
-//!            workload::script runs pgbench-style scripts given by the user
-//! template   data loaded once into a template database, copied per cell
-//! pool       deadpool | sqlx | none → a checked-out Session, acquire timing
-//! attempt    one attempt's lazily checked-out session (+ BEGIN) and cache
-//! driver     clients (closed or open loop), instances dealt over driver
-//!            threads → metrics::Recorder per thread, merged
-//! metrics    HdrHistograms per operation, errors by SQLSTATE, timeline
-//! sampler    the server's side meanwhile: pg_stat_activity, pg_locks,
-//!            pg_stat_database and pg_stat_statements deltas, Redis INFO
-//! run        one cell: template → copy → pools → driver → CellRecord → cells.jsonl
-//! sweep      many cells over one server, max_connections outermost, resumable
-//! failure    cells the server died under → failed.jsonl; the sweep goes on
-//! recommend  a sweep's records → knee, USL fit, Little's law, max_connections, formula verdicts
-//! usl        Universal Scalability Law fit (pure maths)
-//! report     CellRecord, Recommendation → text for people
+//! provision  servers and their lifetimes: local (initdb/postgres,
+//!            redis-server), docker (testcontainers), external (URLs);
+//!            generated passwords, URLs masked in every output
+//! client     what an application holds: pools (deadpool | sqlx | none),
+//!            one attempt's lazily checked-out session, Redis connections,
+//!            error classes
+//! measure    recorder → CellMetrics (HdrHistograms, errors, timeline); the
+//!            server sampled meanwhile; SLO scoring; EXPLAIN plans
+//! workload   the trait, the registry, one module per workload (+ sql/<name>/,
+//!            workloads/<name>.toml), script/ for pgbench-style scripts,
+//!            migration files parsed into statements
+//! driver     load generation: closed or open loop, instances over driver
+//!            threads, one Recorder per thread merged
+//! record     serde schemas of what is written: cell, failed cell,
+//!            migration, cell keys (no I/O)
+//! analysis   pure functions of records: recommend (knee, USL, Little's law,
+//!            budget, formulas), compare (the regression gate)
+//! results    a run directory on disk: whole-file writes, cells.jsonl and
+//!            failed.jsonl, run.json (records plus recommendations)
+//! render     records → text, summary.md, SVG plots, index.html
+//! exec       what runs in order: template, one cell, a sweep, a migration
+//!            under load, a run directory published
 //! ```
 //!
-//! Data flows top to bottom; nothing below `cli` prints except short
-//! `contend: …` progress lines on stderr, and nothing measures and formats in
-//! the same place.
+//! The binary (src/bin/contend/) holds clap and every exit code; nothing in
+//! the library prints except short `contend: …` progress lines on stderr,
+//! and nothing measures and formats in the same place.
 
 #![deny(unsafe_code)]
 
-pub mod attempt;
-pub mod cli;
-pub mod compare;
-pub mod driver;
-pub mod explain;
-pub mod failure;
-pub mod formula;
-pub mod metrics;
-pub mod migrate;
-pub mod migration;
-pub mod plots;
-pub mod pool;
 pub mod provision;
-pub mod recommend;
-pub mod report;
-pub mod run;
-pub mod runfile;
-pub mod sampler;
-pub mod secret;
-pub mod site;
-pub mod slo;
-pub mod sweep;
-pub mod template;
-pub mod usl;
+
+pub mod client;
+
+pub mod measure;
+
 pub mod workload;
+
+pub mod driver;
+
+pub mod record;
+
+pub mod analysis;
+
+pub mod results;
+
+pub mod render;
+
+pub mod exec;

@@ -31,8 +31,8 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use super::docker_api;
 use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::pid_alive;
+use super::secret::generate_password;
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
-use crate::secret::generate_password;
 
 /// Default PostgreSQL image: the official image at a current release.
 pub const DEFAULT_PG_IMAGE: &str = "postgres:17";

@@ -19,8 +19,8 @@ use nix::sys::signal::Signal;
 
 use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::{self, RunAs};
+use super::secret::generate_password;
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
-use crate::secret::generate_password;
 
 /// Prefix of run directories under the temp dir; [`super::stale`] looks for it.
 pub(super) const RUN_DIR_PREFIX: &str = "contend-run-";

@@ -14,7 +14,9 @@ mod external;
 mod local;
 mod ports;
 pub(crate) mod process;
+mod secret;
 mod stale;
+mod url;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 pub use docker::{DockerStatus, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
 pub use local::find_pg_bin_dir;
+pub use secret::{generate_password, mask_url};
 pub use stale::remove_stale_local_runs;
-
-use crate::secret::mask_url;
+pub use url::database_url;
 
 /// PostgreSQL's upper bound on `max_connections` (MAX_BACKENDS, 2^18 - 1).
 pub const MAX_CONNECTIONS_LIMIT: u32 = 262_143;
@@ -672,7 +674,7 @@ pub(crate) async fn with_client_role(mut postgres: PgServer) -> Result<PgServer,
     let connection_task = tokio::spawn(connection);
     // Alphanumeric: safe inside a literal (utility statements take no
     // parameters).
-    let password = crate::secret::generate_password();
+    let password = generate_password();
     let created = client
         .batch_execute(&format!(
             "DO $$BEGIN
@@ -687,7 +689,7 @@ pub(crate) async fn with_client_role(mut postgres: PgServer) -> Result<PgServer,
     drop(client);
     let _ = connection_task.await;
     created.map_err(|e| failed(e.to_string()))?;
-    let mut url = url::Url::parse(&postgres.url).map_err(|e| failed(e.to_string()))?;
+    let mut url = ::url::Url::parse(&postgres.url).map_err(|e| failed(e.to_string()))?;
     url.set_username(CLIENT_ROLE)
         .and_then(|()| url.set_password(Some(&password)))
         .map_err(|()| failed("the server URL cannot carry a user".into()))?;

@@ -17,10 +17,10 @@ use super::{
     parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadError,
     WorkloadOverrides,
 };
-use crate::attempt::Attempt;
-use crate::explain::ExplainQuery;
-use crate::metrics::ErrorClass;
-use crate::pool::Param;
+use crate::client::Attempt;
+use crate::client::ErrorClass;
+use crate::client::Param;
+use crate::measure::ExplainQuery;
 
 /// Registry name.
 pub const NAME: &str = "goal-count";
@@ -51,7 +51,7 @@ pub struct GoalCountDefaults {
     pub cache: CacheSettings,
     /// `[slo]`: objectives every run is scored against.
     #[serde(default)]
-    pub slo: crate::slo::SloSpec,
+    pub slo: crate::measure::SloSpec,
 }
 
 /// `[data]`.
@@ -104,7 +104,7 @@ pub struct Mix {
 
 /// The goal-count workload, configured.
 pub struct GoalCount {
-    slo: crate::slo::SloSpec,
+    slo: crate::measure::SloSpec,
     defaults: GoalCountDefaults,
     scale: f64,
     users: u64,
@@ -182,7 +182,7 @@ impl GoalCount {
 }
 
 impl Workload for GoalCount {
-    fn slo(&self) -> crate::slo::SloSpec {
+    fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
     }
 

@@ -8,6 +8,7 @@
 //! the operation first needs the database.
 
 pub mod goal_count;
+mod migration;
 pub mod script;
 pub mod seat_reservation;
 pub mod sleep;
@@ -18,8 +19,10 @@ use std::future::Future;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
-use crate::attempt::Attempt;
-use crate::metrics::ErrorClass;
+pub use self::migration::{split_statements, Migration, MigrationError, MigrationStatement, StatementKind};
+
+use crate::client::{Attempt, ErrorClass};
+use crate::measure::{ExplainQuery, SloSpec};
 
 /// Names of the registered workloads.
 pub const WORKLOADS: &[&str] = &[
@@ -146,12 +149,12 @@ pub trait Workload: Send + Sync + 'static {
     /// The read queries worth an EXPLAIN before and after a migration, with
     /// representative parameters written in (the hottest key the clients
     /// draw, once [`Workload::prepare_cell`] has read the data).
-    fn explain_queries(&self) -> Vec<crate::explain::ExplainQuery> {
+    fn explain_queries(&self) -> Vec<ExplainQuery> {
         Vec::new()
     }
     /// The objectives of its `[slo]` table.
-    fn slo(&self) -> crate::slo::SloSpec {
-        crate::slo::SloSpec::default()
+    fn slo(&self) -> SloSpec {
+        SloSpec::default()
     }
     /// The migration shipped in sql/<name>/: its file name and text.
     fn migration(&self) -> Option<(&'static str, &'static str)> {

@@ -27,9 +27,9 @@ use super::{
     choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadError,
     WorkloadOverrides,
 };
-use crate::attempt::Attempt;
-use crate::metrics::ErrorClass;
-use crate::pool::Param;
+use crate::client::Attempt;
+use crate::client::ErrorClass;
+use crate::client::Param;
 
 /// Registry name.
 pub const NAME: &str = "seat-reservation";
@@ -74,7 +74,7 @@ pub struct SeatDefaults {
     pub faults: Faults,
     /// `[slo]`: objectives every run is scored against.
     #[serde(default)]
-    pub slo: crate::slo::SloSpec,
+    pub slo: crate::measure::SloSpec,
 }
 
 /// `[data]`.
@@ -119,7 +119,7 @@ pub struct Faults {
 
 /// The seat-reservation workload, configured.
 pub struct SeatReservation {
-    slo: crate::slo::SloSpec,
+    slo: crate::measure::SloSpec,
     strategy: &'static str,
     sections: u32,
     capacity: u32,
@@ -355,7 +355,7 @@ impl Request {
 }
 
 impl Workload for SeatReservation {
-    fn slo(&self) -> crate::slo::SloSpec {
+    fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
     }
 

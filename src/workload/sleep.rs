@@ -8,9 +8,9 @@ use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_defaults, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
-use crate::attempt::Attempt;
-use crate::metrics::ErrorClass;
-use crate::pool::Param;
+use crate::client::Attempt;
+use crate::client::ErrorClass;
+use crate::client::Param;
 
 /// Registry name.
 pub const NAME: &str = "sleep";
@@ -27,7 +27,7 @@ pub struct SleepDefaults {
     pub traffic: SleepTraffic,
     /// `[slo]`: objectives every run is scored against.
     #[serde(default)]
-    pub slo: crate::slo::SloSpec,
+    pub slo: crate::measure::SloSpec,
 }
 
 /// `[traffic]`.
@@ -42,7 +42,7 @@ pub struct SleepTraffic {
 
 /// The sleep workload, configured.
 pub struct Sleep {
-    slo: crate::slo::SloSpec,
+    slo: crate::measure::SloSpec,
     delay_us: i32,
     think_time_ms: u64,
 }
@@ -68,7 +68,7 @@ impl Sleep {
 }
 
 impl Workload for Sleep {
-    fn slo(&self) -> crate::slo::SloSpec {
+    fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
     }
 

@@ -25,10 +25,10 @@ use super::{
     choose_strategy, parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, InvariantCheck,
     OperationResult, Workload, WorkloadError, WorkloadOverrides,
 };
-use crate::attempt::Attempt;
-use crate::explain::ExplainQuery;
-use crate::metrics::ErrorClass;
-use crate::pool::Param;
+use crate::client::Attempt;
+use crate::client::ErrorClass;
+use crate::client::Param;
+use crate::measure::ExplainQuery;
 
 /// Registry name.
 pub const NAME: &str = "wallet-transfer";
@@ -76,7 +76,7 @@ pub struct WalletTransferDefaults {
     pub strategy: StrategySettings,
     /// `[slo]`: objectives every run is scored against.
     #[serde(default)]
-    pub slo: crate::slo::SloSpec,
+    pub slo: crate::measure::SloSpec,
 }
 
 /// `[data]`.
@@ -131,7 +131,7 @@ enum Strategy {
 
 /// The wallet-transfer workload, configured.
 pub struct WalletTransfer {
-    slo: crate::slo::SloSpec,
+    slo: crate::measure::SloSpec,
     defaults: WalletTransferDefaults,
     strategy_name: &'static str,
     strategy: Strategy,
@@ -221,7 +221,7 @@ impl WalletTransfer {
         let (source, destination) = self.pair(rng);
         let amount = i64::from(rng.random_range(1..=self.defaults.traffic.max_amount));
         let (low, high) = (source.min(destination), source.max(destination));
-        let balance = |result: crate::pool::QueryResult| result.first_int.ok_or(ErrorClass::Other);
+        let balance = |result: crate::client::QueryResult| result.first_int.ok_or(ErrorClass::Other);
         let source_balance = match self.strategy {
             Strategy::Naive => {
                 let session = attempt.db().await?;
@@ -275,7 +275,7 @@ fn zipf(wallets: u64, exponent: f64) -> Result<Zipf<f64>, WorkloadError> {
 }
 
 impl Workload for WalletTransfer {
-    fn slo(&self) -> crate::slo::SloSpec {
+    fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
     }
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use contend::metrics::ErrorClass;
-use contend::pool::{AppPool, Param, PoolKind, PoolSettings, Session};
+use contend::client::ErrorClass;
+use contend::client::{AppPool, Param, PoolKind, PoolSettings, Session};
 use contend::provision::Servers;
 
 use crate::util::local_servers;

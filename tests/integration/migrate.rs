@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::migrate::{run_migrate, MigrateSettings};
-use contend::migration::Migration;
-use contend::pool::{PoolKind, PoolSettings};
-use contend::run::CellSettings;
+use contend::record::CellSettings;
+use contend::workload::Migration;
 use contend::workload::WorkloadOverrides;
+use contend::{exec::run_migrate, record::MigrateSettings};
 
 use crate::util::{local_servers, prepare_machine, text, IsolatedTmp};
 

@@ -194,9 +194,9 @@ fn no_file_of_a_run_holds_the_servers_password() {
 /// run (cells.jsonl, run.json, the report) or a cell summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_file_of_a_run_holds_the_clients_role_password() {
+    use contend::client::{PoolKind, PoolSettings};
     use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-    use contend::pool::{PoolKind, PoolSettings};
-    use contend::run::{append_cell, run_cell, CellSettings};
+    use contend::{exec::run_cell, record::CellSettings, results::append_cell};
 
     let servers = crate::util::local_servers(None).await;
     let password_of = |url: &str| url::Url::parse(url).unwrap().password().unwrap().to_string();
@@ -241,8 +241,8 @@ async fn no_file_of_a_run_holds_the_clients_role_password() {
     let tmp = IsolatedTmp::new();
     let dir = tmp.path().join("run");
     append_cell(&dir, &record).unwrap();
-    contend::site::publish(&dir, &Default::default()).unwrap();
-    let summary = contend::report::cell_summary(&record);
+    contend::exec::publish(&dir, &Default::default()).unwrap();
+    let summary = contend::render::cell_summary(&record);
     for file in files_under(&dir) {
         let content = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
         for password in &passwords {

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::pool::{PoolKind, PoolSettings};
 use contend::provision::Servers;
-use contend::run::{run_cell, CellRecord, CellSettings};
 use contend::workload::WorkloadOverrides;
+use contend::{
+    exec::run_cell,
+    record::{CellRecord, CellSettings},
+};
 
 use crate::util::{local_servers, prepare_machine, text, IsolatedTmp};
 
@@ -130,7 +133,7 @@ async fn data_is_loaded_once_and_every_cell_gets_a_fresh_copy() {
     assert_eq!(first.template.name, second.template.name);
     assert!(second.copy_ms > 0.0);
     // The cells assigned goals; the template still has exactly the seed.
-    let template_url = contend::template::database_url(&servers.postgres.url, &first.template.name);
+    let template_url = contend::provision::database_url(&servers.postgres.url, &first.template.name);
     let (client, connection) = tokio_postgres::connect(&template_url, tokio_postgres::NoTls)
         .await
         .unwrap();

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use contend::measure::{SamplerSettings, ServerSampler, ServerSamples};
+use contend::provision::database_url;
 use contend::provision::Servers;
-use contend::sampler::{SamplerSettings, ServerSampler, ServerSamples};
-use contend::template::database_url;
 use tokio_postgres::Client;
 
 use crate::util::local_servers;

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use contend::client::{AppPool, PoolKind, PoolSettings};
 use contend::driver::{drive, DriverSettings, LiveCounts, Load, Ramp};
-use contend::pool::{AppPool, PoolKind, PoolSettings};
-use contend::run::CellRecord;
-use contend::template::{copy_for_cell, database_url, drop_database, ensure_template};
+use contend::record::CellRecord;
 use contend::workload::script::{Script, ScriptData, ScriptFile, ScriptSettings};
 use contend::workload::{CellContext, Workload, WorkloadOverrides};
+use contend::{
+    exec::{copy_for_cell, drop_database, ensure_template},
+    provision::database_url,
+};
 
 use crate::bad_input::refused;
 use crate::util::{local_servers, prepare_machine, text, IsolatedTmp};
@@ -28,7 +31,7 @@ fn only_cell(results: &Path) -> CellRecord {
         .map(|entry| entry.path())
         .next()
         .expect("a run directory");
-    let mut cells = contend::sweep::read_cells(&dir).unwrap();
+    let mut cells = contend::results::read_cells(&dir).unwrap();
     assert_eq!(cells.len(), 1);
     cells.remove(0)
 }

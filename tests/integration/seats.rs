@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::pool::{PoolKind, PoolSettings};
 use contend::provision::Servers;
-use contend::run::{run_cell, CellRecord, CellSettings};
 use contend::workload::seat_reservation::STRATEGIES;
 use contend::workload::WorkloadOverrides;
+use contend::{
+    exec::run_cell,
+    record::{CellRecord, CellSettings},
+};
 
 use crate::util::{local_servers, processes_mentioning};
 
@@ -155,7 +158,7 @@ async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
     let first = run(&cell("conditional-update", Vec::new()), &servers).await;
     assert!(first.invariants_hold());
     let admin = &servers.postgres.url;
-    let template_url = contend::template::database_url(admin, &first.template.name);
+    let template_url = contend::provision::database_url(admin, &first.template.name);
     let (client, connection) = tokio_postgres::connect(&template_url, tokio_postgres::NoTls)
         .await
         .unwrap();

@@ -7,10 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::pool::{PoolKind, PoolSettings};
-use contend::run::{run_cell, CellRecord, CellSettings};
 use contend::workload::WorkloadOverrides;
+use contend::{
+    exec::run_cell,
+    record::{CellRecord, CellSettings},
+};
 
 use crate::util::{local_servers, prepare_machine, text, IsolatedTmp};
 
@@ -152,7 +155,7 @@ fn contend_run_records_its_driver_threads() {
     let (_, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
     let run_dir = std::fs::read_dir(&results).unwrap().next().unwrap().unwrap().path();
-    let record = contend::sweep::read_cells(&run_dir).unwrap().pop().unwrap();
+    let record = contend::results::read_cells(&run_dir).unwrap().pop().unwrap();
     assert_eq!(record.settings.driver.threads, 2, "3 asked for, 2 instances to drive");
     assert!(record.metrics.ok > 0);
 

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
-use contend::pool::{PoolKind, PoolSettings};
 use contend::provision::Servers;
-use contend::run::{run_cell, CellRecord, CellSettings};
 use contend::workload::WorkloadOverrides;
+use contend::{
+    exec::run_cell,
+    record::{CellRecord, CellSettings},
+};
 
 use crate::util::{local_servers, prepare_machine};
 

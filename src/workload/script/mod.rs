@@ -33,9 +33,9 @@ use self::parse::{parse_program, Command, LineError, Program, SCALE_SLOT};
 use super::{
     parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides,
 };
-use crate::attempt::Attempt;
-use crate::metrics::ErrorClass;
-use crate::pool::{Param, UntypedNumber};
+use crate::client::Attempt;
+use crate::client::ErrorClass;
+use crate::client::{Param, UntypedNumber};
 
 /// Registry name.
 pub const NAME: &str = "script";

@@ -1,0 +1,21 @@
+//! Pure functions of records: the recommendation from a sweep's cells
+//! (knee, Universal Scalability Law fit, Little's law, `max_connections`
+//! budget, formula verdicts) and the regression gate between two runs.
+//!
+//! Reads records only: never a file, a server or a clock, and never formats
+//! for people (render does; compare's Markdown table is its output format).
+
+mod compare;
+mod formula;
+mod recommend;
+mod usl;
+
+pub use self::compare::{
+    compare, configuration, markdown, CompareError, CompareOptions, Comparison, MetricComparison, Verdict, Worse,
+};
+pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
+pub use self::recommend::{
+    recommend, recommend_each, CellPoint, FormulaVerdict, Knee, LittleCheck, MaxConnectionsAdvice, OverBudget,
+    RecommendOptions, Recommendation, UslReport, BUILT_IN_FORMULAS,
+};
+pub use self::usl::{fit, UslFit};

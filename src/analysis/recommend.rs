@@ -1,0 +1,488 @@
+//! From a sweep's cells to pool sizes and `max_connections`, with the
+//! evidence: the knee of goodput against total pool size, a Universal
+//! Scalability Law fit, a Little's law cross-check, the `max_connections`
+//! budget with the cells that broke it, and verdicts on popular formulas.
+//!
+//! Reads finished records only; never measures and never formats (report
+//! does). Every number it produces names the cells it came from, as their
+//! line numbers in `cells.jsonl` (from 1).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{fit, UslFit};
+use crate::analysis::{Bindings, Formula, Sizes};
+use crate::record::CellRecord;
+
+/// A USL fit explaining less than this share of the variance is not trusted
+/// to smooth the knee.
+const MIN_R_SQUARED_FOR_SMOOTHING: f64 = 0.5;
+
+/// Choices a recommendation depends on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecommendOptions {
+    /// Share of peak goodput the knee must reach. Default 0.95.
+    pub goodput_share: f64,
+    /// p99 end-to-end the knee must stay within, milliseconds; `None`: no
+    /// latency bound.
+    pub p99_slo_ms: Option<f64>,
+    /// Connections kept free for admin sessions and migrations. Default 5.
+    pub headroom: u32,
+    /// CPU cores of the database server, for `2 × cores + spindles`.
+    pub cores: u32,
+    /// Effective spindles, for `2 × cores + spindles`. Default 1.
+    pub spindles: u32,
+    /// Formulas to judge besides the built-in ones.
+    #[serde(default)]
+    pub formulas: Vec<Formula>,
+}
+
+impl Default for RecommendOptions {
+    fn default() -> Self {
+        RecommendOptions {
+            goodput_share: 0.95,
+            p99_slo_ms: None,
+            headroom: 5,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            spindles: 1,
+            formulas: Vec::new(),
+        }
+    }
+}
+
+/// What one cell contributes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellPoint {
+    /// Line in cells.jsonl, from 1.
+    pub cell: usize,
+    /// Instances × pool size.
+    pub total_pool: u32,
+    /// Application instances.
+    pub instances: u32,
+    /// Pool size per instance.
+    pub pool_size: u32,
+    /// The server's max_connections.
+    pub max_connections: u32,
+    /// Business successes per second.
+    pub goodput_per_s: f64,
+    /// Attempts per second.
+    pub throughput_per_s: f64,
+    /// Highest p99 end-to-end of the cell's operations, milliseconds.
+    pub p99_ms: f64,
+    /// 53300 refusals.
+    pub refused: u64,
+    /// Pool timeouts.
+    pub pool_timeouts: u64,
+    /// Failed attempts over attempts.
+    pub error_rate: f64,
+    /// Mean time in the database per attempt, milliseconds.
+    pub mean_in_db_ms: f64,
+    /// Mean active sessions the sampler saw.
+    pub observed_active: f64,
+    /// Concurrent clients (closed loop), if any.
+    pub clients: Option<u32>,
+}
+
+impl CellPoint {
+    fn of(cell: usize, record: &CellRecord) -> CellPoint {
+        let m = &record.metrics;
+        let in_db: (f64, u64) = m.operations.iter().fold((0.0, 0), |(sum, count), op| {
+            (sum + op.in_db.mean_us * op.in_db.count as f64, count + op.in_db.count)
+        });
+        let samples = &record.server.samples;
+        let observed_active = if samples.is_empty() {
+            0.0
+        } else {
+            samples
+                .iter()
+                .map(|s| f64::from(s.by_state.get("active").copied().unwrap_or(0)))
+                .sum::<f64>()
+                / samples.len() as f64
+        };
+        CellPoint {
+            cell,
+            total_pool: record.settings.instances * record.settings.pool.size,
+            instances: record.settings.instances,
+            pool_size: record.settings.pool.size,
+            max_connections: record.postgres.max_connections,
+            goodput_per_s: record.business.goodput_per_s,
+            throughput_per_s: m.throughput_per_s,
+            p99_ms: m.worst_p99_ms(),
+            refused: m.errors_by_class.get("53300").copied().unwrap_or(0),
+            pool_timeouts: m.errors_by_class.get("pool_timeout").copied().unwrap_or(0),
+            error_rate: m.error_rate,
+            mean_in_db_ms: if in_db.1 > 0 {
+                in_db.0 / in_db.1 as f64 / 1000.0
+            } else {
+                0.0
+            },
+            observed_active,
+            clients: match record.settings.driver.load {
+                crate::driver::Load::Closed { clients } => Some(clients),
+                crate::driver::Load::Open { .. } => None,
+            },
+        }
+    }
+}
+
+/// The smallest total pool that reaches the goodput share within the SLO.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Knee {
+    /// Instances × pool size at the knee.
+    pub total_pool: u32,
+    /// Median goodput of the knee's cells, per second.
+    pub goodput_per_s: f64,
+    /// Median p99 of the knee's cells, milliseconds.
+    pub p99_ms: f64,
+    /// Highest goodput of any total pool, per second, and its cells.
+    pub peak_goodput_per_s: f64,
+    /// Cells at the peak.
+    pub peak_cells: Vec<usize>,
+    /// Cells at the knee.
+    pub cells: Vec<usize>,
+    /// Pool size per instance at the knee, for each instance count swept.
+    pub pool_per_instance: BTreeMap<u32, u32>,
+    /// What the share of peak was judged on: the fitted curve or the medians.
+    pub basis: String,
+}
+
+/// The USL fit and the cells it used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UslReport {
+    /// Fitted parameters.
+    pub fit: UslFit,
+    /// Cells fitted (those within the max_connections budget).
+    pub cells: Vec<usize>,
+}
+
+/// Little's law on one cell: busy connections = goodput × time in database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LittleCheck {
+    /// The cell.
+    pub cell: usize,
+    /// Attempts per second × mean seconds in the database.
+    pub predicted_busy: f64,
+    /// Mean active sessions the sampler saw.
+    pub observed_busy: f64,
+    /// The pool's size, the ceiling of busy connections.
+    pub total_pool: u32,
+}
+
+/// A cell whose pools could not all fit in max_connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OverBudget {
+    /// The cell.
+    pub cell: usize,
+    /// Instances × pool size.
+    pub total_pool: u32,
+    /// Connections ordinary clients could have (max_connections − reserved).
+    pub available: u32,
+    /// 53300 refusals clients saw.
+    pub refused: u64,
+    /// Pool timeouts clients saw.
+    pub pool_timeouts: u64,
+    /// Failed attempts over attempts.
+    pub error_rate: f64,
+}
+
+/// The max_connections to run with, and the cells that show why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaxConnectionsAdvice {
+    /// instances × pool + reserved + headroom.
+    pub recommended: u32,
+    /// Instances the figure is for (the most swept).
+    pub instances: u32,
+    /// Pool per instance.
+    pub pool_per_instance: u32,
+    /// superuser_reserved_connections (+ reserved_connections on 16+).
+    pub reserved: u32,
+    /// Headroom for admin sessions and migrations.
+    pub headroom: u32,
+    /// Cells where the pools exceeded what the server admits.
+    pub over_budget: Vec<OverBudget>,
+}
+
+/// A popular formula against the measurements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FormulaVerdict {
+    /// The formula as people write it.
+    pub formula: String,
+    /// What it sizes: "pool" (total connections) or "max_connections".
+    pub sizes: String,
+    /// Its value here.
+    pub value: f64,
+    /// The measured cell at or nearest that size (best goodput there).
+    pub nearest_cell: Option<usize>,
+    /// Goodput there, per second.
+    pub goodput_per_s: f64,
+    /// p99 there, milliseconds.
+    pub p99_ms: f64,
+    /// The formula's value minus the recommendation.
+    pub distance_from_recommended: f64,
+}
+
+/// Everything recommended from one sweep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The workload the cells ran.
+    #[serde(default)]
+    pub workload: String,
+    /// Options used.
+    pub options: RecommendOptions,
+    /// Cells read.
+    pub cells: Vec<CellPoint>,
+    /// The knee, when any cell stayed within budget (and the SLO).
+    pub knee: Option<Knee>,
+    /// The p99 bound the knee had to stay within, milliseconds, and where
+    /// it came from (--p99-slo-ms or the workload's [slo]); none: no bound.
+    #[serde(default)]
+    pub p99_bound: Option<(f64, String)>,
+    /// The USL fit, when at least three pool sizes were measured.
+    pub usl: Option<UslReport>,
+    /// Little's law per cell within budget.
+    pub littles_law: Vec<LittleCheck>,
+    /// max_connections advice.
+    pub max_connections: Option<MaxConnectionsAdvice>,
+    /// Verdicts on popular formulas.
+    pub formulas: Vec<FormulaVerdict>,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Recommends from `records` (in cells.jsonl order), all taken as one
+/// workload's.
+pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommendation {
+    let numbered: Vec<(usize, &CellRecord)> = records.iter().enumerate().map(|(i, r)| (i + 1, r)).collect();
+    recommend_lines(&numbered, options)
+}
+
+/// One recommendation per workload of `records` (in cells.jsonl order, in
+/// the order the workloads first appear), cells still named by their line.
+pub fn recommend_each(records: &[CellRecord], options: &RecommendOptions) -> Vec<Recommendation> {
+    let mut workloads: Vec<&str> = Vec::new();
+    for record in records {
+        if !workloads.contains(&record.settings.workload.as_str()) {
+            workloads.push(&record.settings.workload);
+        }
+    }
+    workloads
+        .iter()
+        .map(|workload| {
+            let numbered: Vec<(usize, &CellRecord)> = records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.settings.workload == *workload)
+                .map(|(i, r)| (i + 1, r))
+                .collect();
+            recommend_lines(&numbered, options)
+        })
+        .collect()
+}
+
+fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions) -> Recommendation {
+    let records: Vec<&CellRecord> = numbered.iter().map(|(_, r)| *r).collect();
+    let cells: Vec<CellPoint> = numbered.iter().map(|&(line, r)| CellPoint::of(line, r)).collect();
+    let reserved = records
+        .iter()
+        .map(|r| r.postgres.reserved_connections)
+        .max()
+        .unwrap_or(3);
+    let within_budget: Vec<&CellPoint> = cells
+        .iter()
+        .filter(|c| c.total_pool <= c.max_connections.saturating_sub(reserved) && c.refused == 0)
+        .collect();
+
+    // Goodput per total pool (median over repeats and max_connections values).
+    let mut by_pool: BTreeMap<u32, Vec<&CellPoint>> = BTreeMap::new();
+    for cell in &within_budget {
+        by_pool.entry(cell.total_pool).or_default().push(cell);
+    }
+    let groups: Vec<(u32, f64, f64, Vec<usize>)> = by_pool
+        .iter()
+        .map(|(pool, cells)| {
+            let mut goodputs: Vec<f64> = cells.iter().map(|c| c.goodput_per_s).collect();
+            let mut p99s: Vec<f64> = cells.iter().map(|c| c.p99_ms).collect();
+            (
+                *pool,
+                median(&mut goodputs),
+                median(&mut p99s),
+                cells.iter().map(|c| c.cell).collect(),
+            )
+        })
+        .collect();
+    let usl = fit(&within_budget
+        .iter()
+        .map(|c| (f64::from(c.total_pool), c.goodput_per_s))
+        .collect::<Vec<_>>())
+    .map(|fit| UslReport {
+        fit,
+        cells: within_budget.iter().map(|c| c.cell).collect(),
+    });
+    // Single short cells are noisy (one lucky cell can be the "peak"): when
+    // the USL curve explains the cells well enough, the knee is read off the
+    // curve at the measured sizes; otherwise off the measured medians.
+    let smoothed = usl.as_ref().filter(|u| u.fit.r_squared >= MIN_R_SQUARED_FOR_SMOOTHING);
+    let level = |group: &(u32, f64, f64, Vec<usize>)| match smoothed {
+        Some(u) => u.fit.predict(f64::from(group.0)),
+        None => group.1,
+    };
+    // The latency bound: the one asked for, else the strictest p99 of the
+    // workload's own [slo] table.
+    let p99_bound_source: Option<(f64, String)> = match options.p99_slo_ms {
+        Some(ms) => Some((ms, "--p99-slo-ms".into())),
+        None => records.iter().find_map(|r| {
+            let operations: Vec<String> = r.metrics.operations.iter().map(|op| op.name.clone()).collect();
+            r.slo.spec.strictest_p99(&operations).map(|ms| {
+                (
+                    ms,
+                    format!("the strictest p99 of workloads/{}.toml [slo]", r.settings.workload),
+                )
+            })
+        }),
+    };
+    let p99_bound = p99_bound_source.as_ref().map(|(ms, _)| *ms);
+    let peak = groups.iter().max_by(|a, b| level(a).total_cmp(&level(b)));
+    let knee = peak.and_then(|peak| {
+        let peak_level = level(peak);
+        groups
+            .iter()
+            .find(|g| level(g) >= options.goodput_share * peak_level && p99_bound.is_none_or(|slo| g.2 <= slo))
+            .map(|g| {
+                let instance_counts: std::collections::BTreeSet<u32> = cells.iter().map(|c| c.instances).collect();
+                Knee {
+                    total_pool: g.0,
+                    goodput_per_s: g.1,
+                    p99_ms: g.2,
+                    peak_goodput_per_s: peak.1,
+                    peak_cells: peak.3.clone(),
+                    cells: g.3.clone(),
+                    pool_per_instance: instance_counts.iter().map(|&k| (k, g.0.div_ceil(k))).collect(),
+                    basis: match smoothed {
+                        Some(u) => format!(
+                            "the USL curve fitted to the cells (R² {:.2}): {:.1}/s at the knee vs {:.1}/s at the peak",
+                            u.fit.r_squared,
+                            u.fit.predict(f64::from(g.0)),
+                            peak_level
+                        ),
+                        None => "measured median goodput per total pool".into(),
+                    },
+                }
+            })
+    });
+
+    let littles_law = within_budget
+        .iter()
+        .filter(|c| c.observed_active > 0.0 || c.mean_in_db_ms > 0.0)
+        .map(|c| LittleCheck {
+            cell: c.cell,
+            predicted_busy: c.throughput_per_s * c.mean_in_db_ms / 1000.0,
+            observed_busy: c.observed_active,
+            total_pool: c.total_pool,
+        })
+        .collect();
+
+    let over_budget: Vec<OverBudget> = cells
+        .iter()
+        .filter(|c| c.total_pool > c.max_connections.saturating_sub(reserved) || c.refused > 0)
+        .map(|c| OverBudget {
+            cell: c.cell,
+            total_pool: c.total_pool,
+            available: c.max_connections.saturating_sub(reserved),
+            refused: c.refused,
+            pool_timeouts: c.pool_timeouts,
+            error_rate: c.error_rate,
+        })
+        .collect();
+    let max_connections = knee.as_ref().map(|knee| {
+        let instances = cells.iter().map(|c| c.instances).max().unwrap_or(1);
+        let pool_per_instance = knee.total_pool.div_ceil(instances).max(1);
+        MaxConnectionsAdvice {
+            recommended: instances * pool_per_instance + reserved + options.headroom,
+            instances,
+            pool_per_instance,
+            reserved,
+            headroom: options.headroom,
+            over_budget: over_budget.clone(),
+        }
+    });
+
+    let formulas = verdicts(&cells, knee.as_ref(), max_connections.as_ref(), options);
+    Recommendation {
+        workload: records.first().map(|r| r.settings.workload.clone()).unwrap_or_default(),
+        options: options.clone(),
+        cells,
+        knee,
+        p99_bound: p99_bound_source,
+        usl,
+        littles_law,
+        max_connections,
+        formulas,
+    }
+}
+
+/// The formulas people use to size pools and max_connections, judged on
+/// every sweep besides the user's own.
+pub const BUILT_IN_FORMULAS: &[&str] = &[
+    // The textbook rule of thumb for a pool.
+    "pool = 2 * cores + spindles",
+    // The incident report's: VUs × 1.5 + EPS / 10, plus 20%.
+    "max_connections = (vus * 1.5 + eps / 10) * 1.2",
+];
+
+fn verdicts(
+    cells: &[CellPoint],
+    knee: Option<&Knee>,
+    budget: Option<&MaxConnectionsAdvice>,
+    options: &RecommendOptions,
+) -> Vec<FormulaVerdict> {
+    let bindings = Bindings {
+        cores: f64::from(options.cores),
+        spindles: f64::from(options.spindles),
+        vus: f64::from(cells.iter().filter_map(|c| c.clients).max().unwrap_or(0)),
+        eps: cells.iter().map(|c| c.throughput_per_s).fold(0.0, f64::max),
+        instances: f64::from(cells.iter().map(|c| c.instances).max().unwrap_or(1)),
+    };
+    let built_in = BUILT_IN_FORMULAS
+        .iter()
+        .map(|text| Formula::parse(text).expect("built-in formulas parse"));
+    built_in
+        .chain(options.formulas.iter().cloned())
+        .map(|formula| {
+            let value = formula.eval(&bindings);
+            let (key, recommended): (fn(&CellPoint) -> f64, Option<f64>) = match formula.sizes() {
+                Sizes::Pool => (|c| f64::from(c.total_pool), knee.map(|k| f64::from(k.total_pool))),
+                Sizes::MaxConnections => (
+                    |c| f64::from(c.max_connections),
+                    budget.map(|b| f64::from(b.recommended)),
+                ),
+            };
+            let nearest = cells
+                .iter()
+                .map(key)
+                .min_by(|a, b| (a - value).abs().total_cmp(&(b - value).abs()));
+            let near = nearest.and_then(|nearest| {
+                cells
+                    .iter()
+                    .filter(|c| key(c) == nearest)
+                    .max_by(|a, b| a.goodput_per_s.total_cmp(&b.goodput_per_s))
+            });
+            FormulaVerdict {
+                formula: formula.explained(&bindings),
+                sizes: formula.sizes().name().into(),
+                value,
+                nearest_cell: near.map(|c| c.cell),
+                goodput_per_s: near.map_or(0.0, |c| c.goodput_per_s),
+                p99_ms: near.map_or(0.0, |c| c.p99_ms),
+                distance_from_recommended: recommended.map_or(f64::NAN, |r| value - r),
+            }
+        })
+        .collect()
+}

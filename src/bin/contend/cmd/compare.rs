@@ -1,0 +1,55 @@
+//! `contend compare`: the Markdown table, exit 1 on a regression.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use contend::analysis::{compare, markdown, CompareOptions};
+use contend::record::CellRecord;
+use contend::results::{read_cells, RunFile};
+
+use crate::cli::CompareCommand;
+
+/// The cells of a results/<run> directory: run.json's when there is one,
+/// else cells.jsonl's.
+fn cells_of(dir: &Path) -> anyhow::Result<Vec<CellRecord>> {
+    if dir.join("run.json").exists() {
+        return Ok(RunFile::read(dir)?.cells);
+    }
+    let cells = read_cells(dir)?;
+    anyhow::ensure!(
+        !cells.is_empty(),
+        "{} holds no cells: give a results/<run> directory",
+        dir.display()
+    );
+    Ok(cells)
+}
+
+pub fn run(args: &CompareCommand) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.confidence > 0.0 && args.confidence < 1.0,
+        "--confidence {}: give a level between 0 and 1, e.g. 0.95",
+        args.confidence
+    );
+    let options = CompareOptions {
+        threshold: args.threshold,
+        confidence: args.confidence,
+    };
+    let comparison = compare(&cells_of(&args.baseline)?, &cells_of(&args.current)?, &options)?;
+    let table = markdown(&comparison);
+    print!("{table}");
+    if let Some(path) = &args.markdown {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("--markdown {}: {e}", path.display()))?;
+        file.write_all(table.as_bytes())
+            .map_err(|e| anyhow::anyhow!("--markdown {}: {e}", path.display()))?;
+    }
+    Ok(if comparison.regressed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,124 @@
+//! `contend sweep`: servers once, every cell with a progress bar, a line per
+//! finished cell; Ctrl-C keeps every finished cell (they are already on
+//! disk) and says how to resume.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{SweepCommand, SweepPlanArgs};
+use contend::driver::LiveCounts;
+use contend::exec::{run_sweep, SweepEvent};
+use contend::{
+    exec::provision_for_run,
+    results::{new_run_dir, prepare_run_dir},
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
+    let plan = SweepPlanArgs::try_from(args).map_err(anyhow::Error::msg)?;
+    let workload = plan
+        .plan
+        .cells
+        .first()
+        .map(|c| c.settings.workload.clone())
+        .unwrap_or_default();
+    let dir = plan
+        .resume
+        .clone()
+        .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
+    prepare_run_dir(&dir)?;
+    let mut servers = provision_for_run(&dir, &plan.provision).await?;
+    let bar = ProgressBar::new(plan.plan.cells.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells · eta {eta} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let already = plan.plan.cells.len();
+    // A hidden bar (no terminal) prints nothing: the cell lines must still
+    // reach a log.
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let mut violated = false;
+    let live = Arc::new(LiveCounts::default());
+    let sweep = run_sweep(&plan.plan, &mut servers, &dir, live, |event| match event {
+        SweepEvent::Starting { index, of, key } => {
+            if index == 0 {
+                bar.set_position((already - of) as u64);
+            }
+            bar.set_message(key);
+        }
+        SweepEvent::Restarted {
+            max_connections,
+            took_s,
+        } => {
+            say(
+                &bar,
+                format!("server restarted with max_connections {max_connections} in {took_s:.2} s"),
+            );
+        }
+        SweepEvent::Finished { record } => {
+            violated |= !record.invariants_hold();
+            say(
+                &bar,
+                format!(
+                    "pool {:>3} × {} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
+                    record.settings.pool.size,
+                    record.settings.instances,
+                    record.postgres.max_connections,
+                    record.business.goodput_per_s,
+                    record.metrics.worst_p99_ms(),
+                    contend::render::errors_text(&record.metrics.errors_by_class)
+                ),
+            );
+            bar.inc(1);
+        }
+        SweepEvent::Failed { failed } => {
+            say(&bar, format!("FAILED {}", contend::render::failed_cell_line(&failed)));
+            bar.inc(1);
+        }
+    });
+    let outcome = tokio::select! {
+        outcome = sweep => Some(outcome),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    bar.finish_and_clear();
+    servers.shutdown().await;
+    match outcome {
+        None => {
+            eprintln!(
+                "contend: interrupted; finished cells are in {}; continue with --resume {}",
+                dir.join("cells.jsonl").display(),
+                dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+        Some(result) => {
+            let outcome = result?;
+            if outcome.failed > 0 {
+                eprintln!(
+                    "contend: sweep done but {} cell(s) failed with the server (see {}); run them again with --resume {}",
+                    outcome.failed,
+                    dir.join("failed.jsonl").display(),
+                    dir.display()
+                );
+            } else {
+                eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
+            }
+            let (run, written) = contend::exec::publish(&dir, &plan.recommend)?;
+            for recommendation in &run.recommendations {
+                print!("{}", contend::render::recommendation_text(recommendation));
+            }
+            eprintln!("contend: report: {}", written.index.display());
+            Ok(if violated || outcome.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

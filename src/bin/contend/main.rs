@@ -1,0 +1,72 @@
+//! The `contend` binary: parse flags, call the library, explain errors, map
+//! outcomes to exit codes (0 ok, 1 a failed check, 2 bad input or setup).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod cmd;
+
+use crate::cli::{Cli, Command};
+
+/// clap's error as one line: its message up to the first blank line
+/// (possible values included), without the usage block.
+fn clap_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message}; see contend --help")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("contend: error: {}", clap_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    // One thread: a client's task and its connection's task wake each other
+    // on every statement, and across worker threads each wake is a futex
+    // call and a context switch. On two cores shared with the server, one
+    // thread measured 12% less client CPU per transaction than two
+    // (BENCHMARKS.md, "Driver changes"). A cell's clients run on driver
+    // threads of their own, each one such runtime owning whole instances
+    // (contend::driver); with --driver-threads 1, on this one.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("contend: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Provision(args) => cmd::provision::run(*args).await,
+            Command::Run(args) => cmd::run::run(*args).await,
+            Command::Sweep(args) => cmd::sweep::run(*args).await,
+            Command::Recommend(args) => cmd::recommend::run(&args),
+            Command::Migrate(args) => cmd::migrate::run(*args).await,
+            Command::Report(args) => cmd::report::run(&args),
+            Command::Compare(args) => cmd::compare::run(&args),
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("contend: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

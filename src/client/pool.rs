@@ -1,0 +1,489 @@
+//! Connection pools as an application has them, and one connection checked
+//! out of any of them.
+//!
+//! Three kinds: `deadpool` (deadpool-postgres over tokio-postgres), `sqlx`
+//! (PgPool), and `none` (a new connection per transaction: the anti-pattern,
+//! kept to show its cost). Acquiring reports the time spent waiting for a
+//! connection apart from the time spent opening one. A failure to get a
+//! connection is classified ([`ErrorClass`]) and returned as data: refusals
+//! such as 53300 are outcomes a run measures, never crashes. This module does
+//! not choose what to run and does not record anything.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, RecycleResult};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::ToSql;
+
+use crate::client::ErrorClass;
+
+/// Which pool an application instance uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolKind {
+    /// deadpool-postgres: bounded, lazily grown, FIFO waiters.
+    Deadpool,
+    /// sqlx's PgPool.
+    Sqlx,
+    /// No pool: connect for every transaction.
+    None,
+}
+
+impl std::fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PoolKind::Deadpool => "deadpool",
+            PoolKind::Sqlx => "sqlx",
+            PoolKind::None => "none",
+        })
+    }
+}
+
+/// One application instance's pool settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PoolSettings {
+    /// Pool implementation.
+    pub kind: PoolKind,
+    /// Most connections the pool opens (ignored for `none`). Default 10.
+    pub size: u32,
+    /// Longest wait for a pooled connection before the attempt fails as a
+    /// pool timeout. Default 5 s.
+    pub acquire_timeout: Duration,
+    /// Longest time to open one connection. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Server-side statement_timeout for every connection; `None` keeps the
+    /// server's. Default none.
+    pub statement_timeout: Option<Duration>,
+}
+
+/// A query parameter.
+#[derive(Debug, Clone)]
+pub enum Param {
+    /// `int4`.
+    Int(i32),
+    /// `int8`.
+    BigInt(i64),
+    /// `text`.
+    Text(String),
+    /// A number bound as whatever type the server inferred for its
+    /// placeholder (see [`UntypedNumber`]).
+    Untyped(UntypedNumber),
+}
+
+/// A number sent the way pgbench sends script variables, untyped: encoded
+/// as the type the server inferred for its placeholder (int2, int4, int8,
+/// float4, float8, or text-like), so `:aid` fits an int4 column and an int8
+/// one alike. Through sqlx, which declares parameter types itself, it binds
+/// as int8 or float8.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UntypedNumber {
+    /// An integer.
+    Int(i64),
+    /// A double.
+    Double(f64),
+}
+
+impl ToSql for UntypedNumber {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::Type;
+        let out_of_range = || format!("{self:?} is out of range for a {ty} parameter");
+        match (*self, ty) {
+            (UntypedNumber::Int(i), &Type::INT2) => i16::try_from(i).map_err(|_| out_of_range())?.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::INT4) => i32::try_from(i).map_err(|_| out_of_range())?.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::FLOAT4) => (i as f32).to_sql(ty, out),
+            (UntypedNumber::Int(i), &Type::FLOAT8) => (i as f64).to_sql(ty, out),
+            (UntypedNumber::Double(d), &Type::FLOAT4) => (d as f32).to_sql(ty, out),
+            (UntypedNumber::Double(d), &Type::FLOAT8) => d.to_sql(ty, out),
+            (UntypedNumber::Double(d), &(Type::INT2 | Type::INT4 | Type::INT8)) => {
+                Err(format!("double {d} cannot be bound to a {ty} parameter: use int(...) in the \\set").into())
+            }
+            (UntypedNumber::Int(i), _) => i.to_string().to_sql(ty, out),
+            (UntypedNumber::Double(d), _) => d.to_string().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8)
+            || <String as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// How long getting a connection took, microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcquireTiming {
+    /// Waiting for the pool, connect time excluded.
+    pub pool_wait_us: u64,
+    /// Opening a connection (the pool grew, or no pool).
+    pub connect_us: u64,
+}
+
+tokio::task_local! {
+    /// Connect time of the current acquire: deadpool opens connections
+    /// inside `get()` on the caller's task, so the manager can report it here.
+    static CONNECT_US: Cell<u64>;
+}
+
+/// deadpool-postgres's manager, timing each connection it opens.
+pub struct TimedManager(deadpool_postgres::Manager);
+
+impl managed::Manager for TimedManager {
+    type Type = deadpool_postgres::ClientWrapper;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let started = Instant::now();
+        let created = self.0.create().await;
+        let took = started.elapsed().as_micros() as u64;
+        let _ = CONNECT_US.try_with(|connect| connect.set(connect.get() + took));
+        created
+    }
+
+    async fn recycle(&self, client: &mut Self::Type, metrics: &Metrics) -> RecycleResult<Self::Error> {
+        self.0.recycle(client, metrics).await
+    }
+}
+
+/// One application instance's pool.
+pub enum AppPool {
+    /// deadpool-postgres.
+    Deadpool(managed::Pool<TimedManager>),
+    /// sqlx.
+    Sqlx(sqlx::PgPool),
+    /// No pool: the config to connect with (boxed: it is large and the
+    /// pools are otherwise a pointer each).
+    None(Box<tokio_postgres::Config>),
+}
+
+impl AppPool {
+    /// Builds a pool for `url`; opens no connection yet.
+    pub fn new(url: &str, settings: &PoolSettings) -> Result<AppPool, String> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+        config.connect_timeout(settings.connect_timeout);
+        config.application_name("contend");
+        if let Some(timeout) = settings.statement_timeout {
+            config.options(format!("-c statement_timeout={}", timeout.as_millis()));
+        }
+        match settings.kind {
+            PoolKind::Deadpool => {
+                let manager = deadpool_postgres::Manager::from_config(
+                    config,
+                    tokio_postgres::NoTls,
+                    deadpool_postgres::ManagerConfig {
+                        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                    },
+                );
+                managed::Pool::builder(TimedManager(manager))
+                    .max_size(settings.size as usize)
+                    .wait_timeout(Some(settings.acquire_timeout))
+                    .create_timeout(Some(settings.connect_timeout))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map(AppPool::Deadpool)
+                    .map_err(|e| format!("building the deadpool pool: {e}"))
+            }
+            PoolKind::Sqlx => {
+                let mut options: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+                options = options.application_name("contend");
+                if let Some(timeout) = settings.statement_timeout {
+                    options = options.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
+                }
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(settings.size)
+                    .min_connections(0)
+                    .acquire_timeout(settings.acquire_timeout)
+                    // A benchmark measures the pool, not a health check per checkout.
+                    .test_before_acquire(false)
+                    .connect_lazy_with(options);
+                Ok(AppPool::Sqlx(pool))
+            }
+            PoolKind::None => Ok(AppPool::None(Box::new(config))),
+        }
+    }
+
+    /// Checks a connection out, or says why it could not.
+    pub async fn acquire(&self) -> (Result<Session, ErrorClass>, AcquireTiming) {
+        let started = Instant::now();
+        match self {
+            AppPool::Deadpool(pool) => {
+                let (got, connect_us) = CONNECT_US
+                    .scope(Cell::new(0), async { (pool.get().await, CONNECT_US.with(Cell::get)) })
+                    .await;
+                let total = started.elapsed().as_micros() as u64;
+                let timing = AcquireTiming {
+                    pool_wait_us: total.saturating_sub(connect_us),
+                    connect_us,
+                };
+                (got.map(Session::Deadpool).map_err(|e| classify_deadpool(&e)), timing)
+            }
+            AppPool::Sqlx(pool) => {
+                // sqlx opens connections inside acquire without a hook to
+                // time them: its pool wait includes connecting when it grows.
+                let got = pool.acquire().await;
+                let timing = AcquireTiming {
+                    pool_wait_us: started.elapsed().as_micros() as u64,
+                    connect_us: 0,
+                };
+                (got.map(Session::Sqlx).map_err(|e| ErrorClass::from_sqlx(&e)), timing)
+            }
+            AppPool::None(config) => {
+                let connected = config.connect(tokio_postgres::NoTls).await;
+                let timing = AcquireTiming {
+                    pool_wait_us: 0,
+                    connect_us: started.elapsed().as_micros() as u64,
+                };
+                let session = connected.map(|(client, connection)| {
+                    let task = tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Session::Fresh(client, task)
+                });
+                (
+                    session.map_err(|e| connect_failure(ErrorClass::from_tokio_postgres(&e))),
+                    timing,
+                )
+            }
+        }
+    }
+
+    /// Closes the pool's connections.
+    pub async fn close(&self) {
+        match self {
+            AppPool::Deadpool(pool) => pool.close(),
+            AppPool::Sqlx(pool) => pool.close().await,
+            AppPool::None(_) => {}
+        }
+    }
+}
+
+fn classify_deadpool(error: &managed::PoolError<tokio_postgres::Error>) -> ErrorClass {
+    match error {
+        managed::PoolError::Timeout(managed::TimeoutType::Wait) => ErrorClass::PoolTimeout,
+        managed::PoolError::Timeout(_) => ErrorClass::ConnectionFailed,
+        managed::PoolError::Backend(e) => connect_failure(ErrorClass::from_tokio_postgres(e)),
+        _ => ErrorClass::ConnectionFailed,
+    }
+}
+
+/// Failing to open a connection is not losing one: tokio-postgres cannot
+/// tell the two apart, the caller can.
+fn connect_failure(class: ErrorClass) -> ErrorClass {
+    match class {
+        ErrorClass::ConnectionLost => ErrorClass::ConnectionFailed,
+        other => other,
+    }
+}
+
+/// A connection checked out for one transaction.
+pub enum Session {
+    /// From deadpool; goes back to the pool on drop.
+    Deadpool(managed::Object<TimedManager>),
+    /// From sqlx; goes back to the pool on drop.
+    Sqlx(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    /// Opened for this transaction; closed on drop.
+    Fresh(tokio_postgres::Client, tokio::task::JoinHandle<()>),
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Session::Fresh(_, task) = self {
+            task.abort();
+        }
+    }
+}
+
+/// Rows a query returned, as far as workloads need them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryResult {
+    /// Rows returned (SELECT) or affected (INSERT/UPDATE/DELETE).
+    pub rows: u64,
+    /// First column of the first row, when it is an integer.
+    pub first_int: Option<i64>,
+}
+
+impl Session {
+    /// Runs a statement without parameters through the simple protocol
+    /// (BEGIN, COMMIT, ROLLBACK, SET).
+    pub async fn simple(&mut self, sql: &str) -> Result<(), ErrorClass> {
+        match self {
+            Session::Deadpool(client) => client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
+            Session::Fresh(client, _) => client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
+            Session::Sqlx(connection) => {
+                use sqlx::Executor;
+                connection
+                    .execute(sqlx::raw_sql(sql))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ErrorClass::from_sqlx(&e))
+            }
+        }
+    }
+
+    /// Runs one prepared statement (cached per connection where the pool
+    /// keeps connections) and returns what workloads need of its result.
+    pub async fn query(&mut self, sql: &str, params: &[Param]) -> Result<QueryResult, ErrorClass> {
+        let mut first_int = None;
+        let rows = self.fetch(sql, params, 1, &mut |value| first_int = value).await?;
+        Ok(QueryResult { rows, first_int })
+    }
+
+    /// The one place a query is dispatched to the session's driver: returns
+    /// the rows returned and hands `first_row` the first row's first
+    /// `columns` columns as integers (`None` where a column is not one).
+    ///
+    /// Through tokio-postgres the rows are streamed, not collected, and the
+    /// parameters passed as an iterator: no allocation of ours per statement.
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        columns: usize,
+        first_row: &mut (dyn FnMut(Option<i64>) + Send),
+    ) -> Result<u64, ErrorClass> {
+        match self {
+            Session::Deadpool(client) => {
+                let statement = client
+                    .prepare_cached(sql)
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                let rows = client
+                    .query_raw(&statement, tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                tokio_fetched(rows, columns, first_row).await
+            }
+            Session::Fresh(client, _) => {
+                let rows = client
+                    .query_raw(sql, tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                tokio_fetched(rows, columns, first_row).await
+            }
+            Session::Sqlx(connection) => {
+                use sqlx::Row;
+                let rows = sqlx_query(sql, params)
+                    .fetch_all(&mut **connection)
+                    .await
+                    .map_err(|e| ErrorClass::from_sqlx(&e))?;
+                if let Some(row) = rows.first() {
+                    for i in 0..row.len().min(columns) {
+                        first_row(
+                            row.try_get::<i64, _>(i)
+                                .ok()
+                                .or_else(|| row.try_get::<i32, _>(i).ok().map(i64::from)),
+                        );
+                    }
+                }
+                Ok(rows.len() as u64)
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Runs one statement that returns no rows and gives the rows it
+    /// affected.
+    pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
+        match self {
+            Session::Deadpool(client) => {
+                let statement = client
+                    .prepare_cached(sql)
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                client
+                    .execute_raw(&statement, tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))
+            }
+            Session::Fresh(client, _) => client
+                .execute_raw(sql, tokio_params(params))
+                .await
+                .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
+            Session::Sqlx(connection) => sqlx_query(sql, params)
+                .execute(&mut **connection)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(|e| ErrorClass::from_sqlx(&e)),
+        }
+    }
+}
+
+impl Session {
+    /// The integer columns of the first row a query returns (empty when it
+    /// returns none; 0 for a column that is not an integer); for reads of a
+    /// few numbers at once.
+    pub async fn query_row_ints(&mut self, sql: &str, params: &[Param]) -> Result<Vec<i64>, ErrorClass> {
+        let mut first_row = Vec::new();
+        self.fetch(sql, params, usize::MAX, &mut |value| first_row.push(value.unwrap_or(0)))
+            .await?;
+        Ok(first_row)
+    }
+}
+
+fn sqlx_query<'q>(
+    sql: &'q str,
+    params: &[Param],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(sql);
+    for param in params {
+        query = match param {
+            Param::Int(v) => query.bind(*v),
+            Param::BigInt(v) => query.bind(*v),
+            Param::Text(v) => query.bind(v.clone()),
+            Param::Untyped(UntypedNumber::Int(v)) => query.bind(*v),
+            Param::Untyped(UntypedNumber::Double(v)) => query.bind(*v),
+        };
+    }
+    query
+}
+
+fn tokio_params(params: &[Param]) -> impl ExactSizeIterator<Item = &(dyn ToSql + Sync)> {
+    params.iter().map(|param| match param {
+        Param::Int(v) => v as &(dyn ToSql + Sync),
+        Param::BigInt(v) => v as &(dyn ToSql + Sync),
+        Param::Text(v) => v as &(dyn ToSql + Sync),
+        Param::Untyped(v) => v as &(dyn ToSql + Sync),
+    })
+}
+
+/// Counts the rows of a result and hands over its first row's integers.
+/// A column is read by its declared type: asking tokio-postgres for an i64
+/// out of an int4 builds (and allocates) an error before falling back.
+async fn tokio_fetched(
+    rows: tokio_postgres::RowStream,
+    columns: usize,
+    first_row: &mut (dyn FnMut(Option<i64>) + Send),
+) -> Result<u64, ErrorClass> {
+    use futures_util::TryStreamExt;
+    use tokio_postgres::types::Type;
+    let mut rows = std::pin::pin!(rows);
+    let mut count = 0u64;
+    while let Some(row) = rows.try_next().await.map_err(|e| ErrorClass::from_tokio_postgres(&e))? {
+        if count == 0 {
+            for (i, column) in row.columns().iter().take(columns).enumerate() {
+                first_row(match *column.type_() {
+                    Type::INT8 => row.try_get::<_, i64>(i).ok(),
+                    Type::INT4 => row.try_get::<_, i32>(i).ok().map(i64::from),
+                    _ => None,
+                });
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,24 @@
+//! Measurement, kept as plain data: the client side's histograms, error
+//! counts and timeline ([`Recorder`] → [`CellMetrics`]), the server side
+//! sampled meanwhile ([`ServerSampler`] → [`ServerSamples`]), the
+//! objectives a cell is scored on ([`SloSpec`]) and the plans EXPLAIN
+//! returns ([`PlanSummary`], [`PlanDiff`]).
+//!
+//! Nothing here formats text for people or writes a file.
+
+mod explain;
+mod metrics;
+mod sampler;
+mod slo;
+
+pub use self::explain::{explain_analyze, ExplainError, ExplainQuery, ExplainedQuery, PlanDiff, PlanNode, PlanSummary};
+pub use self::metrics::{
+    decode_histogram, encode_histogram, AttemptOutcome, AttemptTiming, CellMetrics, EncodedHistograms, LatencySummary,
+    MetricsError, OperationMetrics, Recorder, TimelineSecond, WindowSummary, LATENCY_SIGNIFICANT_DIGITS,
+    MAX_LATENCY_US, TIMELINE_SIGNIFICANT_DIGITS,
+};
+pub use self::sampler::{
+    ActivitySample, DatabaseDelta, RedisDelta, SamplerError, SamplerSettings, ServerSampler, ServerSamples,
+    StatementStats, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
+};
+pub use self::slo::{SloResult, SloSpec};

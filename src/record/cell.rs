@@ -1,0 +1,184 @@
+//! A cell's record: what was run ([`CellSettings`]), what it measured
+//! ([`CellRecord`]), and the key that names it within a sweep.
+//!
+//! Plain serde data, as written to `cells.jsonl` (schema
+//! [`CELL_SCHEMA`]); nothing here reads a file, runs a cell or formats.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::PoolSettings;
+use crate::driver::{DriverSettings, Load};
+use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec};
+use crate::provision::{Backend, PgServer, RedisServer};
+use crate::workload::{InvariantCheck, WorkloadOverrides};
+
+/// Version of the cell record's schema; bumped on any incompatible change.
+pub const CELL_SCHEMA: &str = "contend.cell/1";
+
+/// Everything that defines a cell, as run and as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellSettings {
+    /// Workload name.
+    pub workload: String,
+    /// Workload overrides (scale, think time).
+    pub overrides: WorkloadOverrides,
+    /// Pool of each application instance.
+    pub pool: PoolSettings,
+    /// Application instances, each with its own pool.
+    pub instances: u32,
+    /// Driver settings.
+    pub driver: DriverSettings,
+}
+
+/// One finished cell, as written to `cells.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellRecord {
+    /// [`CELL_SCHEMA`].
+    pub schema: String,
+    /// contend's version.
+    pub contend_version: String,
+    /// When the cell started, RFC 3339 UTC.
+    pub started_at: String,
+    /// What was run.
+    pub settings: CellSettings,
+    /// Backend that served.
+    pub backend: Backend,
+    /// The PostgreSQL server (password never recorded).
+    pub postgres: PgServer,
+    /// The Redis server, when there was one.
+    pub redis: Option<RedisServer>,
+    /// The template the cell's data was copied from.
+    pub template: TemplateInfo,
+    /// Milliseconds to copy the template for this cell.
+    pub copy_ms: f64,
+    /// Client-side measurements.
+    pub metrics: CellMetrics,
+    /// Open loop: how well the arrival schedule was kept.
+    pub schedule: Option<ScheduleReport>,
+    /// What the server was doing meanwhile (sampled outside the pools).
+    pub server: ServerSamples,
+    /// The workload's strategy, where it has several.
+    pub strategy: Option<String>,
+    /// Business successes (goodput in the workload's own terms).
+    pub business: BusinessSummary,
+    /// The workload's objectives and how the cell did against them.
+    #[serde(default)]
+    pub slo: Scorecard,
+    /// Invariants checked on the data after the run.
+    pub invariants: Vec<InvariantCheck>,
+}
+
+impl CellRecord {
+    /// Whether every invariant held.
+    pub fn invariants_hold(&self) -> bool {
+        !self.invariants.iter().any(|check| check.violated())
+    }
+}
+
+/// Goodput in the workload's own terms: successes per second, where a
+/// success is one of the workload's goodput outcomes (every successful
+/// attempt when it names none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusinessSummary {
+    /// Outcomes counted as successes; empty = every successful attempt.
+    pub outcomes: Vec<String>,
+    /// Successes in the measured window.
+    pub successes: u64,
+    /// Successes per second of measured time.
+    pub goodput_per_s: f64,
+}
+
+impl BusinessSummary {
+    pub fn of(metrics: &CellMetrics, outcomes: &[&'static str]) -> BusinessSummary {
+        let successes = if outcomes.is_empty() {
+            metrics.ok
+        } else {
+            metrics
+                .operations
+                .iter()
+                .flat_map(|op| op.counts.iter())
+                .filter(|(what, _)| outcomes.contains(&what.as_str()))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        BusinessSummary {
+            outcomes: outcomes.iter().map(|o| o.to_string()).collect(),
+            successes,
+            goodput_per_s: if metrics.measured_s > 0.0 {
+                successes as f64 / metrics.measured_s
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// How well an open-loop cell kept its arrival schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleReport {
+    /// Rate asked for, per second.
+    pub target_rate_per_s: f64,
+    /// Arrivals scheduled in the measured window.
+    pub scheduled: u64,
+    /// First attempts of measured arrivals per second of measured time
+    /// (window plus drain): below the target when the server fell behind.
+    pub achieved_rate_per_s: f64,
+    /// How late arrivals started after their intended time.
+    pub lag: LatencySummary,
+}
+
+/// What loading found or did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TemplateInfo {
+    /// Template database name.
+    pub name: String,
+    /// Whether an existing, complete template was reused.
+    pub reused: bool,
+    /// Seconds spent loading (0 when reused).
+    pub load_s: f64,
+    /// Size of the template database, bytes.
+    pub size_bytes: i64,
+}
+
+/// A cell's SLO scorecard: the objectives declared and each judged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Scorecard {
+    /// The workload's `[slo]` table as run.
+    pub spec: SloSpec,
+    /// Each objective, PASS or FAIL, with the measured value.
+    pub results: Vec<SloResult>,
+}
+
+impl Scorecard {
+    /// Whether every objective passed (true when none is declared).
+    pub fn all_pass(&self) -> bool {
+        self.results.iter().all(|r| r.pass)
+    }
+}
+
+/// The identity of a cell within a sweep: what a resumed sweep matches on.
+pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
+    let load = match settings.driver.load {
+        Load::Closed { clients } => format!("clients={clients}"),
+        Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
+    };
+    format!(
+        "{}{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={}",
+        settings.workload,
+        if settings.overrides.migrated { " migrated" } else { "" },
+        settings.overrides.strategy.as_deref().unwrap_or("default"),
+        settings.pool.kind,
+        settings.pool.size,
+        settings.instances,
+        settings.driver.seed,
+    )
+}
+
+/// The key of a finished cell, from its record.
+pub fn record_key(record: &CellRecord) -> String {
+    let mut settings = record.settings.clone();
+    if settings.overrides.strategy.is_none() {
+        settings.overrides.strategy = record.strategy.clone();
+    }
+    cell_key(&settings, record.postgres.max_connections)
+}

@@ -1,0 +1,581 @@
+//! Text for people: the terminal summary of a cell.
+//!
+//! Reads finished records only; never measures.
+
+use std::fmt::Write;
+
+use crate::driver::{DriverSettings, Load, Ramp};
+use crate::record::CellRecord;
+use crate::{client::ErrorClass, measure::LatencySummary};
+
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn label_of(key: &str) -> String {
+    let class = match key {
+        "pool_timeout" => ErrorClass::PoolTimeout,
+        "connection_failed" => ErrorClass::ConnectionFailed,
+        "connection_lost" => ErrorClass::ConnectionLost,
+        "other" => ErrorClass::Other,
+        code => ErrorClass::from_sqlstate(code),
+    };
+    class.label()
+}
+
+fn load_text(driver: &DriverSettings) -> String {
+    match driver.load {
+        Load::Closed { clients } => match driver.ramp {
+            Ramp::Herd => format!("{clients} clients, all starting at once"),
+            Ramp::Linear { over_s } => format!("{clients} clients started over {over_s} s"),
+        },
+        Load::Open {
+            rate_per_s,
+            max_in_flight,
+        } => format!("open loop at {rate_per_s}/s (at most {max_in_flight} in flight)"),
+    }
+}
+
+/// A readable summary of one cell.
+pub fn cell_summary(record: &CellRecord) -> String {
+    let s = &record.settings;
+    let m = &record.metrics;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} · pool {} × {} instance(s) of size {} · {} · max_connections {} · {:.0} s measured",
+        s.workload,
+        s.pool.kind,
+        s.instances,
+        s.pool.size,
+        load_text(&s.driver),
+        record.postgres.max_connections,
+        m.measured_s
+    );
+    let _ = writeln!(
+        out,
+        "server: PostgreSQL {} ({}), template {} ({}), copy {:.0} ms",
+        record.postgres.version,
+        record.backend,
+        record.template.name,
+        if record.template.reused { "reused" } else { "loaded" },
+        record.copy_ms
+    );
+    let _ = writeln!(
+        out,
+        "clients: as {} · driven by {} thread(s)",
+        record
+            .postgres
+            .client_role
+            .as_deref()
+            .map_or("the URL's user".to_string(), |role| format!("{role} (not a superuser)")),
+        s.driver.threads
+    );
+    if let Some(strategy) = &record.strategy {
+        let _ = writeln!(out, "strategy: {strategy}");
+    }
+    let goodput = if record.business.outcomes.is_empty() {
+        format!("{:.1}/s", record.business.goodput_per_s)
+    } else {
+        format!(
+            "{:.1}/s ({})",
+            record.business.goodput_per_s,
+            record.business.outcomes.join(", ")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "throughput {:.1}/s · goodput {goodput} · attempts {} (retries {}) · ok {} · errors {} ({:.2}%)",
+        m.throughput_per_s,
+        m.attempts,
+        m.retries,
+        m.ok,
+        m.errors,
+        m.error_rate * 100.0
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10}",
+        "operation",
+        "attempts",
+        "ok",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "pool p99",
+        "conn p99",
+        "in-db p99"
+    );
+    for op in &m.operations {
+        let errors: u64 = op.errors_by_class.values().sum();
+        let e2e: &LatencySummary = &op.end_to_end;
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11} {:>10} {:>10}",
+            op.name,
+            op.first_attempts + op.retries,
+            op.ok,
+            errors,
+            ms(e2e.p50_us),
+            ms(e2e.p95_us),
+            ms(e2e.p99_us),
+            ms(e2e.max_us),
+            ms(op.pool_wait.p99_us),
+            ms(op.connect.p99_us),
+            ms(op.in_db.p99_us)
+        );
+    }
+    if let Some(schedule) = &record.schedule {
+        let _ = writeln!(
+            out,
+            "schedule: {} arrivals at {:.1}/s asked, {:.1}/s started · lag p50 {} ms, p99 {} ms, max {} ms",
+            schedule.scheduled,
+            schedule.target_rate_per_s,
+            schedule.achieved_rate_per_s,
+            ms(schedule.lag.p50_us),
+            ms(schedule.lag.p99_us),
+            ms(schedule.lag.max_us)
+        );
+    }
+    if !m.errors_by_class.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "errors:");
+        for (key, count) in &m.errors_by_class {
+            let _ = writeln!(out, "  {count:>8}  {}", label_of(key));
+        }
+    }
+    let server = &record.server;
+    if !server.samples.is_empty() {
+        let peak = |f: &dyn Fn(&crate::measure::ActivitySample) -> u32| server.samples.iter().map(f).max().unwrap_or(0);
+        let mut waits: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+        for sample in &server.samples {
+            for (kind, n) in &sample.by_wait_event_type {
+                let entry = waits.entry(kind.as_str()).or_default();
+                *entry = (*entry).max(*n);
+            }
+        }
+        let waits: Vec<String> = waits.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "\nserver ({} samples every {} ms): peak connections {} · peak active {} · peak lock waiters {} · active by wait (peak): {}",
+            server.samples.len(),
+            server.interval_ms,
+            peak(&|s| s.connections),
+            peak(&|s| s.by_state.get("active").copied().unwrap_or(0)),
+            peak(&|s| s.lock_waiters),
+            if waits.is_empty() { "none".to_string() } else { waits.join(", ") }
+        );
+    }
+    let db = &server.database;
+    let reads = db.blks_hit + db.blks_read;
+    let _ = writeln!(
+        out,
+        "database: {} commits · {} rollbacks · {} deadlocks · buffer hit ratio {}",
+        db.xact_commit,
+        db.xact_rollback,
+        db.deadlocks,
+        if reads > 0 {
+            format!("{:.1}%", 100.0 * db.blks_hit as f64 / reads as f64)
+        } else {
+            "n/a".into()
+        }
+    );
+    for statement in server.top_statements.iter().take(3) {
+        // The SQL files open with a comment saying what the statement is
+        // for; the statement itself is what identifies it here.
+        let text: String = statement
+            .query
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let text = if text.chars().count() > 70 {
+            format!("{}…", text.chars().take(70).collect::<String>())
+        } else {
+            text
+        };
+        let _ = writeln!(
+            out,
+            "  {:>9.1} ms total · {:>7} calls · {:>7.2} ms mean · {text}",
+            statement.total_exec_ms, statement.calls, statement.mean_exec_ms
+        );
+    }
+    if let Some(redis) = &server.redis {
+        let _ = writeln!(
+            out,
+            "redis: {} hits · {} misses · {} commands",
+            redis.keyspace_hits, redis.keyspace_misses, redis.commands_processed
+        );
+    }
+    if !server.sampling_errors.is_empty() {
+        let _ = writeln!(out, "sampling errors: {}", server.sampling_errors.join("; "));
+    }
+    if !record.invariants.is_empty() {
+        let _ = writeln!(out, "\ninvariants:");
+        for check in &record.invariants {
+            let _ = writeln!(out, "  {}  {} — {}", check.verdict(), check.name, check.detail);
+        }
+    }
+    if !record.slo.results.is_empty() {
+        let _ = writeln!(out, "\nSLO scorecard (workloads/{}.toml [slo]):", s.workload);
+        let _ = write!(out, "{}", scorecard_text(&record.slo.results));
+    }
+    let counted: Vec<String> = m
+        .operations
+        .iter()
+        .flat_map(|op| {
+            op.counts
+                .iter()
+                .map(move |(what, n)| format!("{} {what}: {n}", op.name))
+        })
+        .collect();
+    if !counted.is_empty() {
+        let _ = writeln!(out, "\noutcomes: {}", counted.join(" · "));
+    }
+    out
+}
+
+/// One line per objective: PASS or FAIL, the objective, the measured value.
+pub fn scorecard_text(results: &[crate::measure::SloResult]) -> String {
+    let mut out = String::new();
+    for result in results {
+        let verdict = if result.pass { "PASS" } else { "FAIL" };
+        let measured = if result.objective.starts_with("error rate") {
+            format!("{:.2}%", result.measured * 100.0)
+        } else if result.objective.starts_with("goodput") {
+            format!("{:.1}/s", result.measured)
+        } else {
+            format!("{:.1} ms", result.measured)
+        };
+        let _ = writeln!(out, "  {verdict}  {:<32} measured {measured}", result.objective);
+    }
+    out
+}
+
+/// A readable recommendation: every figure with the cells it came from.
+pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
+    let cells = |list: &[usize]| -> String {
+        let shown: Vec<String> = list.iter().take(8).map(|c| format!("#{c}")).collect();
+        let more = list.len().saturating_sub(8);
+        if more > 0 {
+            format!("cells {} and {more} more", shown.join(" "))
+        } else {
+            format!("cells {}", shown.join(" "))
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Recommendation for {} from {} cells (cell #n = line n of cells.jsonl)",
+        rec.workload,
+        rec.cells.len()
+    );
+    match &rec.knee {
+        Some(knee) => {
+            let per_instance: Vec<String> = knee
+                .pool_per_instance
+                .iter()
+                .map(|(instances, pool)| format!("{pool} per instance with {instances} instance(s)"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput, judged on {}; measured there {:.1}/s (peak cell(s) {:.1}/s, {}), p99 {:.1} ms — {}",
+                knee.total_pool,
+                per_instance.join(", "),
+                rec.options.goodput_share * 100.0,
+                knee.basis,
+                knee.goodput_per_s,
+                knee.peak_goodput_per_s,
+                cells(&knee.peak_cells),
+                knee.p99_ms,
+                cells(&knee.cells)
+            );
+            if let Some((ms, source)) = &rec.p99_bound {
+                let _ = writeln!(out, "  (p99 had to stay within {ms} ms: {source})");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "- knee: none — no cell stayed within max_connections{}",
+                rec.p99_bound
+                    .as_ref()
+                    .map_or(String::new(), |(ms, source)| format!(" and p99 ≤ {ms} ms ({source})"))
+            );
+        }
+    }
+    match &rec.usl {
+        Some(usl) => {
+            let f = &usl.fit;
+            let _ = writeln!(
+                out,
+                "- USL fit: σ = {:.4} (contention), κ = {:.6} (coherency), λ = {:.1}/s, peak N* = {}, R² = {:.3} over {} points — {}",
+                f.sigma,
+                f.kappa,
+                f.lambda,
+                f.peak_concurrency.map_or("none (still rising)".into(), |n| format!("{n:.1}")),
+                f.r_squared,
+                f.points,
+                cells(&usl.cells)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "- USL fit: needs at least three pool sizes within budget");
+        }
+    }
+    for check in rec.littles_law.iter().take(12) {
+        let _ = writeln!(
+            out,
+            "- Little's law #{}: throughput × time in DB = {:.1} busy connections; sampler saw {:.1} active (pool {})",
+            check.cell, check.predicted_busy, check.observed_busy, check.total_pool
+        );
+    }
+    if let Some(budget) = &rec.max_connections {
+        let _ = writeln!(
+            out,
+            "- max_connections: {} = {} instance(s) × {} + {} reserved + {} headroom",
+            budget.recommended, budget.instances, budget.pool_per_instance, budget.reserved, budget.headroom
+        );
+        for over in &budget.over_budget {
+            let _ = writeln!(
+                out,
+                "  over budget #{}: pools of {} against {} available → {} × 53300, {} pool timeouts, {:.1}% errors",
+                over.cell,
+                over.total_pool,
+                over.available,
+                over.refused,
+                over.pool_timeouts,
+                over.error_rate * 100.0
+            );
+        }
+    }
+    for verdict in &rec.formulas {
+        let _ = writeln!(
+            out,
+            "- formula {}: {:.0} {}; nearest measured {}: goodput {:.1}/s, p99 {:.1} ms; {:+.0} from the recommendation",
+            verdict.formula,
+            verdict.value,
+            verdict.sizes,
+            verdict.nearest_cell.map_or("none".into(), |c| format!("#{c}")),
+            verdict.goodput_per_s,
+            verdict.p99_ms,
+            verdict.distance_from_recommended
+        );
+    }
+    out
+}
+
+fn window_row(out: &mut String, name: &str, w: &crate::measure::WindowSummary) {
+    if w.attempts == 0 {
+        let _ = writeln!(out, "  {name:<44} (no whole second, or no attempt, inside it)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {name:<44} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        format!("{}–{}", w.from_second, w.to_second),
+        w.attempts,
+        w.errors,
+        ms(w.end_to_end.p50_us),
+        ms(w.end_to_end.p95_us),
+        ms(w.end_to_end.p99_us),
+        ms(w.end_to_end.max_us),
+    );
+}
+
+/// A readable summary of a migration run under load.
+pub fn migration_text(record: &crate::record::MigrationRecord) -> String {
+    let s = &record.settings.cell;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "migration {} under {} · pool {} × {} instance(s) of size {} · {}",
+        record.migration.source,
+        s.workload,
+        s.pool.kind,
+        s.instances,
+        s.pool.size,
+        load_text(&s.driver)
+    );
+    let _ = writeln!(
+        out,
+        "server: PostgreSQL {} ({}), template {}",
+        record.postgres.version, record.backend, record.template.name
+    );
+    let _ = writeln!(
+        out,
+        "statements (own session, each on its own unless the file opens a block):"
+    );
+    for run in &record.statements {
+        let first_line = run.statement.sql.lines().next().unwrap_or_default();
+        let outcome = match (&run.error, &run.error_code) {
+            (Some(error), code) => format!("FAILED ({}): {error}", code.as_deref().unwrap_or("?")),
+            (None, _) => "ok".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  line {:<4} {first_line}: {:.2} s, {outcome}",
+            run.statement.line,
+            (run.finished_ms - run.started_ms) / 1000.0
+        );
+    }
+    let skipped = record.migration.statements.len() - record.statements.len();
+    if skipped > 0 {
+        let _ = writeln!(out, "  ({skipped} statement(s) after the failure not run)");
+    }
+    let _ = writeln!(out, "phases (seconds since measurement began):");
+    for phase in &record.phases {
+        let _ = writeln!(
+            out,
+            "  {:<44} {:>7.2} – {:>7.2}  ({:.2} s)",
+            phase.name,
+            phase.from_ms / 1000.0,
+            phase.to_ms / 1000.0,
+            (phase.to_ms - phase.from_ms) / 1000.0
+        );
+    }
+    let waits = record
+        .build_progress
+        .iter()
+        .filter(|p| p.migration_waits_on.as_deref().is_some_and(|w| w.starts_with("Lock")))
+        .count();
+    let blocked = record
+        .build_progress
+        .iter()
+        .map(|p| p.foreground_lock_waiters)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "locks: the migration waited on a lock in {waits} of {} samples; at most {blocked} foreground session(s) waited on a lock at once",
+        record.build_progress.len()
+    );
+    let _ = writeln!(out, "indexes created:");
+    if record.indexes.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for index in &record.indexes {
+        let state = match (index.valid, index.dropped) {
+            (true, _) => "valid".to_string(),
+            (false, true) => "INVALID, dropped (DROP INDEX CONCURRENTLY)".to_string(),
+            (false, false) => "INVALID, kept (--keep-invalid): drop it or REINDEX it".to_string(),
+        };
+        let _ = writeln!(out, "  {} on {}: {state}", index.name, index.table);
+        if let Some(reason) = &index.reason {
+            let _ = writeln!(out, "    why: {reason}");
+        }
+    }
+    if !record.vacuumed.is_empty() {
+        let _ = writeln!(
+            out,
+            "vacuumed: VACUUM (ANALYZE) {} (index-only scans need the visibility map)",
+            record.vacuumed.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "foreground latency, all operations, end to end (ms; whole seconds inside each stretch):"
+    );
+    let _ = writeln!(
+        out,
+        "  {:<44} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "window", "seconds", "attempts", "errors", "p50", "p95", "p99", "max"
+    );
+    window_row(&mut out, "before", &record.foreground.before);
+    window_row(&mut out, "during", &record.foreground.during);
+    window_row(&mut out, "after", &record.foreground.after);
+    for phase in &record.foreground.by_phase {
+        window_row(&mut out, &format!("  {}", phase.phase), &phase.window);
+    }
+    let _ = writeln!(out, "plans (EXPLAIN ANALYZE, BUFFERS, load off; warm cache):");
+    for diff in &record.plan_diffs {
+        let _ = writeln!(
+            out,
+            "  {}: {} → {}",
+            diff.query,
+            diff.scans_before.join(", "),
+            diff.scans_after.join(", ")
+        );
+        let speed = if diff.speedup >= 1.0 {
+            format!("{:.1}× faster", diff.speedup)
+        } else {
+            format!("{:.1}× slower", 1.0 / diff.speedup)
+        };
+        let _ = writeln!(
+            out,
+            "    execution {:.3} → {:.3} ms ({speed}); planning {:.3} → {:.3} ms",
+            diff.execution_ms.0, diff.execution_ms.1, diff.planning_ms.0, diff.planning_ms.1
+        );
+        let _ = writeln!(
+            out,
+            "    rows {} → {}; removed by filter {} → {}; shared buffers hit {} → {}, read {} → {}; heap fetches {} → {}",
+            diff.rows.0,
+            diff.rows.1,
+            diff.rows_removed_by_filter.0,
+            diff.rows_removed_by_filter.1,
+            diff.shared_hit_blocks.0,
+            diff.shared_hit_blocks.1,
+            diff.shared_read_blocks.0,
+            diff.shared_read_blocks.1,
+            diff.heap_fetches.0,
+            diff.heap_fetches.1
+        );
+    }
+    for check in &record.invariants {
+        let _ = writeln!(
+            out,
+            "invariant {}: {} ({})",
+            check.name,
+            match check.verdict() {
+                "PASS" => "holds",
+                "FAIL" => "VIOLATED",
+                _ => "not checked",
+            },
+            check.detail
+        );
+    }
+    let _ = writeln!(
+        out,
+        "result: {}",
+        if record.succeeded {
+            "the migration succeeded and every new index is valid"
+        } else {
+            "the migration FAILED (see above)"
+        }
+    );
+    out
+}
+
+/// Errors by class as one short phrase: "connection_lost×2 53300×5", or
+/// "none".
+pub fn errors_text(errors_by_class: &std::collections::BTreeMap<String, u64>) -> String {
+    if errors_by_class.is_empty() {
+        return "none".to_string();
+    }
+    errors_by_class
+        .iter()
+        .map(|(class, n)| format!("{class}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line for a cell the server died under: which cell, when, why, what
+/// it had done, and how the server came back.
+pub fn failed_cell_line(failed: &crate::record::FailedCell) -> String {
+    let mut line = format!(
+        "{} — PostgreSQL went away {:.1} s in: {} ({} ok, errors {})",
+        failed.key,
+        failed.loss.after_s,
+        failed.loss.reason,
+        failed.loss.ok,
+        errors_text(&failed.loss.errors_by_class)
+    );
+    if let (Some(how), Some(took)) = (&failed.recovery, failed.recovered_in_s) {
+        line.push_str(&format!("; {how} in {took:.2} s"));
+    }
+    line
+}
