@@ -8,6 +8,7 @@
 mod compare;
 mod formula;
 mod recommend;
+mod stats;
 mod usl;
 
 pub use self::compare::{
@@ -18,4 +19,5 @@ pub use self::recommend::{
     recommend, recommend_each, CellPoint, FormulaVerdict, Knee, LittleCheck, MaxConnectionsAdvice, OverBudget,
     RecommendOptions, Recommendation, UslReport, BUILT_IN_FORMULAS,
 };
+pub use self::stats::median;
 pub use self::usl::{fit, UslFit};

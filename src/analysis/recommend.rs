@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{fit, UslFit};
-use crate::analysis::{Bindings, Formula, Sizes};
+use super::formula::{Bindings, Formula, Sizes};
+use super::stats::median;
+use super::usl::{fit, UslFit};
 use crate::record::CellRecord;
 
 /// A USL fit explaining less than this share of the variance is not trusted
@@ -246,15 +247,6 @@ pub struct Recommendation {
     pub max_connections: Option<MaxConnectionsAdvice>,
     /// Verdicts on popular formulas.
     pub formulas: Vec<FormulaVerdict>,
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// Recommends from `records` (in cells.jsonl order), all taken as one

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plotters::prelude::*;
 
-use crate::record::CellRecord;
-use crate::record::MigrationRecord;
+use crate::analysis::median;
+use crate::record::{CellRecord, MigrationRecord};
 
 /// Size of every plot, pixels.
 const SIZE: (u32, u32) = (760, 420);
@@ -69,16 +69,6 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .draw()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// Median of `value` per (max_connections, total pool) over the cells.
 fn by_budget_and_pool(cells: &[CellRecord], value: impl Fn(&CellRecord) -> f64) -> BTreeMap<u32, Vec<(f64, f64)>> {
     let mut groups: BTreeMap<u32, BTreeMap<u32, Vec<f64>>> = BTreeMap::new();
@@ -96,7 +86,7 @@ fn by_budget_and_pool(cells: &[CellRecord], value: impl Fn(&CellRecord) -> f64) 
         .map(|(budget, pools)| {
             let points = pools
                 .into_iter()
-                .map(|(pool, v)| (f64::from(pool), median(v)))
+                .map(|(pool, mut v)| (f64::from(pool), median(&mut v)))
                 .collect();
             (budget, points)
         })
