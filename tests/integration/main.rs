@@ -10,6 +10,7 @@ mod external;
 mod faults;
 mod local;
 mod migrate;
+mod old_results;
 mod report;
 mod run;
 mod sampler;
