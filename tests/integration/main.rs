@@ -8,6 +8,7 @@ mod errors;
 mod exposure;
 mod external;
 mod faults;
+mod layers;
 mod local;
 mod migrate;
 mod old_results;
