@@ -27,8 +27,10 @@ const LAYERS: &[&str] = &[
     "workload",
     "driver",
     "record",
-    "results",
+    // analysis before results: run.json (results) carries the
+    // recommendations beside the records.
     "analysis",
+    "results",
     "render",
     "exec",
 ];
