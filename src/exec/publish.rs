@@ -33,7 +33,9 @@ pub fn assemble_run_file(dir: &Path, options: &RecommendOptions) -> Result<RunFi
         schema: RUN_SCHEMA.into(),
         contend_version: env!("CARGO_PKG_VERSION").into(),
         written_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        machine: this_machine(),
+        // A rebuilt run.json keeps the machine that measured, not the one
+        // rebuilding it.
+        machine: RunFile::read(dir).map_or_else(|_| this_machine(), |old| old.machine),
         postgres,
         recommendations: recommend_each(&cells, options),
         cells,
