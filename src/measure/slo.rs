@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::CellMetrics;
 
-/// The `[slo]` table of workloads/<name>.toml.
+/// The `[slo]` table of `workloads/<name>.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloSpec {
