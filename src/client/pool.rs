@@ -40,21 +40,57 @@ impl std::fmt::Display for PoolKind {
     }
 }
 
-/// One application instance's pool settings.
+/// One application instance's pool settings. `PoolSettings::default()` is
+/// what `contend run` uses without flags: deadpool, 10 connections, 5 s
+/// acquire timeout, 10 s connect timeout, the server's statement_timeout.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct PoolSettings {
-    /// Pool implementation.
+    /// Pool implementation. Default: [`PoolKind::Deadpool`] (`--pool`).
     pub kind: PoolKind,
-    /// Most connections the pool opens (ignored for `none`). Default 10.
+    /// Most connections the pool opens (ignored for `none`). Default: 10
+    /// (`--pool-size`).
     pub size: u32,
     /// Longest wait for a pooled connection before the attempt fails as a
-    /// pool timeout. Default 5 s.
+    /// pool timeout. Default: 5 s (`--acquire-timeout`).
     pub acquire_timeout: Duration,
-    /// Longest time to open one connection. Default 10 s.
+    /// Longest time to open one connection. Default: 10 s (no flag).
     pub connect_timeout: Duration,
     /// Server-side statement_timeout for every connection; `None` keeps the
-    /// server's. Default none.
+    /// server's. Default: `None` (`--statement-timeout`).
     pub statement_timeout: Option<Duration>,
+}
+
+impl Default for PoolSettings {
+    /// deadpool, 10 connections, 5 s acquire timeout, 10 s connect timeout,
+    /// no statement_timeout of its own (the CLI's defaults).
+    fn default() -> Self {
+        PoolSettings {
+            kind: PoolKind::Deadpool,
+            size: 10,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: None,
+        }
+    }
+}
+
+/// Why a pool could not be built. Building opens no connection, so only the
+/// URL or the settings can be wrong; failing to get a connection later (a
+/// timeout, 53300, a refused connect) is measured as an [`ErrorClass`],
+/// never returned as this.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The URL is not a PostgreSQL URL tokio-postgres accepts (every pool
+    /// kind parses it so).
+    #[error("bad database URL: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    /// The URL is one tokio-postgres accepts but sqlx does not (the `sqlx`
+    /// pool only).
+    #[error("bad database URL: {0}")]
+    SqlxUrl(#[source] sqlx::Error),
+    /// deadpool refused to build the pool.
+    #[error("building the deadpool pool: {0}")]
+    Deadpool(#[source] managed::BuildError),
 }
 
 /// A query parameter.
@@ -165,8 +201,8 @@ pub enum AppPool {
 
 impl AppPool {
     /// Builds a pool for `url`; opens no connection yet.
-    pub fn new(url: &str, settings: &PoolSettings) -> Result<AppPool, String> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+    pub fn new(url: &str, settings: &PoolSettings) -> Result<AppPool, PoolError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(PoolError::Url)?;
         config.connect_timeout(settings.connect_timeout);
         config.application_name("contend");
         if let Some(timeout) = settings.statement_timeout {
@@ -188,11 +224,10 @@ impl AppPool {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map(AppPool::Deadpool)
-                    .map_err(|e| format!("building the deadpool pool: {e}"))
+                    .map_err(PoolError::Deadpool)
             }
             PoolKind::Sqlx => {
-                let mut options: sqlx::postgres::PgConnectOptions =
-                    url.parse().map_err(|e| format!("bad database URL: {e}"))?;
+                let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(PoolError::SqlxUrl)?;
                 options = options.application_name("contend");
                 if let Some(timeout) = settings.statement_timeout {
                     options = options.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
@@ -486,4 +521,43 @@ async fn tokio_fetched(
         count += 1;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_cli_defaults() {
+        let settings = PoolSettings::default();
+        assert_eq!(settings.kind, PoolKind::Deadpool);
+        assert_eq!(settings.size, 10);
+        assert_eq!(settings.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(settings.connect_timeout, Duration::from_secs(10));
+        assert_eq!(settings.statement_timeout, None);
+    }
+
+    #[test]
+    fn a_bad_url_is_an_error_a_caller_can_match() {
+        for kind in [PoolKind::Deadpool, PoolKind::Sqlx, PoolKind::None] {
+            let settings = PoolSettings {
+                kind,
+                ..PoolSettings::default()
+            };
+            let error = AppPool::new("postgres://contend@127.0.0.1:notaport/db", &settings)
+                .err()
+                .expect("a port that is not a number is refused");
+            assert!(matches!(error, PoolError::Url(_)), "{error:?}");
+            assert!(error.to_string().starts_with("bad database URL: "), "{error}");
+        }
+        // Key-value connection strings are tokio-postgres's, not sqlx's.
+        let sqlx = PoolSettings {
+            kind: PoolKind::Sqlx,
+            ..PoolSettings::default()
+        };
+        let error = AppPool::new("host=127.0.0.1 user=contend", &sqlx)
+            .err()
+            .expect("sqlx needs a URL");
+        assert!(matches!(error, PoolError::SqlxUrl(_)), "{error:?}");
+    }
 }

@@ -219,7 +219,7 @@ impl MigrateRun<'_> {
         let pools = (0..cell.instances)
             .map(|_| AppPool::new(&database_url(&self.servers.postgres.client_url, database), &cell.pool))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(RunError::Setup)?;
+            .map_err(|e| RunError::Setup(e.to_string()))?;
         let pools = Arc::new(pools);
         let sampler = ServerSampler::start(cell_url, redis_url, SamplerSettings::new(database))
             .await

@@ -227,7 +227,7 @@ async fn measure<W: Workload>(
     let pools = (0..settings.instances)
         .map(|_| AppPool::new(urls.clients, &settings.pool))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(RunError::Setup)?;
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let pools = Arc::new(pools);
     // Each instance's cache connection is opened by the thread that drives it.
     let cache_client = match (workload.uses_redis(), redis_url) {

@@ -7,18 +7,26 @@
 //! Nothing here formats text for people or writes a file.
 
 mod explain;
-mod metrics;
+mod histogram;
+mod operation;
+mod recorder;
 mod sampler;
 mod slo;
+mod summary;
+mod timeline;
 
 pub use self::explain::{explain_analyze, ExplainError, ExplainQuery, ExplainedQuery, PlanDiff, PlanNode, PlanSummary};
-pub use self::metrics::{
-    decode_histogram, encode_histogram, AttemptOutcome, AttemptTiming, CellMetrics, EncodedHistograms, LatencySummary,
-    MetricsError, OperationMetrics, Recorder, TimelineSecond, WindowSummary, LATENCY_SIGNIFICANT_DIGITS,
-    MAX_LATENCY_US, TIMELINE_SIGNIFICANT_DIGITS,
+pub use self::histogram::{
+    decode_histogram, encode_histogram, MetricsError, LATENCY_SIGNIFICANT_DIGITS, MAX_LATENCY_US,
+    TIMELINE_SIGNIFICANT_DIGITS,
 };
+pub use self::operation::{AttemptOutcome, AttemptTiming};
+pub use self::recorder::Recorder;
 pub use self::sampler::{
     ActivitySample, DatabaseDelta, RedisDelta, SamplerError, SamplerSettings, ServerSampler, ServerSamples,
     StatementStats, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
 };
-pub use self::slo::{SloResult, SloSpec};
+pub use self::slo::{SloError, SloResult, SloSpec};
+pub use self::summary::{
+    CellMetrics, EncodedHistograms, LatencySummary, OperationMetrics, TimelineSecond, WindowSummary,
+};

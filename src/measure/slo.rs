@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::CellMetrics;
 
-/// The `[slo]` table of workloads/<name>.toml.
+/// The `[slo]` table of `workloads/<name>.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloSpec {
@@ -27,6 +27,34 @@ pub struct SloSpec {
     pub min_goodput_per_s: Option<f64>,
 }
 
+/// An `[slo]` limit that makes no sense; the message names the key and
+/// what to give instead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SloError {
+    /// A latency limit that is not a positive number of milliseconds.
+    #[error("[slo] {table}.{operation} = {limit}: give a positive number of milliseconds")]
+    Latency {
+        /// `p95_ms` or `p99_ms`.
+        table: &'static str,
+        /// The operation the limit is for (`*` for every operation).
+        operation: String,
+        /// The limit given, milliseconds.
+        limit: f64,
+    },
+    /// An error-rate limit outside 0..=1.
+    #[error("[slo] max_error_rate = {rate}: give a share from 0 to 1, e.g. 0.01")]
+    ErrorRate {
+        /// The share given.
+        rate: f64,
+    },
+    /// A goodput floor that is negative or not a number.
+    #[error("[slo] min_goodput_per_s = {goodput}: give a number of successes per second")]
+    Goodput {
+        /// The floor given, successes per second.
+        goodput: f64,
+    },
+}
+
 /// One objective judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SloResult {
@@ -41,29 +69,27 @@ pub struct SloResult {
 }
 
 impl SloSpec {
-    /// Checks the limits make sense; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the limits make sense; the error names the key.
+    pub fn validate(&self) -> Result<(), SloError> {
         for (table, limits) in [("p95_ms", &self.p95_ms), ("p99_ms", &self.p99_ms)] {
             for (operation, &limit) in limits {
                 if !(limit > 0.0 && limit.is_finite()) {
-                    return Err(format!(
-                        "[slo] {table}.{operation} = {limit}: give a positive number of milliseconds"
-                    ));
+                    return Err(SloError::Latency {
+                        table,
+                        operation: operation.clone(),
+                        limit,
+                    });
                 }
             }
         }
         if let Some(rate) = self.max_error_rate {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!(
-                    "[slo] max_error_rate = {rate}: give a share from 0 to 1, e.g. 0.01"
-                ));
+                return Err(SloError::ErrorRate { rate });
             }
         }
         if let Some(goodput) = self.min_goodput_per_s {
             if !(goodput >= 0.0 && goodput.is_finite()) {
-                return Err(format!(
-                    "[slo] min_goodput_per_s = {goodput}: give a number of successes per second"
-                ));
+                return Err(SloError::Goodput { goodput });
             }
         }
         Ok(())
@@ -194,9 +220,14 @@ mod tests {
     #[test]
     fn nonsense_limits_are_refused_by_name() {
         let spec: SloSpec = toml::from_str("p95_ms = { browse = -1 }").unwrap();
-        assert!(spec.validate().unwrap_err().contains("p95_ms.browse"));
+        assert_eq!(
+            spec.validate().unwrap_err().to_string(),
+            "[slo] p95_ms.browse = -1: give a positive number of milliseconds"
+        );
         let spec: SloSpec = toml::from_str("max_error_rate = 5").unwrap();
-        assert!(spec.validate().unwrap_err().contains("max_error_rate"));
+        assert!(matches!(spec.validate(), Err(SloError::ErrorRate { rate }) if rate == 5.0));
+        let spec: SloSpec = toml::from_str("min_goodput_per_s = -3").unwrap();
+        assert!(spec.validate().unwrap_err().to_string().contains("min_goodput_per_s"));
         assert!(toml::from_str::<SloSpec>("p90_ms = {}").is_err());
     }
 }

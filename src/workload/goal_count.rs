@@ -123,9 +123,9 @@ impl GoalCount {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
         let defaults: GoalCountDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
-        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+        defaults.slo.validate().map_err(|e| WorkloadError::Defaults {
             name: NAME.into(),
-            reason,
+            reason: e.to_string(),
         })?;
         let scale = overrides.scale.unwrap_or(1.0);
         if !(scale > 0.0 && scale.is_finite()) {

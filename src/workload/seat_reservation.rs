@@ -136,9 +136,9 @@ impl SeatReservation {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<SeatReservation, WorkloadError> {
         let defaults: SeatDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
-        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+        defaults.slo.validate().map_err(|e| WorkloadError::Defaults {
             name: NAME.into(),
-            reason,
+            reason: e.to_string(),
         })?;
         let strategy = choose_strategy(NAME, overrides, &defaults.strategy.default, STRATEGIES)?;
         let scale = overrides.scale.unwrap_or(1.0);

@@ -52,9 +52,9 @@ impl Sleep {
     /// no meaning here and is ignored).
     pub fn new(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
         let defaults: SleepDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
-        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+        defaults.slo.validate().map_err(|e| WorkloadError::Defaults {
             name: NAME.into(),
-            reason,
+            reason: e.to_string(),
         })?;
         Ok(Sleep {
             slo: defaults.slo.clone(),

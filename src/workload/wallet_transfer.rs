@@ -147,9 +147,9 @@ impl WalletTransfer {
     /// The workload with its compiled-in defaults and `overrides`.
     pub fn new(overrides: &WorkloadOverrides) -> Result<WalletTransfer, WorkloadError> {
         let defaults: WalletTransferDefaults = parse_defaults(NAME, DEFAULTS, overrides)?;
-        defaults.slo.validate().map_err(|reason| WorkloadError::Defaults {
+        defaults.slo.validate().map_err(|e| WorkloadError::Defaults {
             name: NAME.into(),
-            reason,
+            reason: e.to_string(),
         })?;
         let strategy_name = choose_strategy(NAME, overrides, &defaults.strategy.default, STRATEGIES)?;
         let strategy = match strategy_name {
