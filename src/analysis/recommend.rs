@@ -236,7 +236,7 @@ pub struct Recommendation {
     /// The knee, when any cell stayed within budget (and the SLO).
     pub knee: Option<Knee>,
     /// The p99 bound the knee had to stay within, milliseconds, and where
-    /// it came from (--p99-slo-ms or the workload's [slo]); none: no bound.
+    /// it came from (--p99-slo-ms or the workload's `[slo]`); none: no bound.
     #[serde(default)]
     pub p99_bound: Option<(f64, String)>,
     /// The USL fit, when at least three pool sizes were measured.

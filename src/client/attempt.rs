@@ -10,8 +10,10 @@
 
 use std::time::Instant;
 
+use super::pool::AcquireTiming;
+use super::pool::AppPool;
+use super::pool::Session;
 use crate::client::ErrorClass;
-use crate::client::{AcquireTiming, AppPool, Session};
 
 /// The connections of one attempt.
 pub struct Attempt<'a> {

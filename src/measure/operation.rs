@@ -11,9 +11,12 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use super::summary::EncodedHistograms;
+use super::summary::LatencySummary;
+use super::summary::OperationMetrics;
 use crate::client::ErrorClass;
 use crate::measure::histogram::{add_histogram, encode_or_empty, new_histogram};
-use crate::measure::{EncodedHistograms, LatencySummary, OperationMetrics, LATENCY_SIGNIFICANT_DIGITS};
+use crate::measure::LATENCY_SIGNIFICANT_DIGITS;
 
 /// Timing of one attempt, in microseconds. Zero where a phase did not happen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -18,16 +18,20 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+#[cfg(doc)]
+use super::histogram::LATENCY_SIGNIFICANT_DIGITS;
+use super::operation::AttemptOutcome;
+use super::operation::AttemptTiming;
+use super::summary::CellMetrics;
+use super::summary::OperationMetrics;
+use super::summary::WindowSummary;
 use crate::measure::operation::{add_counts, OperationRecorder};
 use crate::measure::timeline::{SecondEntry, Timeline};
-use crate::measure::{AttemptOutcome, AttemptTiming, CellMetrics, OperationMetrics, WindowSummary};
-#[cfg(doc)]
-use crate::measure::{LATENCY_SIGNIFICANT_DIGITS, MAX_LATENCY_US};
 
 /// Measurements of one worker (or, after [`Recorder::merge`], of many) for one benchmark cell.
 ///
 /// Per operation it keeps HdrHistograms of end-to-end latency (all attempts and successful ones
-/// only), pool wait, connect and in-database time, in microseconds (1 µs ..= [`MAX_LATENCY_US`],
+/// only), pool wait, connect and in-database time, in microseconds (1 µs ..= [`MAX_LATENCY_US`](crate::measure::MAX_LATENCY_US),
 /// [`LATENCY_SIGNIFICANT_DIGITS`] significant digits), plus outcome and business counters; for all
 /// operations together it keeps a per-second timeline. Memory: about 190 KB per histogram, so
 /// roughly 1 MB per operation, plus one 27 KB timeline histogram and a few hundred bytes per second.
@@ -69,7 +73,7 @@ impl Recorder {
     }
 
     /// Records one attempt of operation `op` that started at `started`, with its phase timings in
-    /// microseconds (clamped to [`MAX_LATENCY_US`]). `retry` is false for a first attempt, true for a
+    /// microseconds (clamped to [`MAX_LATENCY_US`](crate::measure::MAX_LATENCY_US)). `retry` is false for a first attempt, true for a
     /// retry of a failed attempt. End-to-end, pool wait and in-database time are recorded for every
     /// measured attempt (zeros included), connect time only when non-zero (so its count is the
     /// number of connects), and end-to-end again into the success-only histogram when the attempt
@@ -207,7 +211,9 @@ mod tests {
 
     use super::*;
     use crate::client::ErrorClass;
-    use crate::measure::{decode_histogram, LatencySummary, MAX_LATENCY_US};
+    use crate::measure::decode_histogram;
+    use crate::measure::LatencySummary;
+    use crate::measure::MAX_LATENCY_US;
 
     const OPS: &[&str] = &["assign", "lookup"];
 

@@ -166,7 +166,8 @@ impl SloSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{LatencySummary, OperationMetrics};
+    use crate::measure::LatencySummary;
+    use crate::measure::OperationMetrics;
 
     fn metrics(p95_ms: &[(&str, u64)], error_rate: f64) -> CellMetrics {
         let mut m: CellMetrics = serde_json::from_value(serde_json::json!({

@@ -13,9 +13,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
-use crate::client::ErrorClass;
+use super::histogram::decode_histogram;
 #[cfg(doc)]
-use crate::measure::{decode_histogram, Recorder, TIMELINE_SIGNIFICANT_DIGITS};
+use crate::client::ErrorClass;
 
 /// Client-side measurements of one benchmark cell (measured window only, unless noted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct CellMetrics {
     pub error_rate: f64,
     /// Failed attempts per [`ErrorClass::key`], all operations.
     pub errors_by_class: BTreeMap<String, u64>,
-    /// Per-operation measurements, in the order the operations were given to [`Recorder::new`].
+    /// Per-operation measurements, in the order the operations were given to [`Recorder::new`](crate::measure::Recorder::new).
     pub operations: Vec<OperationMetrics>,
     /// One entry per whole second since the start of the measured window, all operations.
     pub timeline: Vec<TimelineSecond>,
@@ -155,7 +155,7 @@ pub struct WindowSummary {
     pub ok: u64,
     /// Of those, failed.
     pub errors: u64,
-    /// End-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`] significant digits).
+    /// End-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`](crate::measure::TIMELINE_SIGNIFICANT_DIGITS) significant digits).
     pub end_to_end: LatencySummary,
 }
 
@@ -170,9 +170,9 @@ pub struct TimelineSecond {
     pub ok: u64,
     /// Of those, failed.
     pub errors: u64,
-    /// Median end-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`] significant digits; 0 with no attempts).
+    /// Median end-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`](crate::measure::TIMELINE_SIGNIFICANT_DIGITS) significant digits; 0 with no attempts).
     pub p50_us: u64,
-    /// 99th-percentile end-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`] significant digits; 0 with no attempts).
+    /// 99th-percentile end-to-end latency, microseconds ([`TIMELINE_SIGNIFICANT_DIGITS`](crate::measure::TIMELINE_SIGNIFICANT_DIGITS) significant digits; 0 with no attempts).
     pub p99_us: u64,
     /// Fraction 0..=1 of pool wait in pool wait + in-database time, summed over the second's
     /// attempts (0 when both sums are 0).
@@ -185,7 +185,9 @@ mod tests {
 
     use super::*;
     use crate::client::ErrorClass;
-    use crate::measure::{AttemptOutcome, AttemptTiming, Recorder};
+    use crate::measure::AttemptOutcome;
+    use crate::measure::AttemptTiming;
+    use crate::measure::Recorder;
 
     /// A cell with two operations, errors, business counts and three timeline seconds.
     fn cell() -> CellMetrics {

@@ -10,8 +10,11 @@
 
 use hdrhistogram::Histogram;
 
+use super::summary::LatencySummary;
+use super::summary::TimelineSecond;
+use super::summary::WindowSummary;
 use crate::measure::histogram::{add_histogram, new_histogram};
-use crate::measure::{LatencySummary, TimelineSecond, WindowSummary, TIMELINE_SIGNIFICANT_DIGITS};
+use crate::measure::TIMELINE_SIGNIFICANT_DIGITS;
 
 /// Counters of one timeline second (all operations). Its end-to-end latencies are kept sparse:
 /// `(highest equivalent value in µs, count)` per non-empty bucket of a

@@ -35,7 +35,7 @@ pub fn remove_if_empty(dir: &Path) {
 }
 
 /// Writes `record` to `dir/<file>` (migration.json, or
-/// migration-<name>.json when a run holds several) whole.
+/// `migration-<name>.json` when a run holds several) whole.
 pub fn write_migration(dir: &Path, file: &str, record: &MigrationRecord) -> Result<PathBuf, ResultsError> {
     let path = dir.join(file);
     std::fs::create_dir_all(dir).map_err(ResultsError::writing(&path))?;
@@ -43,7 +43,7 @@ pub fn write_migration(dir: &Path, file: &str, record: &MigrationRecord) -> Resu
     Ok(path)
 }
 
-/// Every migration record of `dir`: migration.json, or migration-<name>.json
+/// Every migration record of `dir`: migration.json, or `migration-<name>.json`
 /// when a run holds several, in file-name order.
 pub fn read_migrations(dir: &Path) -> Result<Vec<MigrationRecord>, ResultsError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)

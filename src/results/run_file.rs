@@ -1,4 +1,4 @@
-//! results/<run>/run.json: everything one run measured, in one versioned
+//! `results/<run>/run.json`: everything one run measured, in one versioned
 //! file — the machine, the server, every cell (histograms included, in
 //! HdrHistogram's mergeable V2 encoding), the recommendation, and any
 //! migration with its plans. Reports are rendered from it alone.

@@ -14,10 +14,10 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, Row, Statement};
 
-use super::{APPLICATION_NAME, CONNECT_TIMEOUT, QUERY_TIMEOUT};
-use crate::measure::SamplerError;
+use super::SamplerError;
 #[cfg(doc)]
-use crate::measure::ServerSamples;
+use super::ServerSamples;
+use super::{APPLICATION_NAME, CONNECT_TIMEOUT, QUERY_TIMEOUT};
 use crate::provision::{database_url, explain_pg_connect_error, mask_url};
 
 /// Statements whose text mentions one of these are the sampler's own (or
