@@ -165,7 +165,7 @@ impl CellHarness {
     }
 
     /// What the workload's own preparation and checks get.
-    pub fn context(&mut self) -> CellContext<'_> {
+    fn context(&mut self) -> CellContext<'_> {
         CellContext {
             client: &self.checker,
             database: &self.database,
