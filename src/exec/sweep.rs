@@ -4,16 +4,19 @@
 //! Owns the order of cells (max_connections outermost, so the server
 //! restarts only when it changes), which cells a run directory already has,
 //! and the loop that runs the rest. Each cell still gets a fresh copy of the
-//! template ([`super::run`]); a server restarted in a fresh container simply
-//! loads its template again. It never formats output: progress goes to a
-//! callback.
+//! template ([`super::run`]). A cell whose server went away — under its load
+//! ([`RunError::ServerLost`]) or between two loads (an error that
+//! [`RunError::is_connection_loss`]) — goes to `failed.jsonl` and the server
+//! is brought back; one restarted in a fresh container simply loads its
+//! template again. It never formats output: progress goes to a callback.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::run::{run_cell, RunError};
+use super::error::RunError;
+use super::run::run_cell;
 use crate::driver::LiveCounts;
 use crate::provision::Servers;
 use crate::record::{cell_key, CellRecord, CellSettings, FailedCell, ServerLoss};
@@ -102,10 +105,7 @@ pub async fn run_sweep(
     for (index, cell) in todo.iter().enumerate() {
         if let Some(max) = cell.max_connections {
             if max != servers.postgres.max_connections {
-                let took = servers
-                    .set_max_connections(max)
-                    .await
-                    .map_err(|e| RunError::Setup(e.to_string()))?;
+                let took = servers.set_max_connections(max).await?;
                 on_event(SweepEvent::Restarted {
                     max_connections: max,
                     took_s: took.as_secs_f64(),
@@ -131,16 +131,15 @@ pub async fn run_sweep(
                 continue;
             }
             Err(RunError::ServerLost(loss)) => *loss,
-            // Copying the template or setting up the pools fails too when
-            // the server dies then: the server's answer tells which it was.
-            Err(error @ (RunError::Setup(_) | RunError::Template(_))) if !servers.postgres_answers().await => {
-                ServerLoss {
-                    reason: error.to_string(),
-                    after_s: started.elapsed().as_secs_f64(),
-                    ok: live.ok.load(Ordering::Relaxed),
-                    errors_by_class: Default::default(),
-                }
-            }
+            // Between two cells' loads (copying the template, connecting to
+            // the copy) a dead server shows as a connection of contend's own
+            // closed or refused: the error says so, no probe needed.
+            Err(error) if error.is_connection_loss() => ServerLoss {
+                reason: error.to_string(),
+                after_s: started.elapsed().as_secs_f64(),
+                ok: live.ok.load(Ordering::Relaxed),
+                errors_by_class: Default::default(),
+            },
             Err(error) => return Err(error),
         };
         let max_connections = servers.postgres.max_connections;
@@ -157,12 +156,12 @@ pub async fn run_sweep(
         on_event(SweepEvent::Failed {
             failed: Box::new(failed),
         });
-        if let Err(e) = recovery {
-            return Err(RunError::Setup(format!(
-                "PostgreSQL went away under a cell and could not be brought back ({e}); the cell is in {}; continue with --resume {} once the server runs",
-                dir.join("failed.jsonl").display(),
-                dir.display()
-            )));
+        if let Err(error) = recovery {
+            return Err(RunError::NotRecovered {
+                error,
+                failed: dir.join("failed.jsonl"),
+                dir: dir.to_path_buf(),
+            });
         }
     }
     Ok(outcome)

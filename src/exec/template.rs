@@ -9,45 +9,47 @@
 
 use std::time::{Duration, Instant};
 
+use super::error::{connection_lost, pg_reason};
 use crate::provision::{database_url, mask_url};
 use crate::record::TemplateInfo;
 use crate::workload::DataPlan;
 
-/// Loading or copying failed.
+/// Loading, copying, granting or dropping failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{step} on {url}: {reason}")]
+#[error("{step} on {url}: {}", pg_reason(.error))]
 pub struct TemplateError {
-    step: String,
+    /// What was being done, e.g. "copying the template for the cell".
+    step: &'static str,
+    /// The URL it was done on, password masked.
     url: String,
-    reason: String,
+    /// What the server or the socket said.
+    error: tokio_postgres::Error,
+}
+
+impl TemplateError {
+    /// Whether the server stopped answering (see [`RunError::is_connection_loss`]).
+    ///
+    /// [`RunError::is_connection_loss`]: super::RunError::is_connection_loss
+    pub fn is_connection_loss(&self) -> bool {
+        connection_lost(&self.error)
+    }
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, TemplateError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| error("connecting", url, e))?;
+        .map_err(|e| db_error("connecting", url, e))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok(client)
 }
 
-fn error(step: &str, url: &str, reason: impl std::fmt::Display) -> TemplateError {
-    let reason = match reason.to_string() {
-        text if text == "db error" => "database error".to_string(),
-        text => text,
-    };
+fn db_error(step: &'static str, url: &str, error: tokio_postgres::Error) -> TemplateError {
     TemplateError {
-        step: step.to_string(),
+        step,
         url: mask_url(url),
-        reason,
-    }
-}
-
-fn db_error(step: &str, url: &str, e: tokio_postgres::Error) -> TemplateError {
-    match e.as_db_error() {
-        Some(db) => error(step, url, format!("{} (SQLSTATE {})", db.message(), db.code().code())),
-        None => error(step, url, e),
+        error,
     }
 }
 

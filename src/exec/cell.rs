@@ -1,0 +1,390 @@
+//! The harness a measured cell runs in, shared by run (and through it,
+//! sweep) and migrate: the cell's fresh copy of the template, the checker's
+//! connection doubling as the server's watchdog, the checker's Redis
+//! connection, the instances' pools, the driver's Redis client and the
+//! server sampler, opened in that order and released by
+//! [`CellHarness::finish`].
+//!
+//! The watchdog: the checker's connection sits idle while the load runs, so
+//! it ends only when the server ends it (killed, crashed, restarted). Then
+//! the clients are stopped at once instead of spinning through connection
+//! errors, and the cell ends as [`RunError::ServerLost`]; a setup step that
+//! fails while the checker's connection ends does too.
+//!
+//! Owns the order of those steps and their release; what a cell measures
+//! and records is run's and migrate's.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Connection, NoTls, Socket};
+
+use super::error::RunError;
+use super::template::{copy_for_cell, drop_database, ensure_template, grant_cell_to};
+use crate::client::{cache_connections, redis_client, AppPool};
+use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
+use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
+use crate::provision::{database_url, Servers};
+use crate::record::{CellSettings, ServerLoss, TemplateInfo};
+use crate::workload::{CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
+
+/// `application_name` of the checker's connection.
+const CHECKER_APPLICATION: &str = "contend-control";
+
+/// How long a failed setup step waits for the checker's connection to end
+/// before taking the failure for what it says: a server that went away
+/// ends every session within milliseconds, but the step may hear of it
+/// first.
+const LOSS_GRACE: Duration = Duration::from_secs(1);
+
+/// One cell's database and everything connected to it. Open it, prepare the
+/// workload, start the load side, drive, stop the load side, check, then
+/// [`CellHarness::finish`] (on every path, errors included).
+pub(super) struct CellHarness {
+    /// The server's admin URL (any database of it).
+    admin_url: String,
+    /// The cell's database: a fresh copy of the template.
+    database: String,
+    /// The admin's URL of the cell's database (checks, sampler, migrations).
+    cell_url: String,
+    /// The clients' URL of the cell's database (pools).
+    client_url: String,
+    redis_url: Option<String>,
+    /// The template the copy was made from.
+    pub template: TemplateInfo,
+    /// How long the copy took.
+    pub copy: Duration,
+    checker: Client,
+    checker_task: tokio::task::JoinHandle<()>,
+    watchdog: Arc<watch::Sender<Watch>>,
+    checker_redis: Option<redis::aio::MultiplexedConnection>,
+    /// The driver's Redis client: each instance's cache connection is
+    /// opened by the driver thread that drives it.
+    cache_client: Option<redis::Client>,
+    pools: Arc<Vec<AppPool>>,
+    sampler: Option<ServerSampler>,
+    live: Arc<LiveCounts>,
+    opened: Instant,
+}
+
+/// What the watchdog knows, behind one lock so that arming it and the
+/// connection ending cannot miss each other.
+#[derive(Debug, Default)]
+struct Watch {
+    /// Set while the load runs: a loss then stops the clients.
+    armed: bool,
+    /// Set when the harness closes the connection itself.
+    closing: bool,
+    /// The server's words, once it ended the connection.
+    lost: Option<String>,
+}
+
+impl CellHarness {
+    /// Makes sure the template of `plan` exists, copies it to `database`,
+    /// grants the copy to the clients' role, and opens the checker's
+    /// connection to it. `live` is what the watchdog stops.
+    pub async fn open(
+        servers: &Servers,
+        plan: &DataPlan,
+        database: String,
+        live: Arc<LiveCounts>,
+    ) -> Result<CellHarness, RunError> {
+        let admin_url = servers.postgres.url.clone();
+        let template = ensure_template(&admin_url, plan).await?;
+        let copy = copy_for_cell(&admin_url, &template, &database, servers.postgres.version_num).await?;
+        let cell_url = database_url(&admin_url, &database);
+        let checker = async {
+            if let Some(role) = &servers.postgres.client_role {
+                grant_cell_to(&cell_url, role).await?;
+            }
+            connect(&cell_url, CHECKER_APPLICATION, "connecting to the cell database").await
+        };
+        let (checker, connection) = match checker.await {
+            Ok(opened) => opened,
+            Err(error) => {
+                if !error.is_connection_loss() {
+                    let _ = drop_database(&admin_url, &database).await;
+                }
+                return Err(error);
+            }
+        };
+        let watchdog = Arc::new(watch::Sender::new(Watch::default()));
+        let checker_task = {
+            let watchdog = Arc::clone(&watchdog);
+            let live = Arc::clone(&live);
+            tokio::spawn(async move {
+                let ended = connection.await;
+                let reason = match &ended {
+                    Err(e) => server_message(e),
+                    Ok(()) => "the server closed the connection".to_string(),
+                };
+                let mut stop = false;
+                watchdog.send_modify(|watch| {
+                    if !watch.closing {
+                        watch.lost = Some(reason);
+                        stop = watch.armed;
+                    }
+                });
+                if stop {
+                    live.request_stop();
+                }
+            })
+        };
+        Ok(CellHarness {
+            client_url: database_url(&servers.postgres.client_url, &database),
+            redis_url: servers.redis.as_ref().map(|redis| redis.url.clone()),
+            admin_url,
+            database,
+            cell_url,
+            template,
+            copy,
+            checker,
+            checker_task,
+            watchdog,
+            checker_redis: None,
+            cache_client: None,
+            pools: Arc::new(Vec::new()),
+            sampler: None,
+            live,
+            opened: Instant::now(),
+        })
+    }
+
+    /// The admin's URL of the cell's database.
+    pub fn cell_url(&self) -> &str {
+        &self.cell_url
+    }
+
+    /// The checker's connection to the cell's database (idle while the load
+    /// runs, unless the caller queries it then, as migrate does).
+    pub fn checker(&self) -> &Client {
+        &self.checker
+    }
+
+    /// What the workload's own preparation and checks get.
+    fn context(&mut self) -> CellContext<'_> {
+        CellContext {
+            client: &self.checker,
+            database: &self.database,
+            redis: self.checker_redis.as_mut(),
+        }
+    }
+
+    /// Opens the checker's Redis connection and the driver's Redis client
+    /// when the workload uses Redis, and lets the workload read the cell's
+    /// data.
+    pub async fn prepare<W: Workload>(&mut self, workload: &mut W) -> Result<(), RunError> {
+        let prepared = async {
+            if workload.uses_redis() {
+                let url = self.redis_url.as_deref().ok_or(RunError::NoRedis)?;
+                self.checker_redis = cache_connections(url, 1).await?.pop();
+                self.cache_client = Some(redis_client(url)?);
+            }
+            // adapter: `?` alone once `prepare_cell` returns a WorkloadError.
+            workload
+                .prepare_cell(self.context())
+                .await
+                .map_err(WorkloadError::Invalid)?;
+            Ok::<(), RunError>(())
+        }
+        .await;
+        self.unless_lost_in_setup(prepared).await
+    }
+
+    /// Builds the instances' pools (they connect when first used) and
+    /// starts the sampler.
+    pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
+        let started = async {
+            let pools = (0..settings.instances)
+                .map(|_| AppPool::new(&self.client_url, &settings.pool))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.pools = Arc::new(pools);
+            let sampler = ServerSampler::start(
+                &self.cell_url,
+                self.redis_url.as_deref(),
+                SamplerSettings::new(self.database.clone()),
+            )
+            .await?;
+            self.sampler = Some(sampler);
+            Ok::<(), RunError>(())
+        }
+        .await;
+        self.unless_lost_in_setup(started).await
+    }
+
+    /// Drives `workload` through the pools with the watchdog armed: a
+    /// server that goes away stops the clients and makes the result
+    /// [`RunError::ServerLost`]. Borrows nothing of the harness, so it can
+    /// be spawned while something else runs on the cell.
+    pub fn drive<W: Workload>(
+        &self,
+        workload: Arc<W>,
+        settings: DriverSettings,
+    ) -> impl Future<Output = Result<DriveOutput, RunError>> + Send + 'static {
+        let pools = Arc::clone(&self.pools);
+        let cache_client = self.cache_client.clone();
+        let live = Arc::clone(&self.live);
+        let watchdog = Arc::clone(&self.watchdog);
+        async move {
+            let mut lost_already = false;
+            watchdog.send_modify(|watch| {
+                watch.armed = true;
+                lost_already = watch.lost.is_some();
+            });
+            if lost_already {
+                live.request_stop();
+            }
+            let load_started = Instant::now();
+            let output = drive(workload, pools, cache_client, settings, live).await;
+            watchdog.send_modify(|watch| watch.armed = false);
+            let lost = watchdog.borrow().lost.clone();
+            if let Some(reason) = lost {
+                let (ok, errors_by_class) = match &output {
+                    Ok(output) => {
+                        let metrics = output.recorder.summarize(output.measured_s);
+                        (metrics.ok, metrics.errors_by_class)
+                    }
+                    Err(_) => (0, Default::default()),
+                };
+                return Err(RunError::ServerLost(Box::new(ServerLoss {
+                    reason,
+                    after_s: load_started.elapsed().as_secs_f64(),
+                    ok,
+                    errors_by_class,
+                })));
+            }
+            Ok(output?)
+        }
+    }
+
+    /// Runs `work` (which uses the cell while the load runs) unless the
+    /// server goes away first: then [`RunError::ServerLost`] at once.
+    pub async fn unless_lost<T, E: From<RunError>>(&self, work: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        let mut seen = self.watchdog.subscribe();
+        tokio::select! {
+            done = work => done,
+            lost = seen.wait_for(|watch| watch.lost.is_some()) => {
+                let reason = lost.map(|watch| watch.lost.clone().unwrap_or_default()).unwrap_or_default();
+                Err(self.loss(reason).into())
+            }
+        }
+    }
+
+    /// Stops the sampler and closes the pools; returns what was sampled.
+    pub async fn stop_load(&mut self) -> ServerSamples {
+        let sampler = self
+            .sampler
+            .take()
+            .expect("start_load starts the sampler stop_load stops");
+        let server = sampler.stop().await;
+        for pool in self.pools.iter() {
+            pool.close().await;
+        }
+        server
+    }
+
+    /// The workload's invariants, checked on the cell's data.
+    pub async fn check_invariants<W: Workload>(&mut self, workload: &W) -> Vec<InvariantCheck> {
+        workload.check_invariants(self.context()).await
+    }
+
+    /// Releases everything and drops the cell's database, then returns
+    /// `outcome` (or, when only the drop failed, the drop's error). When the
+    /// server went away the copy is left: it is gone with the server, or a
+    /// restarted local server still has it and the next cell's copy
+    /// replaces it.
+    pub async fn finish<T, E: From<RunError>>(mut self, outcome: Result<T, E>) -> Result<T, E> {
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.stop().await;
+        }
+        for pool in self.pools.iter() {
+            pool.close().await;
+        }
+        let mut lost = false;
+        self.watchdog.send_modify(|watch| {
+            watch.closing = true;
+            lost = watch.lost.is_some();
+        });
+        drop(self.checker);
+        let _ = self.checker_task.await;
+        if lost {
+            return outcome;
+        }
+        let dropped = drop_database(&self.admin_url, &self.database).await;
+        let value = outcome?;
+        dropped.map_err(RunError::from)?;
+        Ok(value)
+    }
+
+    /// `result`, or [`RunError::ServerLost`] when its error came with the
+    /// checker's connection ending: a step such as the sampler's start or
+    /// the workload's preparation cannot always tell a server that went away
+    /// from another failure, the watchdog can.
+    async fn unless_lost_in_setup(&self, result: Result<(), RunError>) -> Result<(), RunError> {
+        let Err(error) = result else {
+            return Ok(());
+        };
+        if error.is_connection_loss() {
+            return Err(error);
+        }
+        let mut seen = self.watchdog.subscribe();
+        let lost = tokio::time::timeout(LOSS_GRACE, seen.wait_for(|watch| watch.lost.is_some())).await;
+        match lost {
+            Ok(Ok(watch)) => {
+                let reason = watch.lost.clone().unwrap_or_default();
+                drop(watch);
+                Err(self.loss(reason))
+            }
+            _ => Err(error),
+        }
+    }
+
+    /// A loss noticed outside the load: nothing was measured.
+    fn loss(&self, reason: String) -> RunError {
+        RunError::ServerLost(Box::new(ServerLoss {
+            reason,
+            after_s: self.opened.elapsed().as_secs_f64(),
+            ok: self.live.ok.load(std::sync::atomic::Ordering::Relaxed),
+            errors_by_class: Default::default(),
+        }))
+    }
+}
+
+/// Opens a connection of contend's own to `url`, named `application` in
+/// `pg_stat_activity`; `what` says what for, should it fail. The caller
+/// spawns (or watches) the connection.
+pub(super) async fn connect(
+    url: &str,
+    application: &str,
+    what: &'static str,
+) -> Result<(Client, Connection<Socket, NoTlsStream>), RunError> {
+    let database = |error| RunError::Database { what, error };
+    let mut config: tokio_postgres::Config = url.parse().map_err(database)?;
+    config.application_name(application);
+    config.connect(NoTls).await.map_err(database)
+}
+
+/// [`connect`], with the connection spawned; the task ends with it.
+pub(super) async fn connect_spawned(
+    url: &str,
+    application: &str,
+    what: &'static str,
+) -> Result<(Client, tokio::task::JoinHandle<()>), RunError> {
+    let (client, connection) = connect(url, application, what).await?;
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, task))
+}
+
+/// The server's own words when it ended a connection (e.g. "terminating
+/// connection due to unexpected postmaster exit"), else the client's.
+fn server_message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => format!("the server ended the connection ({error})"),
+    }
+}

@@ -1,0 +1,137 @@
+//! Why exec could not run a cell, a sweep or a migration, each with the
+//! context a user needs; and which of those mean the PostgreSQL server
+//! stopped answering ([`RunError::is_connection_loss`]), so a sweep can
+//! record the cell as failed and bring the server back instead of stopping.
+//!
+//! What a cell measured is never an error. PostgreSQL errors are shown on
+//! one line (message and SQLSTATE), not as a chain: the server's DETAIL and
+//! HINT lines would break the binary's one-line errors.
+
+use std::path::PathBuf;
+
+use crate::client::{PoolError, RedisError};
+use crate::driver::DriveError;
+use crate::measure::SamplerError;
+use crate::provision::ProvisionError;
+use crate::record::ServerLoss;
+use crate::results::ResultsError;
+use crate::workload::{MigrationError, WorkloadError};
+
+use super::template::TemplateError;
+
+/// Setup failures of a cell, a sweep or a migration run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Building the workload, or reading the cell's data for it.
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    /// Loading, copying, granting or dropping data.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// A connection or query of contend's own (not the clients').
+    #[error("{what}: {}", pg_reason(.error))]
+    Database {
+        /// What contend was doing, e.g. "connecting to the cell database".
+        what: &'static str,
+        /// What the server or the socket said.
+        error: tokio_postgres::Error,
+    },
+    /// Redis could not be reached.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// The workload needs Redis and the servers have none.
+    #[error("this workload needs Redis (a cache or a gate): use a local or docker backend, or pass --redis-url")]
+    NoRedis,
+    /// An application pool could not be built.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The server sampler could not start.
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    /// The load could not be driven.
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    /// `--migrated` with a workload that has no migration.
+    #[error("--migrated: this workload ships no migration (goal-count and wallet-transfer do)")]
+    NoMigration,
+    /// The workload's migration does not parse.
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    /// A statement of the workload's migration failed under `--migrated`.
+    #[error("--migrated: {file} line {line}: {}", pg_reason(.error))]
+    MigratedStatement {
+        /// The migration's file name.
+        file: &'static str,
+        /// The statement's first line in it, from 1.
+        line: usize,
+        /// What the server said.
+        error: tokio_postgres::Error,
+    },
+    /// The PostgreSQL server went away during the cell: its connections
+    /// closed under it. Nothing of the cell is a measurement.
+    #[error("PostgreSQL went away {:.1} s into the cell: {}", .0.after_s, .0.reason)]
+    ServerLost(Box<ServerLoss>),
+    /// PostgreSQL went away under a cell of a sweep and did not come back.
+    #[error(
+        "PostgreSQL went away under a cell and could not be brought back ({error}); the cell is in {}; continue with --resume {} once the server runs",
+        failed.display(),
+        dir.display()
+    )]
+    NotRecovered {
+        /// Why recovery failed.
+        error: ProvisionError,
+        /// The failed.jsonl the cell was appended to.
+        failed: PathBuf,
+        /// The run directory to resume.
+        dir: PathBuf,
+    },
+    /// Restarting the server with another `max_connections`.
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    /// Reading or writing the run directory (what was written before is
+    /// intact).
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
+impl RunError {
+    /// Whether this error means the PostgreSQL server stopped answering:
+    /// the server lost under the load (or under the cell's setup, as its
+    /// watchdog saw it), or a connection of contend's own closed, reset,
+    /// refused, or ended by a server shutting down or restarting. A sweep
+    /// records such a cell as failed and brings the server back.
+    pub fn is_connection_loss(&self) -> bool {
+        match self {
+            RunError::ServerLost(_) => true,
+            RunError::Template(error) => error.is_connection_loss(),
+            RunError::Database { error, .. } | RunError::MigratedStatement { error, .. } => connection_lost(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `error` says the connection to the server is gone: closed, a
+/// socket error (a refused reconnect included: the server answered when the
+/// run started), a connection exception (SQLSTATE class 08), or the server
+/// ending sessions because it shuts down, crashed or is recovering
+/// (57P01, 57P02, 57P03).
+pub(super) fn connection_lost(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
+}
+
+/// One line of what `error` says: the server's message and SQLSTATE, or the
+/// client's error with its cause (tokio_postgres' own text omits it).
+pub(super) fn pg_reason(error: &tokio_postgres::Error) -> String {
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    }
+}
