@@ -205,7 +205,7 @@ impl MigrateRun<'_> {
                 redis: multiplexed.as_mut(),
             })
             .await
-            .map_err(RunError::Setup)?;
+            .map_err(RunError::from)?;
 
         // 1. Plans before, with the load off.
         let queries = workload.explain_queries();

@@ -222,8 +222,7 @@ async fn measure<W: Workload>(
             database: &database,
             redis: checker_redis.as_mut(),
         })
-        .await
-        .map_err(RunError::Setup)?;
+        .await?;
     let pools = (0..settings.instances)
         .map(|_| AppPool::new(urls.clients, &settings.pool))
         .collect::<Result<Vec<_>, _>>()

@@ -133,7 +133,9 @@ pub async fn run_sweep(
             Err(RunError::ServerLost(loss)) => *loss,
             // Copying the template or setting up the pools fails too when
             // the server dies then: the server's answer tells which it was.
-            Err(error @ (RunError::Setup(_) | RunError::Template(_))) if !servers.postgres_answers().await => {
+            Err(error @ (RunError::Setup(_) | RunError::Template(_) | RunError::Workload(_)))
+                if !servers.postgres_answers().await =>
+            {
                 ServerLoss {
                     reason: error.to_string(),
                     after_s: started.elapsed().as_secs_f64(),

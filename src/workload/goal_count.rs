@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadError,
+    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError,
     WorkloadOverrides,
 };
 use crate::client::Attempt;
@@ -181,6 +181,14 @@ impl GoalCount {
     }
 }
 
+impl WorkloadDef for GoalCount {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
+        GoalCount::new(overrides)
+    }
+}
+
 impl Workload for GoalCount {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -232,13 +240,17 @@ impl Workload for GoalCount {
         self.cache_enabled
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         self.cache_prefix = cell.database.to_string();
         let row = cell
             .client
             .query_one("SELECT coalesce(max(id), 0) FROM user_goals", &[])
             .await
-            .map_err(|e| format!("reading the goal id range: {e}"))?;
+            .map_err(|source| WorkloadError::CellData {
+                workload: NAME,
+                what: "reading the goal id range",
+                source,
+            })?;
         self.max_goal_id = row.get(0);
         let _ = self.scale;
         Ok(())

@@ -24,7 +24,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadError,
+    choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadDef, WorkloadError,
     WorkloadOverrides,
 };
 use crate::client::Attempt;
@@ -354,6 +354,14 @@ impl Request {
     }
 }
 
+impl WorkloadDef for SeatReservation {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<SeatReservation, WorkloadError> {
+        SeatReservation::new(overrides)
+    }
+}
+
 impl Workload for SeatReservation {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -385,21 +393,32 @@ impl Workload for SeatReservation {
         }
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         self.redis_prefix = cell.database.to_string();
         if self.strategy != "redis-gate" {
             return Ok(());
         }
-        let redis = cell.redis.ok_or("redis-gate needs a Redis server")?;
+        let redis = cell.redis.ok_or(WorkloadError::NoRedis {
+            workload: NAME,
+            needed_by: "redis-gate",
+        })?;
         let rows = cell
             .client
             .query("SELECT id, capacity - taken FROM sections", &[])
             .await
-            .map_err(|e| format!("reading free seats for the gate: {e}"))?;
+            .map_err(|source| WorkloadError::CellData {
+                workload: NAME,
+                what: "reading free seats for the gate",
+                source,
+            })?;
         let counters: Vec<(String, i32)> = rows.iter().map(|row| (self.gate_key(row.get(0)), row.get(1))).collect();
         redis::AsyncCommands::mset::<_, _, ()>(redis, &counters)
             .await
-            .map_err(|e| format!("seeding the gate's counters in Redis: {e}"))
+            .map_err(|source| WorkloadError::CellRedis {
+                workload: NAME,
+                what: "seeding the gate's counters in Redis",
+                source,
+            })
     }
 
     fn choose_operation(&self, _rng: &mut SmallRng) -> usize {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use self::expr::Value;
 use self::parse::{parse_program, Command, LineError, Program, SCALE_SLOT};
 use super::{
-    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides,
+    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -376,6 +376,14 @@ impl From<Value> for UntypedNumber {
     }
 }
 
+impl WorkloadDef for Script {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<Script, WorkloadError> {
+        Script::new(overrides)
+    }
+}
+
 impl Workload for Script {
     fn operations(&self) -> &'static [&'static str] {
         self.operations
@@ -413,7 +421,7 @@ impl Workload for Script {
         }
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         if !matches!(self.data, ScriptData::PgbenchTables { .. }) {
             // As pgbench does for its built-in scripts: the scale is the
             // number of branches, when the data has pgbench's tables.
@@ -421,19 +429,27 @@ impl Workload for Script {
                 .client
                 .query_one("SELECT to_regclass('pgbench_branches') IS NOT NULL", &[])
                 .await
-                .map_err(|e| format!("looking for pgbench_branches: {e}"))?
+                .map_err(|source| WorkloadError::CellData {
+                    workload: NAME,
+                    what: "looking for pgbench_branches",
+                    source,
+                })?
                 .get(0);
             if has_branches {
                 let branches: i64 = cell
                     .client
                     .query_one("SELECT count(*) FROM pgbench_branches", &[])
                     .await
-                    .map_err(|e| format!("counting pgbench_branches for :scale: {e}"))?
+                    .map_err(|source| WorkloadError::CellData {
+                        workload: NAME,
+                        what: "counting pgbench_branches for :scale",
+                        source,
+                    })?
                     .get(0);
                 self.scale = branches.max(1);
             }
         }
-        self.dry_run().map_err(|e| e.to_string())
+        Ok(self.dry_run()?)
     }
 
     fn choose_operation(&self, rng: &mut SmallRng) -> usize {
