@@ -1,0 +1,2 @@
+-- noop: the cheapest round trip there is.
+SELECT 1
