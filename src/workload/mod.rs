@@ -64,7 +64,6 @@ macro_rules! registry {
 // The registry: one line per workload, `module::Type`.
 registry! {
     goal_count::GoalCount,
-    noop::Noop,
     script::Script,
     seat_reservation::SeatReservation,
     sleep::Sleep,

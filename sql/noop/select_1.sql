@@ -1,2 +1,0 @@
--- noop: the cheapest round trip there is.
-SELECT 1
