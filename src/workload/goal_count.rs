@@ -215,9 +215,7 @@ impl Workload for GoalCount {
         ]
     }
 
-    fn migration(&self) -> Option<(&'static str, &'static str)> {
-        Some(("sql/goal-count/migration.sql", MIGRATION))
-    }
+    const MIGRATION: Option<(&'static str, &'static str)> = Some(("sql/goal-count/migration.sql", MIGRATION));
 
     fn data_plan(&self) -> DataPlan {
         let data = &self.defaults.data;

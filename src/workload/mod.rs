@@ -32,6 +32,18 @@ macro_rules! registry {
         /// Names of the registered workloads, in registry order.
         pub const WORKLOADS: &[&str] = &[$(<$module::$workload as WorkloadDef>::NAME),+];
 
+        /// Names of the workloads that ship a migration (what `--migrated`
+        /// can apply), in registry order.
+        pub fn with_migration() -> Vec<&'static str> {
+            let mut names = Vec::new();
+            $(
+                if <$module::$workload as Workload>::MIGRATION.is_some() {
+                    names.push(<$module::$workload as WorkloadDef>::NAME);
+                }
+            )+
+            names
+        }
+
         /// The registry: builds workload `name` with `overrides` and hands it
         /// to `user`.
         pub async fn with_workload<U: WorkloadUser>(
@@ -41,7 +53,7 @@ macro_rules! registry {
         ) -> Result<U::Output, WorkloadError> {
             $(
                 if name == <$module::$workload as WorkloadDef>::NAME {
-                    return Ok(user.run(<$module::$workload as WorkloadDef>::build(overrides)?).await);
+                    return Ok(user.run(checked::<$module::$workload>(overrides)?).await);
                 }
             )+
             Err(WorkloadError::Unknown { name: name.to_string() })
@@ -53,7 +65,7 @@ macro_rules! registry {
         pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), WorkloadError> {
             $(
                 if name == <$module::$workload as WorkloadDef>::NAME {
-                    return <$module::$workload as WorkloadDef>::build(overrides).map(drop);
+                    return checked::<$module::$workload>(overrides).map(drop);
                 }
             )+
             Err(WorkloadError::Unknown { name: name.to_string() })
@@ -68,6 +80,25 @@ registry! {
     seat_reservation::SeatReservation,
     sleep::Sleep,
     wallet_transfer::WalletTransfer,
+}
+
+/// `W` built with `overrides`, and refused if they ask for a migration it
+/// does not ship.
+fn checked<W: WorkloadDef>(overrides: &WorkloadOverrides) -> Result<W, WorkloadError> {
+    let workload = W::build(overrides)?;
+    if overrides.migrated && W::MIGRATION.is_none() {
+        return Err(WorkloadError::NoMigration { workload: W::NAME });
+    }
+    Ok(workload)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => "none".to_string(),
+        [only] => only.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// A workload the registry can build by name.
@@ -204,8 +235,12 @@ pub trait Workload: Send + Sync + 'static {
         SloSpec::default()
     }
     /// The migration shipped in `sql/<name>/`: its file name and text.
+    /// Default `None`: `--migrated` is refused.
+    const MIGRATION: Option<(&'static str, &'static str)> = None;
+    /// [`Workload::MIGRATION`], for callers holding a workload (set the
+    /// constant, not this).
     fn migration(&self) -> Option<(&'static str, &'static str)> {
-        None
+        Self::MIGRATION
     }
     /// Picks the next operation by the configured mix.
     fn choose_operation(&self, rng: &mut SmallRng) -> usize;
@@ -319,6 +354,15 @@ pub enum WorkloadError {
     /// A script workload's scripts, weights or init SQL.
     #[error(transparent)]
     Script(Box<script::ScriptError>),
+    /// `--migrated` for a workload that ships no migration.
+    #[error(
+        "--migrated: {workload} ships no migration ({} do)",
+        and_list(&with_migration())
+    )]
+    NoMigration {
+        /// Workload name.
+        workload: &'static str,
+    },
     /// Reading what the workload needs from the cell's data failed.
     #[error("{workload}: {what}: {source}")]
     CellData {
@@ -616,6 +660,21 @@ mod tests {
             );
             assert!(root.join(format!("sql/{name}")).is_dir(), "sql/{name}/");
         }
+    }
+
+    #[test]
+    fn migrated_is_refused_for_a_workload_without_a_migration() {
+        let migrated = WorkloadOverrides {
+            migrated: true,
+            ..Default::default()
+        };
+        assert_eq!(with_migration(), ["goal-count", "wallet-transfer"]);
+        assert_eq!(
+            validate("sleep", &migrated).unwrap_err().to_string(),
+            "--migrated: sleep ships no migration (goal-count and wallet-transfer do)"
+        );
+        validate("goal-count", &migrated).unwrap();
+        assert_eq!(and_list(&["a", "b", "c"]), "a, b and c");
     }
 
     #[test]

@@ -323,9 +323,7 @@ impl Workload for WalletTransfer {
         }]
     }
 
-    fn migration(&self) -> Option<(&'static str, &'static str)> {
-        Some(("sql/wallet-transfer/migration.sql", MIGRATION))
-    }
+    const MIGRATION: Option<(&'static str, &'static str)> = Some(("sql/wallet-transfer/migration.sql", MIGRATION));
 
     async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         let row = cell
