@@ -27,6 +27,7 @@ pub const NAME: &str = "goal-count";
 
 const DEFAULTS: &str = include_str!("../../workloads/goal-count.toml");
 const SCHEMA: &str = include_str!("../../sql/goal-count/schema.sql");
+const MAX_GOAL_ID: &str = include_str!("../../sql/goal-count/max_goal_id.sql");
 const SEED: &str = include_str!("../../sql/goal-count/seed.sql");
 const INITIALIZE_COUNT: &str = include_str!("../../sql/goal-count/initialize_count.sql");
 const INITIALIZE_ASSIGN: &str = include_str!("../../sql/goal-count/initialize_assign.sql");
@@ -242,7 +243,7 @@ impl Workload for GoalCount {
         self.cache_prefix = cell.database.to_string();
         let row = cell
             .client
-            .query_one("SELECT coalesce(max(id), 0) FROM user_goals", &[])
+            .query_one(MAX_GOAL_ID, &[])
             .await
             .map_err(|source| WorkloadError::CellData {
                 workload: NAME,

@@ -648,7 +648,8 @@ mod tests {
     }
 
     /// Each registered name is unique and has its TOML and SQL folder, as
-    /// `--workload-file` and the docs promise.
+    /// `--workload-file` and the docs promise; every SQL file says first
+    /// what it is for.
     #[test]
     fn every_registered_workload_has_its_files() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -658,7 +659,12 @@ mod tests {
                 root.join(format!("workloads/{name}.toml")).is_file(),
                 "workloads/{name}.toml"
             );
-            assert!(root.join(format!("sql/{name}")).is_dir(), "sql/{name}/");
+            let sql = root.join(format!("sql/{name}"));
+            for entry in std::fs::read_dir(&sql).unwrap_or_else(|e| panic!("sql/{name}/: {e}")) {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(text.starts_with("--"), "{} starts without a comment", path.display());
+            }
         }
     }
 

@@ -43,6 +43,8 @@ pub const NAME: &str = "script";
 const DEFAULTS: &str = include_str!("../../../workloads/script.toml");
 const PGBENCH_SCHEMA: &str = include_str!("../../../sql/script/pgbench-schema.sql");
 const PGBENCH_SEED: &str = include_str!("../../../sql/script/pgbench-seed.sql");
+const HAS_PGBENCH_BRANCHES: &str = include_str!("../../../sql/script/has_pgbench_branches.sql");
+const COUNT_BRANCHES: &str = include_str!("../../../sql/script/count_branches.sql");
 
 /// Scale from which pgbench makes account ids bigint.
 const PGBENCH_BIGINT_SCALE: u32 = 20_000;
@@ -427,7 +429,7 @@ impl Workload for Script {
             // number of branches, when the data has pgbench's tables.
             let has_branches: bool = cell
                 .client
-                .query_one("SELECT to_regclass('pgbench_branches') IS NOT NULL", &[])
+                .query_one(HAS_PGBENCH_BRANCHES, &[])
                 .await
                 .map_err(|source| WorkloadError::CellData {
                     workload: NAME,
@@ -438,7 +440,7 @@ impl Workload for Script {
             if has_branches {
                 let branches: i64 = cell
                     .client
-                    .query_one("SELECT count(*) FROM pgbench_branches", &[])
+                    .query_one(COUNT_BRANCHES, &[])
                     .await
                     .map_err(|source| WorkloadError::CellData {
                         workload: NAME,
