@@ -29,7 +29,7 @@ use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::provision::{database_url, Servers};
 use crate::record::{CellSettings, ServerLoss, TemplateInfo};
-use crate::workload::{CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
+use crate::workload::{CellContext, DataPlan, InvariantCheck, Workload};
 
 /// `application_name` of the checker's connection.
 const CHECKER_APPLICATION: &str = "contend-control";
@@ -183,11 +183,7 @@ impl CellHarness {
                 self.checker_redis = cache_connections(url, 1).await?.pop();
                 self.cache_client = Some(redis_client(url)?);
             }
-            // adapter: `?` alone once `prepare_cell` returns a WorkloadError.
-            workload
-                .prepare_cell(self.context())
-                .await
-                .map_err(WorkloadError::Invalid)?;
+            workload.prepare_cell(self.context()).await?;
             Ok::<(), RunError>(())
         }
         .await;

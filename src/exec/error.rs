@@ -105,6 +105,7 @@ impl RunError {
             RunError::ServerLost(_) => true,
             RunError::Template(error) => error.is_connection_loss(),
             RunError::Database { error, .. } | RunError::MigratedStatement { error, .. } => connection_lost(error),
+            RunError::Workload(WorkloadError::CellData { source, .. }) => connection_lost(source),
             _ => false,
         }
     }

@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadError,
+    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError,
     WorkloadOverrides,
 };
 use crate::client::Attempt;
@@ -27,6 +27,7 @@ pub const NAME: &str = "goal-count";
 
 const DEFAULTS: &str = include_str!("../../workloads/goal-count.toml");
 const SCHEMA: &str = include_str!("../../sql/goal-count/schema.sql");
+const MAX_GOAL_ID: &str = include_str!("../../sql/goal-count/max_goal_id.sql");
 const SEED: &str = include_str!("../../sql/goal-count/seed.sql");
 const INITIALIZE_COUNT: &str = include_str!("../../sql/goal-count/initialize_count.sql");
 const INITIALIZE_ASSIGN: &str = include_str!("../../sql/goal-count/initialize_assign.sql");
@@ -181,6 +182,14 @@ impl GoalCount {
     }
 }
 
+impl WorkloadDef for GoalCount {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<GoalCount, WorkloadError> {
+        GoalCount::new(overrides)
+    }
+}
+
 impl Workload for GoalCount {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -207,9 +216,7 @@ impl Workload for GoalCount {
         ]
     }
 
-    fn migration(&self) -> Option<(&'static str, &'static str)> {
-        Some(("sql/goal-count/migration.sql", MIGRATION))
-    }
+    const MIGRATION: Option<(&'static str, &'static str)> = Some(("sql/goal-count/migration.sql", MIGRATION));
 
     fn data_plan(&self) -> DataPlan {
         let data = &self.defaults.data;
@@ -232,13 +239,17 @@ impl Workload for GoalCount {
         self.cache_enabled
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         self.cache_prefix = cell.database.to_string();
         let row = cell
             .client
-            .query_one("SELECT coalesce(max(id), 0) FROM user_goals", &[])
+            .query_one(MAX_GOAL_ID, &[])
             .await
-            .map_err(|e| format!("reading the goal id range: {e}"))?;
+            .map_err(|source| WorkloadError::CellData {
+                workload: NAME,
+                what: "reading the goal id range",
+                source,
+            })?;
         self.max_goal_id = row.get(0);
         let _ = self.scale;
         Ok(())

@@ -2,17 +2,14 @@
 //!
 //! Each workload is one module here, its SQL under `sql/<name>/` and its
 //! defaults in `workloads/<name>.toml`, both compiled in. Adding one is adding
-//! those three and a line in [`WORKLOADS`] and [`with_workload`]. A workload
-//! never times anything and never opens connections: the driver hands it an
-//! [`Attempt`] that checks a connection out (and begins a transaction) when
-//! the operation first needs the database.
+//! those three and its line in the `registry!` invocation below, which
+//! declares the module and generates [`WORKLOADS`], [`with_workload`] and
+//! [`validate`] from it. A workload never times anything and never opens
+//! connections: the driver hands it an [`Attempt`] that checks a connection
+//! out (and begins a transaction) when the operation first needs the
+//! database.
 
-pub mod goal_count;
 mod migration;
-pub mod script;
-pub mod seat_reservation;
-pub mod sleep;
-pub mod wallet_transfer;
 
 use std::future::Future;
 
@@ -24,14 +21,95 @@ pub use self::migration::{split_statements, Migration, MigrationError, Migration
 use crate::client::{Attempt, ErrorClass};
 use crate::measure::{ExplainQuery, SloSpec};
 
-/// Names of the registered workloads.
-pub const WORKLOADS: &[&str] = &[
-    goal_count::NAME,
-    script::NAME,
-    seat_reservation::NAME,
-    sleep::NAME,
-    wallet_transfer::NAME,
-];
+/// Declares each workload module once, with the type it registers, and
+/// generates from that one list the `pub mod`s, [`WORKLOADS`],
+/// [`with_workload`] and [`validate`]. Dispatch is a chain of name
+/// comparisons that hands the driver the concrete type: no `dyn` anywhere.
+macro_rules! registry {
+    ($($module:ident::$workload:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+
+        /// Names of the registered workloads, in registry order.
+        pub const WORKLOADS: &[&str] = &[$(<$module::$workload as WorkloadDef>::NAME),+];
+
+        /// Names of the workloads that ship a migration (what `--migrated`
+        /// can apply), in registry order.
+        pub fn with_migration() -> Vec<&'static str> {
+            let mut names = Vec::new();
+            $(
+                if <$module::$workload as Workload>::MIGRATION.is_some() {
+                    names.push(<$module::$workload as WorkloadDef>::NAME);
+                }
+            )+
+            names
+        }
+
+        /// The registry: builds workload `name` with `overrides` and hands it
+        /// to `user`.
+        pub async fn with_workload<U: WorkloadUser>(
+            name: &str,
+            overrides: &WorkloadOverrides,
+            user: U,
+        ) -> Result<U::Output, WorkloadError> {
+            $(
+                if name == <$module::$workload as WorkloadDef>::NAME {
+                    return Ok(user.run(checked::<$module::$workload>(overrides)?).await);
+                }
+            )+
+            Err(WorkloadError::Unknown { name: name.to_string() })
+        }
+
+        /// Checks that `name` with `overrides` builds, without any I/O beyond
+        /// reading the files it is given (a script workload's scripts and init
+        /// SQL): what the command line validates before starting servers.
+        pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), WorkloadError> {
+            $(
+                if name == <$module::$workload as WorkloadDef>::NAME {
+                    return checked::<$module::$workload>(overrides).map(drop);
+                }
+            )+
+            Err(WorkloadError::Unknown { name: name.to_string() })
+        }
+    };
+}
+
+// The registry: one line per workload, `module::Type`.
+registry! {
+    goal_count::GoalCount,
+    script::Script,
+    seat_reservation::SeatReservation,
+    sleep::Sleep,
+    wallet_transfer::WalletTransfer,
+}
+
+/// `W` built with `overrides`, and refused if they ask for a migration it
+/// does not ship.
+fn checked<W: WorkloadDef>(overrides: &WorkloadOverrides) -> Result<W, WorkloadError> {
+    let workload = W::build(overrides)?;
+    if overrides.migrated && W::MIGRATION.is_none() {
+        return Err(WorkloadError::NoMigration { workload: W::NAME });
+    }
+    Ok(workload)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => "none".to_string(),
+        [only] => only.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// A workload the registry can build by name.
+pub trait WorkloadDef: Workload + Sized {
+    /// Its name: `--workload NAME`, `sql/NAME/`, `workloads/NAME.toml`.
+    const NAME: &'static str;
+    /// The workload with its compiled-in defaults (or `--workload-file`) and
+    /// `overrides`, checked; no I/O beyond reading the files `overrides`
+    /// names.
+    fn build(overrides: &WorkloadOverrides) -> Result<Self, WorkloadError>;
+}
 
 /// What one operation achieved, when it succeeded.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,7 +218,7 @@ pub trait Workload: Send + Sync + 'static {
     fn data_plan(&self) -> DataPlan;
     /// Reads what the workload needs to know about the cell's data (row
     /// counts, id ranges) and prepares per-cell state (Redis keys).
-    fn prepare_cell(&mut self, cell: CellContext<'_>) -> impl Future<Output = Result<(), String>> + Send;
+    fn prepare_cell(&mut self, cell: CellContext<'_>) -> impl Future<Output = Result<(), WorkloadError>> + Send;
     /// Checks the workload's invariants on the cell's data after the run.
     fn check_invariants(&self, cell: CellContext<'_>) -> impl Future<Output = Vec<InvariantCheck>> + Send {
         let _ = cell;
@@ -156,9 +234,13 @@ pub trait Workload: Send + Sync + 'static {
     fn slo(&self) -> SloSpec {
         SloSpec::default()
     }
-    /// The migration shipped in sql/<name>/: its file name and text.
+    /// The migration shipped in `sql/<name>/`: its file name and text.
+    /// Default `None`: `--migrated` is refused.
+    const MIGRATION: Option<(&'static str, &'static str)> = None;
+    /// [`Workload::MIGRATION`], for callers holding a workload (set the
+    /// constant, not this).
     fn migration(&self) -> Option<(&'static str, &'static str)> {
-        None
+        Self::MIGRATION
     }
     /// Picks the next operation by the configured mix.
     fn choose_operation(&self, rng: &mut SmallRng) -> usize;
@@ -184,30 +266,39 @@ pub struct DefaultsFile {
 }
 
 /// Overrides of a workload's defaults from the command line.
+///
+/// `WorkloadOverrides::default()` overrides nothing: the workload runs as its
+/// compiled-in `workloads/<name>.toml` says, without cache or migration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkloadOverrides {
-    /// Data scale factor (1.0 = the defaults' size).
+    /// Data scale factor (1.0 = the defaults' size). Default `None`: the
+    /// TOML's size (scale 1).
     pub scale: Option<f64>,
-    /// Think time, milliseconds.
+    /// Think time, milliseconds. Default `None`: the TOML's
+    /// `[traffic] think_time_ms`.
     pub think_time_ms: Option<u64>,
-    /// Use the workload's Redis cache, where it has one.
+    /// Use the workload's Redis cache, where it has one. Default `false`.
     #[serde(default)]
     pub cache: bool,
-    /// Strategy, for workloads that have several (default: the TOML's).
+    /// Strategy, for workloads that have several. Default `None`: the TOML's.
     #[serde(default)]
     pub strategy: Option<String>,
     /// Apply the workload's migration (and VACUUM (ANALYZE)) to the cell's
-    /// data before measuring.
+    /// data before measuring. Default `false`.
     #[serde(default)]
     pub migrated: bool,
-    /// A workloads/<name>.toml of the user's, used instead of the compiled-in one.
+    /// A `workloads/<name>.toml` of the user's, used instead of the
+    /// compiled-in one. Default `None`: the compiled-in file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults_file: Option<DefaultsFile>,
     /// Any TOML default by dotted path (`traffic.zipf_exponent=1.2`), values
-    /// parsed as TOML (numbers, booleans, strings).
+    /// parsed as TOML (numbers, booleans, strings), applied in order.
+    /// Default empty.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
-    /// The script workload's scripts and data (`None` for the others).
+    /// The script workload's scripts and data. Default `None`, which the
+    /// other workloads require and the script workload refuses (it needs at
+    /// least one script).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<script::ScriptSettings>,
 }
@@ -240,6 +331,16 @@ pub enum WorkloadError {
     /// An override is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// A `--set PATH=VALUE` that names no default or has the wrong type.
+    #[error("--set {path}={raw}: {problem}")]
+    Set {
+        /// The dotted path given.
+        path: String,
+        /// The value given.
+        raw: String,
+        /// What is wrong with it.
+        problem: SetError,
+    },
     /// A strategy the workload does not have.
     #[error("unknown strategy `{strategy}` for {workload}: choose one of {}", choices.join(", "))]
     UnknownStrategy {
@@ -253,6 +354,81 @@ pub enum WorkloadError {
     /// A script workload's scripts, weights or init SQL.
     #[error(transparent)]
     Script(Box<script::ScriptError>),
+    /// `--migrated` for a workload that ships no migration.
+    #[error(
+        "--migrated: {workload} ships no migration ({} do)",
+        and_list(&with_migration())
+    )]
+    NoMigration {
+        /// Workload name.
+        workload: &'static str,
+    },
+    /// Reading what the workload needs from the cell's data failed.
+    #[error("{workload}: {what}: {source}")]
+    CellData {
+        /// Workload name.
+        workload: &'static str,
+        /// What it was doing, e.g. "reading the goal id range".
+        what: &'static str,
+        /// The database's error.
+        source: tokio_postgres::Error,
+    },
+    /// Preparing the workload's per-cell state in Redis failed.
+    #[error("{workload}: {what}: {source}")]
+    CellRedis {
+        /// Workload name.
+        workload: &'static str,
+        /// What it was doing, e.g. "seeding the gate's counters in Redis".
+        what: &'static str,
+        /// Redis's error.
+        source: redis::RedisError,
+    },
+    /// The workload needs a Redis server and the cell has none.
+    #[error("{workload}: {needed_by} needs a Redis server")]
+    NoRedis {
+        /// Workload name.
+        workload: &'static str,
+        /// The part of the workload that needs it, e.g. "redis-gate".
+        needed_by: &'static str,
+    },
+    /// The cell's data cannot carry the workload.
+    #[error("{workload}: {reason}")]
+    CellUnfit {
+        /// Workload name.
+        workload: &'static str,
+        /// What is missing, e.g. "the cell database has 1 wallets: a transfer needs 2".
+        reason: String,
+    },
+}
+
+/// Why a `--set PATH=VALUE` cannot apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// The path has no dot.
+    #[error("name a key as section.key, e.g. traffic.zipf_exponent")]
+    NotDotted,
+    /// The defaults have no such table.
+    #[error("no section [{section}] in the defaults")]
+    NoSection {
+        /// The section named.
+        section: String,
+    },
+    /// The table has no such key (`--set` replaces, never adds).
+    #[error("no key `{key}` in [{section}]")]
+    NoKey {
+        /// The section named.
+        section: String,
+        /// The key named.
+        key: String,
+    },
+    /// The value's TOML type is not the default's.
+    #[error("expected a {expected} like the default {default}")]
+    WrongType {
+        /// The default's TOML type ("integer", "float"…).
+        expected: &'static str,
+        /// The default, as TOML.
+        default: String,
+    },
 }
 
 /// Something that runs with any workload: [`with_workload`] builds the named
@@ -262,36 +438,6 @@ pub trait WorkloadUser {
     type Output;
     /// Uses the workload.
     fn run<W: Workload>(self, workload: W) -> impl Future<Output = Self::Output>;
-}
-
-/// The registry: builds workload `name` with `overrides` and hands it to `user`.
-pub async fn with_workload<U: WorkloadUser>(
-    name: &str,
-    overrides: &WorkloadOverrides,
-    user: U,
-) -> Result<U::Output, WorkloadError> {
-    match name {
-        goal_count::NAME => Ok(user.run(goal_count::GoalCount::new(overrides)?).await),
-        script::NAME => Ok(user.run(script::Script::new(overrides)?).await),
-        seat_reservation::NAME => Ok(user.run(seat_reservation::SeatReservation::new(overrides)?).await),
-        sleep::NAME => Ok(user.run(sleep::Sleep::new(overrides)?).await),
-        wallet_transfer::NAME => Ok(user.run(wallet_transfer::WalletTransfer::new(overrides)?).await),
-        _ => Err(WorkloadError::Unknown { name: name.to_string() }),
-    }
-}
-
-/// Checks that `name` with `overrides` builds, without any I/O beyond
-/// reading the files it is given (a script workload's scripts and init
-/// SQL): what the command line validates before starting servers.
-pub fn validate(name: &str, overrides: &WorkloadOverrides) -> Result<(), WorkloadError> {
-    match name {
-        goal_count::NAME => goal_count::GoalCount::new(overrides).map(drop),
-        script::NAME => script::Script::new(overrides).map(drop),
-        seat_reservation::NAME => seat_reservation::SeatReservation::new(overrides).map(drop),
-        sleep::NAME => sleep::Sleep::new(overrides).map(drop),
-        wallet_transfer::NAME => wallet_transfer::WalletTransfer::new(overrides).map(drop),
-        _ => Err(WorkloadError::Unknown { name: name.to_string() }),
-    }
 }
 
 /// Parses a workload's compiled-in TOML defaults, with `--set` overrides
@@ -326,8 +472,11 @@ pub(crate) fn parse_defaults<T: serde::de::DeserializeOwned>(
     };
     let mut table: toml::Table = toml::from_str(text).map_err(|e| defaults_error(e.to_string()))?;
     for (path, raw) in settings {
-        set_by_path(&mut table, path, raw)
-            .map_err(|reason| WorkloadError::Invalid(format!("--set {path}={raw}: {reason}")))?;
+        set_by_path(&mut table, path, raw).map_err(|problem| WorkloadError::Set {
+            path: path.clone(),
+            raw: raw.clone(),
+            problem,
+        })?;
     }
     T::deserialize(table).map_err(|e| {
         if settings.is_empty() {
@@ -343,23 +492,27 @@ pub(crate) fn parse_defaults<T: serde::de::DeserializeOwned>(
 
 /// Replaces an existing key of `table` at `path` (`section.key`) with `raw`
 /// parsed as a TOML value (a bare word is taken as a string).
-fn set_by_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
-    let (section, key) = path
-        .split_once('.')
-        .ok_or_else(|| "name a key as section.key, e.g. traffic.zipf_exponent".to_string())?;
+fn set_by_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), SetError> {
+    let (section, key) = path.split_once('.').ok_or(SetError::NotDotted)?;
     let section_table = table
         .get_mut(section)
         .and_then(toml::Value::as_table_mut)
-        .ok_or_else(|| format!("no section [{section}] in the defaults"))?;
-    let slot = section_table
-        .get_mut(key)
-        .ok_or_else(|| format!("no key `{key}` in [{section}]"))?;
+        .ok_or_else(|| SetError::NoSection {
+            section: section.to_string(),
+        })?;
+    let slot = section_table.get_mut(key).ok_or_else(|| SetError::NoKey {
+        section: section.to_string(),
+        key: key.to_string(),
+    })?;
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut parsed| parsed.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     if std::mem::discriminant(slot) != std::mem::discriminant(&value) && !(slot.is_float() && value.is_integer()) {
-        return Err(format!("expected a {} like the default {slot}", slot.type_str()));
+        return Err(SetError::WrongType {
+            expected: slot.type_str(),
+            default: slot.to_string(),
+        });
     }
     *slot = match (slot.is_float(), value) {
         (true, toml::Value::Integer(i)) => toml::Value::Float(i as f64),
@@ -387,7 +540,6 @@ pub(crate) fn choose_strategy(
         })
 }
 
-/// Picks an index by relative weights.
 /// `sql` with `$1`, `$2`, … replaced by `literals` (highest number first,
 /// so `$1` does not eat `$10`), for an EXPLAIN with representative values.
 pub(crate) fn with_literals(sql: &str, literals: &[&str]) -> String {
@@ -398,6 +550,7 @@ pub(crate) fn with_literals(sql: &str, literals: &[&str]) -> String {
     out
 }
 
+/// Picks an index by relative weights.
 pub(crate) fn weighted_choice(cumulative: &[u32], rng: &mut SmallRng) -> usize {
     use rand::Rng;
     let total = *cumulative.last().unwrap_or(&1);
@@ -479,13 +632,55 @@ mod tests {
         assert_eq!(table["mix"]["read"].as_integer(), Some(7));
         assert!(set_by_path(&mut table, "mix.read", "lots")
             .unwrap_err()
+            .to_string()
             .contains("expected a integer"));
-        assert!(set_by_path(&mut table, "mix.write", "1")
-            .unwrap_err()
-            .contains("no key `write`"));
+        assert_eq!(
+            set_by_path(&mut table, "mix.write", "1"),
+            Err(SetError::NoKey {
+                section: "mix".into(),
+                key: "write".into()
+            })
+        );
         assert!(set_by_path(&mut table, "nothing", "1")
             .unwrap_err()
+            .to_string()
             .contains("section.key"));
+    }
+
+    /// Each registered name is unique and has its TOML and SQL folder, as
+    /// `--workload-file` and the docs promise; every SQL file says first
+    /// what it is for.
+    #[test]
+    fn every_registered_workload_has_its_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (i, name) in WORKLOADS.iter().enumerate() {
+            assert!(!WORKLOADS[..i].contains(name), "{name} registered twice");
+            assert!(
+                root.join(format!("workloads/{name}.toml")).is_file(),
+                "workloads/{name}.toml"
+            );
+            let sql = root.join(format!("sql/{name}"));
+            for entry in std::fs::read_dir(&sql).unwrap_or_else(|e| panic!("sql/{name}/: {e}")) {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(text.starts_with("--"), "{} starts without a comment", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn migrated_is_refused_for_a_workload_without_a_migration() {
+        let migrated = WorkloadOverrides {
+            migrated: true,
+            ..Default::default()
+        };
+        assert_eq!(with_migration(), ["goal-count", "wallet-transfer"]);
+        assert_eq!(
+            validate("sleep", &migrated).unwrap_err().to_string(),
+            "--migrated: sleep ships no migration (goal-count and wallet-transfer do)"
+        );
+        validate("goal-count", &migrated).unwrap();
+        assert_eq!(and_list(&["a", "b", "c"]), "a, b and c");
     }
 
     #[test]

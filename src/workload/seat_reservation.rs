@@ -24,7 +24,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadError,
+    choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadDef, WorkloadError,
     WorkloadOverrides,
 };
 use crate::client::Attempt;
@@ -57,6 +57,10 @@ const ASSIGN_SEAT: &str = include_str!("../../sql/seat-reservation/assign_seat.s
 const READ_SECTION: &str = include_str!("../../sql/seat-reservation/read_section.sql");
 const TAKE_SEAT_AT_VERSION: &str = include_str!("../../sql/seat-reservation/take_seat_at_version.sql");
 const INJECTED_FAILURE: &str = include_str!("../../sql/seat-reservation/injected_failure.sql");
+const FREE_SEATS: &str = include_str!("../../sql/seat-reservation/free_seats.sql");
+const RESERVATIONS_PER_SECTION: &str = include_str!("../../sql/seat-reservation/reservations_per_section.sql");
+const CLAIMED_SEATS: &str = include_str!("../../sql/seat-reservation/claimed_seats.sql");
+const DOUBLE_RESERVATIONS: &str = include_str!("../../sql/seat-reservation/double_reservations.sql");
 
 const OPERATIONS: &[&str] = &["reserve"];
 
@@ -354,6 +358,14 @@ impl Request {
     }
 }
 
+impl WorkloadDef for SeatReservation {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<SeatReservation, WorkloadError> {
+        SeatReservation::new(overrides)
+    }
+}
+
 impl Workload for SeatReservation {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -385,21 +397,32 @@ impl Workload for SeatReservation {
         }
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         self.redis_prefix = cell.database.to_string();
         if self.strategy != "redis-gate" {
             return Ok(());
         }
-        let redis = cell.redis.ok_or("redis-gate needs a Redis server")?;
+        let redis = cell.redis.ok_or(WorkloadError::NoRedis {
+            workload: NAME,
+            needed_by: "redis-gate",
+        })?;
         let rows = cell
             .client
-            .query("SELECT id, capacity - taken FROM sections", &[])
+            .query(FREE_SEATS, &[])
             .await
-            .map_err(|e| format!("reading free seats for the gate: {e}"))?;
+            .map_err(|source| WorkloadError::CellData {
+                workload: NAME,
+                what: "reading free seats for the gate",
+                source,
+            })?;
         let counters: Vec<(String, i32)> = rows.iter().map(|row| (self.gate_key(row.get(0)), row.get(1))).collect();
         redis::AsyncCommands::mset::<_, _, ()>(redis, &counters)
             .await
-            .map_err(|e| format!("seeding the gate's counters in Redis: {e}"))
+            .map_err(|source| WorkloadError::CellRedis {
+                workload: NAME,
+                what: "seeding the gate's counters in Redis",
+                source,
+            })
     }
 
     fn choose_operation(&self, _rng: &mut SmallRng) -> usize {
@@ -438,9 +461,7 @@ impl Workload for SeatReservation {
 
     async fn check_invariants(&self, cell: CellContext<'_>) -> Vec<InvariantCheck> {
         let mut checks = Vec::new();
-        let reservations_per_section = "SELECT s.id, s.capacity, s.taken, count(r.id)::int AS held \
-             FROM sections s LEFT JOIN reservations r ON r.section_id = s.id GROUP BY s.id";
-        match cell.client.query(reservations_per_section, &[]).await {
+        match cell.client.query(RESERVATIONS_PER_SECTION, &[]).await {
             Ok(rows) => {
                 let sections: Vec<(i32, i32, i32, i32)> =
                     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
@@ -486,9 +507,7 @@ impl Workload for SeatReservation {
             Err(e) => checks.push(failed_check("no section oversold: count(reservations) <= capacity", e)),
         }
         if self.strategy == "skip-locked" {
-            let claimed = "SELECT count(*) FILTER (WHERE s.student_id IS NOT NULL), \
-                 (SELECT count(*) FROM reservations) FROM seats s";
-            checks.push(match cell.client.query_one(claimed, &[]).await {
+            checks.push(match cell.client.query_one(CLAIMED_SEATS, &[]).await {
                 Ok(row) => {
                     let (seats, reservations): (i64, i64) = (row.get(0), row.get(1));
                     InvariantCheck {
@@ -501,9 +520,7 @@ impl Workload for SeatReservation {
                 Err(e) => failed_check("claimed seats = count(reservations)", e),
             });
         }
-        let twice =
-            "SELECT count(*) FROM (SELECT 1 FROM reservations GROUP BY section_id, student_id HAVING count(*) > 1) d";
-        checks.push(match cell.client.query_one(twice, &[]).await {
+        checks.push(match cell.client.query_one(DOUBLE_RESERVATIONS, &[]).await {
             Ok(row) => {
                 let doubles: i64 = row.get(0);
                 InvariantCheck {

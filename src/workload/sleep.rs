@@ -7,7 +7,9 @@
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_defaults, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides};
+use super::{
+    parse_defaults, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides,
+};
 use crate::client::Attempt;
 use crate::client::ErrorClass;
 use crate::client::Param;
@@ -67,6 +69,14 @@ impl Sleep {
     }
 }
 
+impl WorkloadDef for Sleep {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<Sleep, WorkloadError> {
+        Sleep::new(overrides)
+    }
+}
+
 impl Workload for Sleep {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -84,7 +94,7 @@ impl Workload for Sleep {
         }
     }
 
-    async fn prepare_cell(&mut self, _cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, _cell: CellContext<'_>) -> Result<(), WorkloadError> {
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     choose_strategy, parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, InvariantCheck,
-    OperationResult, Workload, WorkloadError, WorkloadOverrides,
+    OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -274,6 +274,14 @@ fn zipf(wallets: u64, exponent: f64) -> Result<Zipf<f64>, WorkloadError> {
         .map_err(|e| WorkloadError::Invalid(format!("traffic.zipf_exponent {exponent}: {e}")))
 }
 
+impl WorkloadDef for WalletTransfer {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<WalletTransfer, WorkloadError> {
+        WalletTransfer::new(overrides)
+    }
+}
+
 impl Workload for WalletTransfer {
     fn slo(&self) -> crate::measure::SloSpec {
         self.slo.clone()
@@ -315,24 +323,28 @@ impl Workload for WalletTransfer {
         }]
     }
 
-    fn migration(&self) -> Option<(&'static str, &'static str)> {
-        Some(("sql/wallet-transfer/migration.sql", MIGRATION))
-    }
+    const MIGRATION: Option<(&'static str, &'static str)> = Some(("sql/wallet-transfer/migration.sql", MIGRATION));
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         let row = cell
             .client
             .query_one(TOTAL_BALANCE, &[])
             .await
-            .map_err(|e| format!("reading the wallets' total balance: {e}"))?;
+            .map_err(|source| WorkloadError::CellData {
+                workload: NAME,
+                what: "reading the wallets' total balance",
+                source,
+            })?;
         let (count, total): (i64, i64) = (row.get(0), row.get(1));
         if count < 2 {
-            return Err(format!("the cell database has {count} wallets: a transfer needs 2"));
+            return Err(WorkloadError::CellUnfit {
+                workload: NAME,
+                reason: format!("the cell database has {count} wallets: a transfer needs 2"),
+            });
         }
         if count as u64 != self.wallets {
             self.wallets = count as u64;
-            self.wallet_distribution =
-                zipf(self.wallets, self.defaults.traffic.zipf_exponent).map_err(|e| e.to_string())?;
+            self.wallet_distribution = zipf(self.wallets, self.defaults.traffic.zipf_exponent)?;
         }
         self.total_at_start = Some(total);
         Ok(())

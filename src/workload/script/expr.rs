@@ -149,6 +149,20 @@ pub struct ParseError {
     pub reason: String,
 }
 
+/// A `:name` that the caller's lookup does not resolve: used before any
+/// `\set` of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "variable :{name} is used before any \\set of it; set it on an earlier line (\\set {name} …) — contend sets {} by itself",
+    .automatic.iter().map(|v| format!(":{v}")).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnsetVariable {
+    /// The variable, without its colon.
+    pub name: String,
+    /// The variables set without a `\set` (pgbench's `scale`).
+    pub automatic: &'static [&'static str],
+}
+
 /// Why an evaluation failed, as pgbench would report it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
@@ -200,7 +214,10 @@ impl EvalError {
 }
 
 /// Parses `text`; `variable` maps a `:name` to its slot, or says why it cannot.
-pub fn parse(text: &str, variable: &mut dyn FnMut(&str) -> Result<usize, String>) -> Result<Expr, ParseError> {
+pub fn parse(
+    text: &str,
+    variable: &mut dyn FnMut(&str) -> Result<usize, UnsetVariable>,
+) -> Result<Expr, ParseError> {
     let tokens = tokenize(text)?;
     let mut parser = Parser {
         tokens,
@@ -331,7 +348,7 @@ struct Parser<'a> {
     tokens: Vec<(usize, Token)>,
     position: usize,
     end_column: usize,
-    variable: &'a mut dyn FnMut(&str) -> Result<usize, String>,
+    variable: &'a mut dyn FnMut(&str) -> Result<usize, UnsetVariable>,
 }
 
 impl Parser<'_> {
@@ -439,7 +456,10 @@ impl Parser<'_> {
             Token::Double(d) => Ok(Expr::Double(d)),
             Token::Variable(name) => (self.variable)(&name)
                 .map(Expr::Variable)
-                .map_err(|reason| ParseError { column, reason }),
+                .map_err(|unset| ParseError {
+                    column,
+                    reason: unset.to_string(),
+                }),
             Token::Symbol('(') => {
                 let inner = self.sum()?;
                 self.expect_symbol(')', "to close the parenthesis")?;
@@ -733,8 +753,11 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn no_variables(name: &str) -> Result<usize, String> {
-        Err(format!("no variable {name}"))
+    fn no_variables(name: &str) -> Result<usize, UnsetVariable> {
+        Err(UnsetVariable {
+            name: name.to_string(),
+            automatic: &[],
+        })
     }
 
     fn eval(text: &str) -> Result<Value, EvalError> {
@@ -824,7 +847,10 @@ mod tests {
         let mut lookup = |name: &str| match name {
             "scale" => Ok(0),
             "aid" => Ok(1),
-            other => Err(format!("variable :{other} is not set")),
+            other => Err(UnsetVariable {
+                name: other.to_string(),
+                automatic: &["scale"],
+            }),
         };
         let expr = parse("random(1, 100000 * :scale) + :aid", &mut lookup).unwrap();
         assert!(!expr.is_constant());
@@ -837,7 +863,8 @@ mod tests {
         );
         let error = parse("1 + :nope", &mut lookup).unwrap_err();
         assert_eq!(error.column, 5);
-        assert!(error.reason.contains(":nope is not set"), "{error}");
+        assert!(error.reason.contains(":nope is used before any \\set"), "{error}");
+        assert!(error.reason.ends_with("contend sets :scale by itself"), "{error}");
     }
 
     #[test]

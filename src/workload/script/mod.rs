@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use self::expr::Value;
 use self::parse::{parse_program, Command, LineError, Program, SCALE_SLOT};
 use super::{
-    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadError, WorkloadOverrides,
+    parse_defaults, weighted_choice, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -43,6 +43,8 @@ pub const NAME: &str = "script";
 const DEFAULTS: &str = include_str!("../../../workloads/script.toml");
 const PGBENCH_SCHEMA: &str = include_str!("../../../sql/script/pgbench-schema.sql");
 const PGBENCH_SEED: &str = include_str!("../../../sql/script/pgbench-seed.sql");
+const HAS_PGBENCH_BRANCHES: &str = include_str!("../../../sql/script/has_pgbench_branches.sql");
+const COUNT_BRANCHES: &str = include_str!("../../../sql/script/count_branches.sql");
 
 /// Scale from which pgbench makes account ids bigint.
 const PGBENCH_BIGINT_SCALE: u32 = 20_000;
@@ -376,6 +378,14 @@ impl From<Value> for UntypedNumber {
     }
 }
 
+impl WorkloadDef for Script {
+    const NAME: &'static str = NAME;
+
+    fn build(overrides: &WorkloadOverrides) -> Result<Script, WorkloadError> {
+        Script::new(overrides)
+    }
+}
+
 impl Workload for Script {
     fn operations(&self) -> &'static [&'static str] {
         self.operations
@@ -413,27 +423,35 @@ impl Workload for Script {
         }
     }
 
-    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), String> {
+    async fn prepare_cell(&mut self, cell: CellContext<'_>) -> Result<(), WorkloadError> {
         if !matches!(self.data, ScriptData::PgbenchTables { .. }) {
             // As pgbench does for its built-in scripts: the scale is the
             // number of branches, when the data has pgbench's tables.
             let has_branches: bool = cell
                 .client
-                .query_one("SELECT to_regclass('pgbench_branches') IS NOT NULL", &[])
+                .query_one(HAS_PGBENCH_BRANCHES, &[])
                 .await
-                .map_err(|e| format!("looking for pgbench_branches: {e}"))?
+                .map_err(|source| WorkloadError::CellData {
+                    workload: NAME,
+                    what: "looking for pgbench_branches",
+                    source,
+                })?
                 .get(0);
             if has_branches {
                 let branches: i64 = cell
                     .client
-                    .query_one("SELECT count(*) FROM pgbench_branches", &[])
+                    .query_one(COUNT_BRANCHES, &[])
                     .await
-                    .map_err(|e| format!("counting pgbench_branches for :scale: {e}"))?
+                    .map_err(|source| WorkloadError::CellData {
+                        workload: NAME,
+                        what: "counting pgbench_branches for :scale",
+                        source,
+                    })?
                     .get(0);
                 self.scale = branches.max(1);
             }
         }
-        self.dry_run().map_err(|e| e.to_string())
+        Ok(self.dry_run()?)
     }
 
     fn choose_operation(&self, rng: &mut SmallRng) -> usize {

@@ -8,7 +8,7 @@
 //! variable read before any `\set` of it, a BEGIN left open at the end.
 //! Nothing here runs anything.
 
-use super::expr::{self, is_name_char, Expr, Value};
+use super::expr::{self, is_name_char, Expr, UnsetVariable, Value};
 
 /// Variables pgbench sets by itself; slot 0 is `scale`.
 pub const AUTOMATIC_VARIABLES: &[&str] = &["scale"];
@@ -81,6 +81,9 @@ pub enum LineError {
         /// The meta-command, without its backslash.
         command: String,
     },
+    /// A `:variable` used before any `\set` of it.
+    #[error(transparent)]
+    Unset(#[from] UnsetVariable),
     /// Anything else, said with its fix.
     #[error("{0}")]
     Invalid(String),
@@ -453,7 +456,7 @@ impl ScriptParser {
                     None => return Err(invalid("\\sleep needs an amount, e.g. \\sleep 10 ms".into())),
                     Some(word) => match word.strip_prefix(':') {
                         Some(name) => {
-                            SleepAmount::Variable(lookup_set(&self.variables, &self.set, name).map_err(invalid)?)
+                            SleepAmount::Variable(lookup_set(&self.variables, &self.set, name).map_err(|unset| (line, unset.into()))?)
                         }
                         None => SleepAmount::Constant(word.parse().map_err(|_| {
                             invalid(format!("\\sleep amount `{word}` is not a whole number or a :variable"))
@@ -499,7 +502,7 @@ impl ScriptParser {
         for (name, used_on) in &statement.params {
             params.push(
                 lookup_set(&self.variables, &self.set, name)
-                    .map_err(|reason| (*used_on, LineError::Invalid(reason)))?,
+                    .map_err(|unset| (*used_on, LineError::Unset(unset)))?,
             );
         }
         let text = statement.text.trim().to_string();
@@ -524,13 +527,13 @@ impl ScriptParser {
 }
 
 /// The slot of a variable that has been set by now.
-fn lookup_set(variables: &[String], set: &[bool], name: &str) -> Result<usize, String> {
+fn lookup_set(variables: &[String], set: &[bool], name: &str) -> Result<usize, UnsetVariable> {
     match variables.iter().position(|known| known == name) {
         Some(slot) if set.get(slot).copied().unwrap_or(false) => Ok(slot),
-        _ => Err(format!(
-            "variable :{name} is used before any \\set of it; set it on an earlier line (\\set {name} …) — contend sets {} by itself",
-            AUTOMATIC_VARIABLES.iter().map(|v| format!(":{v}")).collect::<Vec<_>>().join(", ")
-        )),
+        _ => Err(UnsetVariable {
+            name: name.to_string(),
+            automatic: AUTOMATIC_VARIABLES,
+        }),
     }
 }
 
