@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::DockerDaemonError;
+
 /// Provisioning failures: setup problems a user fixes, each saying how.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -74,10 +76,10 @@ pub enum ProvisionError {
         reason: String,
     },
     /// The docker daemon did not answer.
-    #[error("docker is not usable: {reason}")]
+    #[error("docker is not usable: {error}")]
     DockerUnavailable {
         /// What the daemon (or its absence) said.
-        reason: String,
+        error: DockerDaemonError,
     },
     /// An image is neither present nor pullable.
     #[error("image {image} is not available: {reason}")]
@@ -118,5 +120,13 @@ impl ProvisionError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ProvisionError {
         let context = context.into();
         move |source| ProvisionError::Io { context, source }
+    }
+}
+
+// Not `#[from]`: the daemon's words are already in the message, and a
+// `source` would make `{:#}` repeat them.
+impl From<DockerDaemonError> for ProvisionError {
+    fn from(error: DockerDaemonError) -> Self {
+        ProvisionError::DockerUnavailable { error }
     }
 }

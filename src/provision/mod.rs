@@ -25,6 +25,7 @@ mod url;
 
 pub use choose::{Backend, BackendChoice};
 pub use docker::{DockerStatus, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
+pub use docker_api::{DockerDaemonError, DockerProxyError};
 pub use error::ProvisionError;
 pub use local::find_pg_bin_dir;
 pub use options::{validate_max_connections, ProvisionOptions, MAX_CONNECTIONS_LIMIT};
