@@ -15,16 +15,18 @@ pub const MAX_CONNECTIONS_LIMIT: u32 = 262_143;
 /// `--pg-setting`s (which win).
 const BASE_SETTINGS: &[(&str, &str)] = &[("shared_preload_libraries", "pg_stat_statements")];
 
-/// Everything provisioning needs, validated, with no I/O done yet.
+/// Everything provisioning needs, validated, with no I/O done yet. The
+/// defaults ([`ProvisionOptions::default`]) are `contend provision`'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProvisionOptions {
     /// Backend to use. Default: auto.
     pub backend: BackendChoice,
     /// `max_connections` for servers contend starts; `None` keeps the
     /// server's default (100). Refused for external servers unless it equals
-    /// what the server already has.
+    /// what the server already has. Default `None`.
     pub max_connections: Option<u32>,
     /// Extra server settings (`-c key=value`), applied after contend's own.
+    /// Default: none.
     pub pg_settings: Vec<(String, String)>,
     /// Directory holding `initdb` and `postgres` (local backend). Default:
     /// found on PATH, through pg_config, or under /usr/lib/postgresql/*/bin.
@@ -32,7 +34,7 @@ pub struct ProvisionOptions {
     /// Port to try first for PostgreSQL (local and docker); another free one
     /// is used, and said, when it is taken. Default: any free port.
     pub pg_port: Option<u16>,
-    /// Port to try first for Redis, as `pg_port`.
+    /// Port to try first for Redis, as `pg_port`. Default: any free port.
     pub redis_port: Option<u16>,
     /// PostgreSQL image (docker backend). Default: [`DEFAULT_PG_IMAGE`].
     pub pg_image: String,
@@ -40,10 +42,12 @@ pub struct ProvisionOptions {
     pub redis_image: String,
     /// Whether `pg_image` / `redis_image` were chosen by the user (then a
     /// missing image is an error rather than a fallback to a stand-in).
+    /// Default `false`.
     pub images_chosen: bool,
-    /// External PostgreSQL URL (external backend).
+    /// External PostgreSQL URL (external backend). Default `None`.
     pub database_url: Option<String>,
     /// External Redis URL (external backend); without it, no Redis.
+    /// Default `None`.
     pub redis_url: Option<String>,
     /// Time allowed for a server to accept connections. Default: 60 s.
     pub startup_timeout: Duration,
