@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::PoolSettings;
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::provision::{provision, BackendChoice, ProvisionOptions, Servers};
 use contend::workload::WorkloadOverrides;
@@ -146,22 +146,17 @@ fn cell(plan: &WorkloadPlan, scale: f64, pool_size: u32, clients: u32, duration_
             ..Default::default()
         },
         pool: PoolSettings {
-            kind: PoolKind::Deadpool,
             size: pool_size,
-            acquire_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
-        instances: 1,
         driver: DriverSettings {
             load: Load::Closed { clients },
             ramp: Ramp::Herd,
             warmup_s: 0.2,
             duration_s,
-            max_retries: 3,
-            seed: 1,
-            threads: 1,
+            ..Default::default()
         },
+        ..Default::default()
     }
 }
 
@@ -227,10 +222,7 @@ fn migrations(runtime: &Runtime, servers: &mut Servers, profile: &Profile, resul
         let started = Instant::now();
         let settings = MigrateSettings {
             cell: cell(plan, scale, 8, 8, profile.migration_window_s),
-            migration: None,
-            keep_invalid: false,
-            lock_timeout_ms: None,
-            max_statement_ms: 600_000,
+            ..Default::default()
         };
         let record = runtime
             .block_on(run_migrate(&settings, servers, Arc::new(LiveCounts::default())))

@@ -73,21 +73,24 @@ pub enum Load {
     },
 }
 
-/// Driver settings for one cell.
+/// Driver settings for one cell. The defaults ([`DriverSettings::default`])
+/// are `contend run`'s.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DriverSettings {
-    /// Closed or open loop.
+    /// Closed or open loop. Default: closed, 16 clients.
     pub load: Load,
     /// How closed-loop clients start (open loop: how the rate ramps up is
-    /// not modelled; arrivals start at once).
+    /// not modelled; arrivals start at once). Default: linear over 1 s.
     pub ramp: Ramp,
-    /// Seconds run before measuring; attempts started then are not measured.
+    /// Seconds run before measuring; attempts started then are not
+    /// measured. Default 2.
     pub warmup_s: f64,
-    /// Seconds measured.
+    /// Seconds measured. Default 10.
     pub duration_s: f64,
     /// Retries of a deadlocked or serialization-failed transaction.
+    /// Default 3.
     pub max_retries: u32,
-    /// Seed of the clients' random choices.
+    /// Seed of the clients' random choices. Default 1.
     pub seed: u64,
     /// Driver threads, each owning whole application instances (dealt
     /// round-robin): their clients, their pools' connections and their
@@ -95,9 +98,23 @@ pub struct DriverSettings {
     /// every client on the caller's runtime. `contend run` resolves
     /// `--driver-threads` (default: the machine's cores) to
     /// min(that, instances) before recording it; cells recorded before the
-    /// field existed were driven on 1.
+    /// field existed were driven on 1. Default 1.
     #[serde(default = "one_thread")]
     pub threads: u32,
+}
+
+impl Default for DriverSettings {
+    fn default() -> Self {
+        DriverSettings {
+            load: Load::Closed { clients: 16 },
+            ramp: Ramp::Linear { over_s: 1.0 },
+            warmup_s: 2.0,
+            duration_s: 10.0,
+            max_retries: 3,
+            seed: 1,
+            threads: one_thread(),
+        }
+    }
 }
 
 fn one_thread() -> u32 {

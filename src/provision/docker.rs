@@ -68,7 +68,7 @@ impl DockerStatus {
     pub async fn probe(options: &ProvisionOptions) -> DockerStatus {
         let docker = match docker_api::connect().await {
             Ok(docker) => docker,
-            Err(reason) => return DockerStatus::Unusable(reason),
+            Err(error) => return DockerStatus::Unusable(error.to_string()),
         };
         let pg = resolve_image(&docker, &options.pg_image, options.images_chosen).await;
         let redis = resolve_image(&docker, &options.redis_image, options.images_chosen).await;
@@ -170,7 +170,27 @@ async fn resolve_image_now(docker: &Docker, wanted: &str, chosen: bool) -> Resul
     }
 }
 
-async fn pull(docker: &Docker, reference: &str) -> Result<(), String> {
+/// Why an image could not be pulled; shown inside the "not available"
+/// message, after the image's name.
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    /// The daemon refused or the registry failed (its first line shown).
+    #[error("{}", first_line(&error.to_string()))]
+    Failed {
+        /// The image reference.
+        image: String,
+        /// bollard's error.
+        error: bollard::errors::Error,
+    },
+    /// No pull finished within [`PULL_TIMEOUT`].
+    #[error("no pull finished within {} s", PULL_TIMEOUT.as_secs())]
+    Timeout {
+        /// The image reference.
+        image: String,
+    },
+}
+
+async fn pull(docker: &Docker, reference: &str) -> Result<(), PullError> {
     let (repository, tag) = split_reference(reference);
     let options = CreateImageOptions {
         from_image: Some(repository.to_string()),
@@ -180,13 +200,18 @@ async fn pull(docker: &Docker, reference: &str) -> Result<(), String> {
     let pulling = async {
         let mut progress = docker.create_image(Some(options), None, None);
         while let Some(step) = progress.next().await {
-            step.map_err(|e| first_line(&e.to_string()))?;
+            step.map_err(|error| PullError::Failed {
+                image: reference.to_string(),
+                error,
+            })?;
         }
         Ok(())
     };
     tokio::time::timeout(PULL_TIMEOUT, pulling)
         .await
-        .map_err(|_| format!("no pull finished within {} s", PULL_TIMEOUT.as_secs()))?
+        .map_err(|_| PullError::Timeout {
+            image: reference.to_string(),
+        })?
 }
 
 async fn newest_stand_in(docker: &Docker, repository: &str) -> Option<ResolvedImage> {
@@ -239,14 +264,11 @@ impl DockerServers {
     pub(super) async fn start(
         options: &ProvisionOptions,
     ) -> Result<(DockerServers, PgServer, RedisServer), ProvisionError> {
-        let docker = docker_api::connect()
-            .await
-            .map_err(|reason| ProvisionError::DockerUnavailable { reason })?;
+        let docker = docker_api::connect().await?;
         for line in remove_stale_containers(&docker).await {
             eprintln!("contend: {line}");
         }
-        docker_api::make_testcontainers_compatible(&docker)
-            .map_err(|reason| ProvisionError::DockerUnavailable { reason })?;
+        docker_api::make_testcontainers_compatible(&docker)?;
         let pg_image = resolve_image(&docker, &options.pg_image, options.images_chosen).await?;
         let redis_image = resolve_image(&docker, &options.redis_image, options.images_chosen).await?;
         let session = format!("{}-{}", std::process::id(), &generate_password()[..8]);
@@ -374,9 +396,9 @@ async fn start_postgres(
         let origin = image.origin();
         match wait_until_ready(&container, timeout, || probe_postgres(&url, origin.clone())).await {
             Ok(server) => Ok((container, server)),
-            Err(log) => {
+            Err(not_ready) => {
                 let _ = container.rm().await;
-                Err(start_failure("PostgreSQL", log))
+                Err(start_failure("PostgreSQL", not_ready))
             }
         }
     })
@@ -417,16 +439,17 @@ async fn start_redis(
         let origin = image.origin();
         match wait_until_ready(&container, timeout, || probe_redis(&url, origin.clone())).await {
             Ok(server) => Ok((container, server)),
-            Err(log) => {
+            Err(not_ready) => {
                 let _ = container.rm().await;
-                Err(start_failure("Redis", log))
+                Err(start_failure("Redis", not_ready))
             }
         }
     })
     .await
 }
 
-fn start_failure(server: &'static str, log: String) -> StartFailure {
+fn start_failure(server: &'static str, not_ready: NotReady) -> StartFailure {
+    let log = not_ready.to_string();
     if says_port_taken(&log) {
         StartFailure::PortTaken(log)
     } else {
@@ -434,13 +457,25 @@ fn start_failure(server: &'static str, log: String) -> StartFailure {
     }
 }
 
+/// A container whose server never answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {detail}", if *exited { "the container exited" } else { "timed out" })]
+struct NotReady {
+    /// The container's id.
+    container_id: String,
+    /// Whether it exited (else it ran past the timeout).
+    exited: bool,
+    /// Its FATAL/ERROR lines, or the probe's last error.
+    detail: String,
+}
+
 /// Polls `probe` until it succeeds; on the container's exit or the timeout,
-/// returns its last log lines.
+/// says why with its last log lines.
 async fn wait_until_ready<T, F, Fut>(
     container: &ContainerAsync<GenericImage>,
     timeout: Duration,
     mut probe: F,
-) -> Result<T, String>
+) -> Result<T, NotReady>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ProvisionError>>,
@@ -460,13 +495,16 @@ where
                 .lines()
                 .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("error") || l.contains("in use"))
                 .collect();
-            let why = if !running { "the container exited" } else { "timed out" };
             let detail = if important.is_empty() {
                 last_error
             } else {
                 important.join(" / ")
             };
-            return Err(format!("{why}: {detail}"));
+            return Err(NotReady {
+                container_id: container.id().to_string(),
+                exited: !running,
+                detail,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -10,13 +10,69 @@
 //! whichever tokio runtime first asked for docker (each test has its own).
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use hyper::body::Incoming;
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
+
+/// Why the docker daemon cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerDaemonError {
+    /// No client could be made (e.g. a malformed `DOCKER_HOST`).
+    #[error("no docker client: {error}")]
+    NoClient {
+        /// bollard's error.
+        error: bollard::errors::Error,
+    },
+    /// The daemon did not answer the version negotiation in time.
+    #[error("the docker daemon did not answer within 5 s")]
+    Timeout,
+    /// The version negotiation failed.
+    #[error("the docker daemon did not answer: {error}")]
+    Negotiate {
+        /// bollard's error.
+        error: bollard::errors::Error,
+    },
+    /// The daemon did not answer a ping.
+    #[error("the docker daemon did not answer a ping: {error}")]
+    Ping {
+        /// bollard's error.
+        error: bollard::errors::Error,
+    },
+    /// The daemon is too old for testcontainers and the version-pinning
+    /// proxy could not be put in front of it.
+    #[error(transparent)]
+    Proxy(Arc<DockerProxyError>),
+}
+
+/// Why the version-pinning proxy could not start. Shared (`Arc`): the
+/// outcome of the one attempt per process is kept and returned to every
+/// later caller.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerProxyError {
+    /// `DOCKER_HOST` names a TCP daemon: contend only proxies a local socket.
+    #[error("DOCKER_HOST is not a unix:// socket; contend can only pin the API version of a local daemon")]
+    NotUnixSocket,
+    /// The proxy's runtime or thread could not start.
+    #[error("starting the docker API proxy{what}: {error}")]
+    Start {
+        /// "" (its runtime) or " thread".
+        what: &'static str,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The proxy's socket could not be bound.
+    #[error("binding {}: {error}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+}
 
 /// The daemon's socket path, from `DOCKER_HOST` (unix:// only) or the default.
 pub(super) fn daemon_socket() -> Option<PathBuf> {
@@ -28,34 +84,30 @@ pub(super) fn daemon_socket() -> Option<PathBuf> {
 
 /// A bollard client that speaks the daemon's own version, and whether
 /// testcontainers can talk to the daemon directly.
-pub(super) async fn connect() -> Result<Docker, String> {
-    let docker = Docker::connect_with_local_defaults().map_err(|e| format!("no docker client: {e}"))?;
+pub(super) async fn connect() -> Result<Docker, DockerDaemonError> {
+    let docker = Docker::connect_with_local_defaults().map_err(|error| DockerDaemonError::NoClient { error })?;
     let docker = tokio::time::timeout(std::time::Duration::from_secs(5), docker.negotiate_version())
         .await
-        .map_err(|_| "the docker daemon did not answer within 5 s".to_string())?
-        .map_err(|e| format!("the docker daemon did not answer: {e}"))?;
-    docker
-        .ping()
-        .await
-        .map_err(|e| format!("the docker daemon did not answer a ping: {e}"))?;
+        .map_err(|_| DockerDaemonError::Timeout)?
+        .map_err(|error| DockerDaemonError::Negotiate { error })?;
+    docker.ping().await.map_err(|error| DockerDaemonError::Ping { error })?;
     Ok(docker)
 }
 
 /// Makes testcontainers able to talk to the daemon `docker` is connected to:
 /// nothing to do when the daemon is new enough, else a version-pinning proxy
 /// (started once per process) and `DOCKER_HOST` pointing at it.
-pub(super) fn make_testcontainers_compatible(docker: &Docker) -> Result<(), String> {
+pub(super) fn make_testcontainers_compatible(docker: &Docker) -> Result<(), DockerDaemonError> {
     let daemon = docker.client_version();
     if version_tuple(&daemon) >= version_tuple(API_DEFAULT_VERSION) {
         return Ok(());
     }
-    static PROXY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static PROXY: OnceLock<Result<PathBuf, Arc<DockerProxyError>>> = OnceLock::new();
     let proxy = PROXY.get_or_init(|| {
-        let socket = daemon_socket()
-            .ok_or("DOCKER_HOST is not a unix:// socket; contend can only pin the API version of a local daemon")?;
-        start_proxy(&socket, &format!("{}.{}", daemon.major_version, daemon.minor_version))
+        let socket = daemon_socket().ok_or(DockerProxyError::NotUnixSocket)?;
+        start_proxy(&socket, &format!("{}.{}", daemon.major_version, daemon.minor_version)).map_err(Arc::new)
     });
-    let path = proxy.clone()?;
+    let path = proxy.clone().map_err(DockerDaemonError::Proxy)?;
     ORIGINAL_DOCKER_HOST.get_or_init(|| std::env::var("DOCKER_HOST").ok());
     // Set once, before testcontainers' first client is made, and never changed.
     std::env::set_var("DOCKER_HOST", format!("unix://{}", path.display()));
@@ -80,16 +132,19 @@ fn version_tuple(version: &ClientVersion) -> (usize, usize) {
 /// Prefix of the proxy's socket file under the temp dir; the pid follows.
 pub(super) const PROXY_SOCKET_PREFIX: &str = "contend-docker-";
 
-fn start_proxy(daemon: &Path, pinned_version: &str) -> Result<PathBuf, String> {
+fn start_proxy(daemon: &Path, pinned_version: &str) -> Result<PathBuf, DockerProxyError> {
     let path = std::env::temp_dir().join(format!("{PROXY_SOCKET_PREFIX}{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the docker API proxy: {e}"))?;
+        .map_err(|error| DockerProxyError::Start { what: "", error })?;
     let listener = {
         let _guard = runtime.enter();
-        UnixListener::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?
+        UnixListener::bind(&path).map_err(|error| DockerProxyError::Bind {
+            path: path.clone(),
+            error,
+        })?
     };
     let daemon = daemon.to_path_buf();
     let pinned_version = pinned_version.to_string();
@@ -111,7 +166,7 @@ fn start_proxy(daemon: &Path, pinned_version: &str) -> Result<PathBuf, String> {
                 }
             })
         })
-        .map_err(|e| format!("starting the docker API proxy thread: {e}"))?;
+        .map_err(|error| DockerProxyError::Start { what: " thread", error })?;
     Ok(path)
 }
 

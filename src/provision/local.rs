@@ -151,9 +151,9 @@ impl LocalServers {
     ) -> Result<(LocalServers, PgServer, RedisServer), ProvisionError> {
         let bin_dir = find_pg_bin_dir(options.pg_bin.as_deref())?;
         let redis_binary = find_redis_server()?;
-        let run_as = process::server_account().map_err(|reason| ProvisionError::ServerStart {
+        let run_as = process::server_account().map_err(|e| ProvisionError::ServerStart {
             server: "PostgreSQL",
-            reason,
+            reason: e.to_string(),
         })?;
         let dir = RunDir::create(run_as.as_ref())?;
         let password = generate_password();
@@ -424,7 +424,8 @@ async fn start_postmaster(
         )?;
         match wait_for_log_line(&mut child, log_path, log_offset, "ready to accept connections", timeout).await {
             Ok(()) => Ok((child, port)),
-            Err(log_tail) => {
+            Err(not_ready) => {
+                let log_tail = not_ready.to_string();
                 process::stop_child(&mut child, Signal::SIGQUIT, Duration::from_secs(5));
                 let reason = important_lines(&log_tail);
                 Err(if says_port_taken(&log_tail) {
@@ -476,7 +477,8 @@ async fn start_redis(
         let _ = fs::write(run_dir.join(REDIS_PID_FILE), child.id().to_string());
         match wait_for_log_line(&mut child, log_path, log_offset, "Ready to accept connections", timeout).await {
             Ok(()) => Ok((child, port)),
-            Err(log_tail) => {
+            Err(not_ready) => {
+                let log_tail = not_ready.to_string();
                 process::stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(1));
                 let reason = last_lines(&log_tail, 3);
                 Err(if says_port_taken(&log_tail) {
@@ -493,15 +495,40 @@ async fn start_redis(
     .await
 }
 
+/// A server that never logged that it was ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    /// It exited; what it logged since it was started.
+    #[error("{}", if log.trim().is_empty() { format!("exited with {status} and logged nothing") } else { log.clone() })]
+    Exited {
+        /// Its log file.
+        log_path: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// What it logged since it was started.
+        log: String,
+    },
+    /// It ran past the timeout.
+    #[error("not ready after {} s; last log lines: {}", after.as_secs(), last_lines(log, 3))]
+    TimedOut {
+        /// Its log file.
+        log_path: PathBuf,
+        /// The timeout.
+        after: Duration,
+        /// What it logged since it was started.
+        log: String,
+    },
+}
+
 /// Waits until `needle` appears in the log after `offset`. On exit of the
-/// server or timeout, returns the log written since `offset`.
+/// server or timeout, says so with the log written since `offset`.
 async fn wait_for_log_line(
     child: &mut Child,
     log_path: &Path,
     offset: u64,
     needle: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
     loop {
         let written = read_log_from(log_path, offset);
@@ -510,19 +537,18 @@ async fn wait_for_log_line(
         }
         if let Ok(Some(status)) = child.try_wait() {
             // Read once more: the last lines may have landed after the check.
-            let written = read_log_from(log_path, offset);
-            return Err(if written.trim().is_empty() {
-                format!("exited with {status} and logged nothing")
-            } else {
-                written
+            return Err(NotReady::Exited {
+                log_path: log_path.to_path_buf(),
+                status,
+                log: read_log_from(log_path, offset),
             });
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "not ready after {} s; last log lines: {}",
-                timeout.as_secs(),
-                last_lines(&written, 3)
-            ));
+            return Err(NotReady::TimedOut {
+                log_path: log_path.to_path_buf(),
+                after: timeout,
+                log: written,
+            });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -31,9 +31,26 @@ pub struct RunAs {
     pub gid: u32,
 }
 
+/// Why there is no account to run servers as.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Root, and no `postgres` user.
+    #[error(
+        "contend runs as root and there is no `postgres` user to run the servers as \
+         (initdb refuses root): create one (useradd --system postgres) or run contend as another user"
+    )]
+    NoPostgresUser,
+    /// The user database could not be read.
+    #[error("could not look up the `postgres` user: {error}")]
+    Lookup {
+        /// The lookup's error.
+        error: nix::Error,
+    },
+}
+
 /// The account to run servers as: `None` when contend is not root (servers
 /// then run as the current user), the `postgres` user when it is.
-pub fn server_account() -> Result<Option<RunAs>, String> {
+pub fn server_account() -> Result<Option<RunAs>, AccountError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
@@ -43,12 +60,8 @@ pub fn server_account() -> Result<Option<RunAs>, String> {
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
         })),
-        Ok(None) => Err(
-            "contend runs as root and there is no `postgres` user to run the servers as \
-             (initdb refuses root): create one (useradd --system postgres) or run contend as another user"
-                .to_string(),
-        ),
-        Err(e) => Err(format!("could not look up the `postgres` user: {e}")),
+        Ok(None) => Err(AccountError::NoPostgresUser),
+        Err(error) => Err(AccountError::Lookup { error }),
     }
 }
 

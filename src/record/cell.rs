@@ -4,9 +4,11 @@
 //! Plain serde data, as written to `cells.jsonl` (schema
 //! [`CELL_SCHEMA`]); nothing here reads a file, runs a cell or formats.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::client::PoolSettings;
+use crate::client::{PoolKind, PoolSettings};
 use crate::driver::{DriverSettings, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec};
 use crate::provision::{Backend, PgServer, RedisServer};
@@ -15,19 +17,44 @@ use crate::workload::{InvariantCheck, WorkloadOverrides};
 /// Version of the cell record's schema; bumped on any incompatible change.
 pub const CELL_SCHEMA: &str = "contend.cell/1";
 
-/// Everything that defines a cell, as run and as recorded.
+/// Everything that defines a cell, as run and as recorded. The defaults
+/// ([`CellSettings::default`]) are `contend run`'s; tests and benches
+/// write `CellSettings { workload, .., ..Default::default() }`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellSettings {
-    /// Workload name.
+    /// Workload name. Default `goal-count` (`contend run` requires
+    /// `--workload`).
     pub workload: String,
-    /// Workload overrides (scale, think time).
+    /// Workload overrides (scale, think time). Default: none, the
+    /// workload's own settings.
     pub overrides: WorkloadOverrides,
-    /// Pool of each application instance.
+    /// Pool of each application instance. Default: deadpool, 10
+    /// connections, 5 s acquire timeout, 10 s connect timeout, the
+    /// server's statement_timeout ([`PoolSettings`]' defaults).
     pub pool: PoolSettings,
-    /// Application instances, each with its own pool.
+    /// Application instances, each with its own pool. Default 1.
     pub instances: u32,
-    /// Driver settings.
+    /// Driver settings. Default: [`DriverSettings::default`].
     pub driver: DriverSettings,
+}
+
+impl Default for CellSettings {
+    fn default() -> Self {
+        CellSettings {
+            workload: "goal-count".to_string(),
+            overrides: WorkloadOverrides::default(),
+            // TODO(merge): PoolSettings::default()
+            pool: PoolSettings {
+                kind: PoolKind::Deadpool,
+                size: 10,
+                acquire_timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(10),
+                statement_timeout: None,
+            },
+            instances: 1,
+            driver: DriverSettings::default(),
+        }
+    }
 }
 
 /// One finished cell, as written to `cells.jsonl`.

@@ -15,22 +15,38 @@ use crate::workload::{InvariantCheck, Migration, MigrationStatement};
 /// Version of the migration record's schema.
 pub const MIGRATION_SCHEMA: &str = "contend.migration/1";
 
-/// What `contend migrate` runs.
+/// What `contend migrate` runs. The defaults
+/// ([`MigrateSettings::default`]) are `contend migrate`'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MigrateSettings {
     /// The foreground load; its `driver.duration_s` is the length of the
-    /// window measured before the migration and again after it.
+    /// window measured before the migration and again after it. Default:
+    /// [`CellSettings::default`].
     pub cell: CellSettings,
-    /// The migration; `None`: the one the workload ships.
+    /// The migration; `None`: the one the workload ships. Default `None`.
     pub migration: Option<Migration>,
     /// Keep an index a failed concurrent build left invalid, instead of
-    /// dropping it.
+    /// dropping it. Default `false`.
     pub keep_invalid: bool,
-    /// `lock_timeout` of the migration's session, milliseconds.
+    /// `lock_timeout` of the migration's session, milliseconds. Default
+    /// `None`: the server's.
     pub lock_timeout_ms: Option<u64>,
     /// `statement_timeout` of the migration's session, milliseconds: a
-    /// build running longer is cancelled (and reported).
+    /// build running longer is cancelled (and reported). Default 600000
+    /// (10 minutes).
     pub max_statement_ms: u64,
+}
+
+impl Default for MigrateSettings {
+    fn default() -> Self {
+        MigrateSettings {
+            cell: CellSettings::default(),
+            migration: None,
+            keep_invalid: false,
+            lock_timeout_ms: None,
+            max_statement_ms: 10 * 60 * 1000,
+        }
+    }
 }
 
 /// One statement as it ran.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::PoolSettings;
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::record::CellSettings;
 use contend::workload::Migration;
@@ -171,22 +171,19 @@ async fn a_cancelled_build_leaves_an_invalid_index_kept_when_asked() {
                 ..Default::default()
             },
             pool: PoolSettings {
-                kind: PoolKind::Deadpool,
                 size: 2,
                 acquire_timeout: Duration::from_secs(10),
-                connect_timeout: Duration::from_secs(10),
-                statement_timeout: None,
+                ..CellSettings::default().pool
             },
-            instances: 1,
             driver: DriverSettings {
                 load: Load::Closed { clients: 2 },
                 ramp: Ramp::Herd,
                 warmup_s: 0.0,
                 duration_s: 1.0,
-                max_retries: 3,
                 seed: 5,
-                threads: 1,
+                ..Default::default()
             },
+            ..Default::default()
         },
         migration: Some(
             Migration::parse(

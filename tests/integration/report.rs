@@ -194,7 +194,7 @@ fn no_file_of_a_run_holds_the_servers_password() {
 /// run (cells.jsonl, run.json, the report) or a cell summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_file_of_a_run_holds_the_clients_role_password() {
-    use contend::client::{PoolKind, PoolSettings};
+    use contend::client::PoolSettings;
     use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
     use contend::{exec::run_cell, record::CellSettings, results::append_cell};
 
@@ -215,22 +215,17 @@ async fn no_file_of_a_run_holds_the_clients_role_password() {
             ..Default::default()
         },
         pool: PoolSettings {
-            kind: PoolKind::Deadpool,
             size: 2,
-            acquire_timeout: std::time::Duration::from_secs(5),
-            connect_timeout: std::time::Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
-        instances: 1,
         driver: DriverSettings {
             load: Load::Closed { clients: 2 },
             ramp: Ramp::Herd,
             warmup_s: 0.0,
             duration_s: 1.0,
-            max_retries: 3,
-            seed: 1,
-            threads: 1,
+            ..Default::default()
         },
+        ..Default::default()
     };
     let record = run_cell(&settings, &servers, std::sync::Arc::new(LiveCounts::default()))
         .await

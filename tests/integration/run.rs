@@ -29,20 +29,17 @@ fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {
         pool: PoolSettings {
             kind,
             size,
-            acquire_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
-        instances: 1,
         driver: DriverSettings {
             load: Load::Closed { clients },
             ramp,
             warmup_s: 0.5,
             duration_s: 2.0,
-            max_retries: 3,
             seed: 7,
-            threads: 1,
+            ..Default::default()
         },
+        ..Default::default()
     }
 }
 

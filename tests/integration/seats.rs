@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::PoolSettings;
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::provision::Servers;
 use contend::workload::seat_reservation::STRATEGIES;
@@ -27,22 +27,19 @@ fn cell(strategy: &str, settings: Vec<(String, String)>) -> CellSettings {
             ..Default::default()
         },
         pool: PoolSettings {
-            kind: PoolKind::Deadpool,
             size: 8,
             acquire_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
-        instances: 1,
         driver: DriverSettings {
             load: Load::Closed { clients: 64 },
             ramp: Ramp::Herd,
             warmup_s: 0.0,
             duration_s: 1.5,
-            max_retries: 3,
             seed: 11,
-            threads: 1,
+            ..Default::default()
         },
+        ..Default::default()
     }
 }
 

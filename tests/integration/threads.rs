@@ -29,9 +29,7 @@ fn two_instances(kind: PoolKind, load: Load) -> CellSettings {
         pool: PoolSettings {
             kind,
             size: 2,
-            acquire_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
         instances: 2,
         driver: DriverSettings {

@@ -3,9 +3,8 @@
 //! not, and SERIALIZABLE fails with 40001 and is retried.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::PoolSettings;
 use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
 use contend::provision::Servers;
 use contend::workload::WorkloadOverrides;
@@ -31,13 +30,9 @@ fn cell(strategy: &str, clients: u32, pool_size: u32) -> CellSettings {
             ..Default::default()
         },
         pool: PoolSettings {
-            kind: PoolKind::Deadpool,
             size: pool_size,
-            acquire_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(10),
-            statement_timeout: None,
+            ..CellSettings::default().pool
         },
-        instances: 1,
         driver: DriverSettings {
             load: Load::Closed { clients },
             ramp: Ramp::Herd,
@@ -45,8 +40,9 @@ fn cell(strategy: &str, clients: u32, pool_size: u32) -> CellSettings {
             duration_s: 2.0,
             max_retries: 10,
             seed: 7,
-            threads: 1,
+            ..Default::default()
         },
+        ..Default::default()
     }
 }
 

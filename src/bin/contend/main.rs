@@ -1,5 +1,14 @@
-//! The `contend` binary: parse flags, call the library, explain errors, map
-//! outcomes to exit codes (0 ok, 1 a failed check, 2 bad input or setup).
+//! The `contend` binary: parse flags, start the runtime, dispatch to one
+//! subcommand, and map how it ended to an exit code, here and nowhere else:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | done, every check held (or `--help`, `--version`) |
+//! | 1 | done, but a check failed: an invariant, a cell the server was lost under, a regression |
+//! | 2 | bad input or setup: flags, files, servers |
+//! | 3 | `migrate`: the migration failed or left an invalid index |
+//! | 130 | `sweep` interrupted by Ctrl-C (finished cells kept) |
+//! | N | `provision -- COMMAND`: COMMAND's status |
 
 use std::process::ExitCode;
 
@@ -9,20 +18,7 @@ mod cli;
 mod cmd;
 
 use crate::cli::{Cli, Command};
-
-/// clap's error as one line: its message up to the first blank line
-/// (possible values included), without the usage block.
-fn clap_error_line(error: &clap::Error) -> String {
-    let rendered = error.render().to_string();
-    let message: Vec<&str> = rendered
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let message = message.join(" ");
-    let message = message.strip_prefix("error: ").unwrap_or(&message);
-    format!("{message}; see contend --help")
-}
+use crate::cmd::Outcome;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -63,10 +59,35 @@ fn main() -> ExitCode {
         }
     });
     match outcome {
-        Ok(code) => code,
+        Ok(outcome) => exit_code(outcome),
         Err(error) => {
             eprintln!("contend: error: {error:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// The exit code of a subcommand that ran to its end (see the table above).
+fn exit_code(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Ok => ExitCode::SUCCESS,
+        Outcome::FailedCheck(_) | Outcome::Regression => ExitCode::from(1),
+        Outcome::MigrationFailed => ExitCode::from(3),
+        Outcome::Interrupted => ExitCode::from(130),
+        Outcome::CommandExited(code) => ExitCode::from(code),
+    }
+}
+
+/// clap's error as one line: its message up to the first blank line
+/// (possible values included), without the usage block.
+fn clap_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message}; see contend --help")
 }

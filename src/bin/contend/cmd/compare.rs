@@ -1,13 +1,13 @@
 //! `contend compare`: the Markdown table, exit 1 on a regression.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use contend::analysis::{compare, markdown, CompareOptions};
 use contend::record::CellRecord;
 use contend::results::{read_cells, RunFile};
 
 use crate::cli::CompareCommand;
+use crate::cmd::Outcome;
 
 /// The cells of a results/<run> directory: run.json's when there is one,
 /// else cells.jsonl's.
@@ -24,16 +24,8 @@ fn cells_of(dir: &Path) -> anyhow::Result<Vec<CellRecord>> {
     Ok(cells)
 }
 
-pub fn run(args: &CompareCommand) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.confidence > 0.0 && args.confidence < 1.0,
-        "--confidence {}: give a level between 0 and 1, e.g. 0.95",
-        args.confidence
-    );
-    let options = CompareOptions {
-        threshold: args.threshold,
-        confidence: args.confidence,
-    };
+pub fn run(args: &CompareCommand) -> anyhow::Result<Outcome> {
+    let options = CompareOptions::try_from(args)?;
     let comparison = compare(&cells_of(&args.baseline)?, &cells_of(&args.current)?, &options)?;
     let table = markdown(&comparison);
     print!("{table}");
@@ -48,8 +40,8 @@ pub fn run(args: &CompareCommand) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--markdown {}: {e}", path.display()))?;
     }
     Ok(if comparison.regressed() {
-        ExitCode::from(1)
+        Outcome::Regression
     } else {
-        ExitCode::SUCCESS
+        Outcome::Ok
     })
 }

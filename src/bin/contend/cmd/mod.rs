@@ -1,10 +1,41 @@
 //! One module per subcommand: each turns checked options into library
-//! calls and shows progress; main maps what they return to an exit code.
+//! calls and shows progress, and says how it ended as an [`Outcome`];
+//! main alone maps outcomes and errors to exit codes.
 
 pub mod compare;
 pub mod migrate;
+pub mod progress;
 pub mod provision;
 pub mod recommend;
 pub mod report;
 pub mod run;
 pub mod sweep;
+
+/// How a subcommand that ran to its end ended. Errors (bad input, setup
+/// that failed) are `Err`, not outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked was done and every check held.
+    Ok,
+    /// Done, but a check failed; the results are written and say which.
+    FailedCheck(FailedCheck),
+    /// `compare`: the current run regressed beyond the threshold and the
+    /// noise.
+    Regression,
+    /// `migrate`: the migration failed or left an invalid index.
+    MigrationFailed,
+    /// `sweep`: stopped by Ctrl-C; finished cells are kept.
+    Interrupted,
+    /// `provision`: the command run against the servers exited with this
+    /// status (128 + N for a signal N).
+    CommandExited(u8),
+}
+
+/// Which check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedCheck {
+    /// A workload invariant was violated (money made, a seat sold twice).
+    Invariant,
+    /// The server was lost under a cell; it is recorded as failed.
+    ServerLost,
+}

@@ -1,13 +1,14 @@
 //! `contend provision`: servers up, a command run against them, servers down.
 
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 
 use crate::cli::ProvisionCommand;
+use crate::cmd::Outcome;
 use anyhow::Context;
 use contend::provision::{provision, ProvisionOptions, Servers};
 use tokio::signal::unix::{signal, SignalKind};
 
-pub async fn run(args: ProvisionCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ProvisionCommand) -> anyhow::Result<Outcome> {
     let options = ProvisionOptions::try_from(args.servers)?;
     let servers = provision(&options).await?;
     let pg = &servers.postgres;
@@ -32,7 +33,7 @@ pub async fn run(args: ProvisionCommand) -> anyhow::Result<ExitCode> {
 
 /// Prints the URLs (the user asked for them: passwords included) and waits
 /// for Ctrl-C or SIGTERM.
-async fn wait_for_signal(servers: &Servers) -> anyhow::Result<ExitCode> {
+async fn wait_for_signal(servers: &Servers) -> anyhow::Result<Outcome> {
     println!("DATABASE_URL={}", servers.postgres.url);
     if let Some(redis) = &servers.redis {
         println!("REDIS_URL={}", redis.url);
@@ -46,13 +47,13 @@ async fn wait_for_signal(servers: &Servers) -> anyhow::Result<ExitCode> {
         _ = hangup.recv() => {}
     }
     eprintln!("contend: stopping servers");
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Ok)
 }
 
 /// Runs the user's command with the servers' URLs in its environment and
 /// returns its exit status. Signals that would end contend stop the command
 /// first, so the servers are always torn down.
-async fn run_command(servers: &Servers, command: &[String]) -> anyhow::Result<ExitCode> {
+async fn run_command(servers: &Servers, command: &[String]) -> anyhow::Result<Outcome> {
     let mut child = tokio::process::Command::new(&command[0]);
     child
         .args(&command[1..])
@@ -84,5 +85,5 @@ async fn run_command(servers: &Servers, command: &[String]) -> anyhow::Result<Ex
         (None, Some(signal)) => 128 + signal,
         (None, None) => 1,
     };
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(Outcome::CommandExited(code.clamp(0, 255) as u8))
 }

@@ -1,15 +1,14 @@
 //! `contend recommend`: read a sweep's cells, print the recommendation.
 
-use std::process::ExitCode;
-
 use contend::analysis::{recommend, RecommendOptions};
 use contend::render::recommendation_text;
 use contend::results::read_cells;
 
 use crate::cli::RecommendCommand;
+use crate::cmd::Outcome;
 
-pub fn run(args: &RecommendCommand) -> anyhow::Result<ExitCode> {
-    let options = RecommendOptions::try_from(&args.judging).map_err(anyhow::Error::msg)?;
+pub fn run(args: &RecommendCommand) -> anyhow::Result<Outcome> {
+    let options = RecommendOptions::try_from(&args.judging)?;
     let records = read_cells(&args.dir)?;
     if records.is_empty() {
         anyhow::bail!(
@@ -23,5 +22,5 @@ pub fn run(args: &RecommendCommand) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", recommendation_text(&recommendation));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Ok)
 }

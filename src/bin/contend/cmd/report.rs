@@ -1,17 +1,16 @@
 //! `contend report`: run.json (read, or built from the run's files), then
 //! summary.md, plots and index.html from it.
 
-use std::process::ExitCode;
-
 use contend::analysis::RecommendOptions;
 use contend::exec::assemble_run_file;
 use contend::render::{recommendation_text, write_report};
 use contend::results::RunFile;
 
 use crate::cli::ReportCommand;
+use crate::cmd::Outcome;
 
-pub fn run(args: &ReportCommand) -> anyhow::Result<ExitCode> {
-    let options = RecommendOptions::try_from(&args.judging).map_err(anyhow::Error::msg)?;
+pub fn run(args: &ReportCommand) -> anyhow::Result<Outcome> {
+    let options = RecommendOptions::try_from(&args.judging)?;
     let run = if args.dir.join("run.json").exists() && !args.rebuild {
         RunFile::read(&args.dir)?
     } else {
@@ -24,5 +23,5 @@ pub fn run(args: &ReportCommand) -> anyhow::Result<ExitCode> {
         print!("{}", recommendation_text(recommendation));
     }
     eprintln!("contend: report: {}", written.index.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Ok)
 }

@@ -2,20 +2,20 @@
 //! finished cell; Ctrl-C keeps every finished cell (they are already on
 //! disk) and says how to resume.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{SweepCommand, SweepPlanArgs};
+use crate::cmd::progress::{say, sweep_bar};
+use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::exec::{run_sweep, SweepEvent};
 use contend::{
     exec::provision_for_run,
     results::{new_run_dir, prepare_run_dir},
 };
-use indicatif::{ProgressBar, ProgressStyle};
 
-pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
-    let plan = SweepPlanArgs::try_from(args).map_err(anyhow::Error::msg)?;
+pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
+    let plan = SweepPlanArgs::try_from(args)?;
     let workload = plan
         .plan
         .cells
@@ -28,21 +28,8 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
     prepare_run_dir(&dir)?;
     let mut servers = provision_for_run(&dir, &plan.provision).await?;
-    let bar = ProgressBar::new(plan.plan.cells.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells · eta {eta} · {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = sweep_bar(plan.plan.cells.len());
     let already = plan.plan.cells.len();
-    // A hidden bar (no terminal) prints nothing: the cell lines must still
-    // reach a log.
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
     let mut violated = false;
     let live = Arc::new(LiveCounts::default());
     let sweep = run_sweep(&plan.plan, &mut servers, &dir, live, |event| match event {
@@ -95,7 +82,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
                 dir.join("cells.jsonl").display(),
                 dir.display()
             );
-            Ok(ExitCode::from(130))
+            Ok(Outcome::Interrupted)
         }
         Some(result) => {
             let outcome = result?;
@@ -114,10 +101,12 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", contend::render::recommendation_text(recommendation));
             }
             eprintln!("contend: report: {}", written.index.display());
-            Ok(if violated || outcome.failed > 0 {
-                ExitCode::from(1)
+            Ok(if outcome.failed > 0 {
+                Outcome::FailedCheck(FailedCheck::ServerLost)
+            } else if violated {
+                Outcome::FailedCheck(FailedCheck::Invariant)
             } else {
-                ExitCode::SUCCESS
+                Outcome::Ok
             })
         }
     }

@@ -1,0 +1,241 @@
+//! What a cell runs, shared by `run`, `sweep` and `migrate`: [`CellArgs`]
+//! → [`CellSettings`] for one pool size and instance count, and the
+//! parsers of durations, ramps and `KEY=VALUE` settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use contend::client::{PoolKind, PoolSettings};
+use contend::driver::{DriverSettings, Load, Ramp};
+use contend::record::CellSettings;
+use contend::workload::script::{ScriptData, ScriptFile, ScriptSettings};
+use contend::workload::WorkloadOverrides;
+
+/// What a cell runs, shared by `run`, `sweep` and `migrate`.
+#[derive(Debug, Args)]
+pub struct CellArgs {
+    /// Workload to run: goal-count, seat-reservation, wallet-transfer, sleep, or script (pgbench-style --script files).
+    #[arg(long)]
+    pub workload: String,
+    /// Script workload: a pgbench-style script, with a relative weight as in pgbench's -f (repeatable; weight 1 when omitted).
+    #[arg(long = "script", value_name = "FILE[@WEIGHT]")]
+    pub scripts: Vec<ScriptFile>,
+    /// Script workload: SQL run once into the template database (the tables and rows the scripts read).
+    #[arg(long, value_name = "FILE", conflicts_with = "pgbench_scale")]
+    pub init_sql: Option<PathBuf>,
+    /// Script workload: pgbench's standard tables at scale N, as `pgbench -i -s N` creates them; sets :scale to N.
+    #[arg(long, value_name = "N")]
+    pub pgbench_scale: Option<u32>,
+    /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
+    #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
+    pub pool: PoolArg,
+    /// Concurrent clients, closed loop, spread over the instances [default: 16].
+    #[arg(long, conflicts_with = "rate")]
+    pub clients: Option<u32>,
+    /// Open loop: transactions per second arriving as a Poisson process, latency timed from each intended start.
+    #[arg(long, value_name = "PER_SECOND", allow_hyphen_values = true)]
+    pub rate: Option<f64>,
+    /// Open loop: most transactions in flight at once.
+    #[arg(long, default_value_t = 1000, requires = "rate")]
+    pub max_in_flight: u32,
+    /// How clients start: herd (all at once) or linear:DURATION.
+    #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
+    pub ramp: Ramp,
+    /// Measured time, e.g. 10s or 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub duration: Duration,
+    /// Time run before measuring, excluded from results.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub warmup: Duration,
+    /// Data scale (1 = the workload's default size; goal-count: 2 million goals).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Think time between a client's transactions, e.g. 10ms (default: the workload's).
+    #[arg(long, value_parser = parse_duration)]
+    pub think_time: Option<Duration>,
+    /// Longest wait for a pooled connection.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub acquire_timeout: Duration,
+    /// statement_timeout for every connection (default: the server's).
+    #[arg(long, value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    /// Use the workload's Redis cache-aside (goal-count: initialize's count).
+    #[arg(long)]
+    pub cache: bool,
+    /// Apply the workload's migration (sql/<workload>/migration.sql, e.g.
+    /// goal-count's index) and VACUUM (ANALYZE) to each cell's data before
+    /// measuring: compare cells with and without it.
+    #[arg(long)]
+    pub migrated: bool,
+    /// Strategy, for workloads that have several (default: the workload's).
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Override any default of workloads/<name>.toml by dotted path (repeatable), e.g. traffic.zipf_exponent=1.2.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", value_parser = parse_setting)]
+    pub workload_settings: Vec<(String, String)>,
+    /// Use this TOML instead of the workload's compiled-in workloads/<name>.toml
+    /// (same tables and keys; --set applies on top).
+    #[arg(long, value_name = "FILE")]
+    pub workload_file: Option<PathBuf>,
+    /// Retries of a deadlocked or serialization-failed transaction.
+    #[arg(long, default_value_t = DriverSettings::default().max_retries)]
+    pub max_retries: u32,
+    /// Seed of the clients' random choices.
+    #[arg(long, default_value_t = DriverSettings::default().seed)]
+    pub seed: u64,
+    /// Threads driving the clients, each owning whole application instances (their clients and connections), as app processes each have a CPU; at most --instances are used [default: the machine's cores].
+    #[arg(long, value_name = "N")]
+    pub driver_threads: Option<u32>,
+}
+
+/// `--pool` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolArg {
+    /// deadpool-postgres.
+    Deadpool,
+    /// sqlx PgPool.
+    Sqlx,
+    /// A new connection per transaction.
+    None,
+}
+
+/// A non-negative humantime duration: 10s, 500ms, 2m.
+pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
+    if raw.trim_start().starts_with('-') {
+        return Err(format!("`{raw}` is negative; give a duration such as 10s, 500ms or 2m"));
+    }
+    humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like 10s, 500ms or 2m"))
+}
+
+/// `herd` or `linear:DURATION`.
+fn parse_ramp(raw: &str) -> Result<Ramp, String> {
+    match raw.split_once(':') {
+        None if raw == "herd" => Ok(Ramp::Herd),
+        Some(("linear", over)) => Ok(Ramp::Linear {
+            over_s: parse_duration(over)?.as_secs_f64(),
+        }),
+        _ => Err(format!(
+            "`{raw}` is not a ramp: use herd, or linear:DURATION such as linear:5s"
+        )),
+    }
+}
+
+impl CellArgs {
+    /// The cell these flags describe, with one pool size and instance count;
+    /// checked before any server starts. What the flags leave out is
+    /// [`CellSettings::default`]'s.
+    pub(super) fn cell_settings(&self, pool_size: u32, instances: u32) -> anyhow::Result<CellSettings> {
+        use anyhow::bail;
+        let defaults = CellSettings::default();
+        if pool_size == 0 {
+            bail!("--pool-size 0: a pool needs at least one connection");
+        }
+        if instances == 0 {
+            bail!("--instances 0: at least one application instance is needed");
+        }
+        let load = match (self.clients, self.rate) {
+            (Some(0), _) => bail!("--clients 0: at least one client is needed"),
+            (_, Some(rate)) if !(rate > 0.0 && rate.is_finite()) => {
+                bail!("--rate {rate}: give a positive number of transactions per second")
+            }
+            (_, Some(_)) if self.max_in_flight == 0 => {
+                bail!("--max-in-flight 0: at least one transaction must be allowed in flight")
+            }
+            (_, Some(rate)) => Load::Open {
+                rate_per_s: rate,
+                max_in_flight: self.max_in_flight,
+            },
+            (Some(clients), None) => Load::Closed { clients },
+            (None, None) => defaults.driver.load,
+        };
+        if self.duration.is_zero() {
+            bail!("--duration 0s: measure for at least a moment, e.g. --duration 10s");
+        }
+        let threads = match self.driver_threads {
+            Some(0) => bail!("--driver-threads 0: at least one thread must drive the clients"),
+            Some(threads) => threads,
+            None => std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32),
+        };
+        let pool = PoolSettings {
+            kind: match self.pool {
+                PoolArg::Deadpool => PoolKind::Deadpool,
+                PoolArg::Sqlx => PoolKind::Sqlx,
+                PoolArg::None => PoolKind::None,
+            },
+            size: pool_size,
+            acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
+            ..defaults.pool
+        };
+        let defaults_file = match &self.workload_file {
+            Some(path) => Some(contend::workload::DefaultsFile {
+                path: path.display().to_string(),
+                text: std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read --workload-file {}: {e}", path.display()))?,
+            }),
+            None => None,
+        };
+        let cell = CellSettings {
+            workload: self.workload.clone(),
+            overrides: WorkloadOverrides {
+                scale: self.scale,
+                think_time_ms: self.think_time.map(|d| d.as_millis() as u64),
+                cache: self.cache,
+                strategy: self.strategy.clone(),
+                migrated: self.migrated,
+                settings: self.workload_settings.clone(),
+                defaults_file,
+                script: self.script_settings()?,
+            },
+            pool,
+            instances,
+            driver: DriverSettings {
+                load,
+                ramp: self.ramp,
+                warmup_s: self.warmup.as_secs_f64(),
+                duration_s: self.duration.as_secs_f64(),
+                max_retries: self.max_retries,
+                seed: self.seed,
+                threads: threads.min(instances),
+            },
+        };
+        // Its message, not its chain of sources: the message already says
+        // the cause, and `contend: error:` would print it twice.
+        contend::workload::validate(&cell.workload, &cell.overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(cell)
+    }
+
+    /// The script workload's files and data; refused for other workloads.
+    fn script_settings(&self) -> anyhow::Result<Option<ScriptSettings>> {
+        let data = match (&self.init_sql, self.pgbench_scale) {
+            (Some(path), _) => ScriptData::InitSql { path: path.clone() },
+            (None, Some(scale)) => ScriptData::PgbenchTables { scale },
+            (None, None) => ScriptData::Empty,
+        };
+        if self.workload != contend::workload::script::NAME {
+            anyhow::ensure!(
+                self.scripts.is_empty() && data == ScriptData::Empty,
+                "--script, --init-sql and --pgbench-scale are for --workload script, not {}",
+                self.workload
+            );
+            return Ok(None);
+        }
+        Ok(Some(ScriptSettings {
+            scripts: self.scripts.clone(),
+            data,
+        }))
+    }
+}
+
+/// `KEY=VALUE`, for `--set` and `--pg-setting`.
+pub(super) fn parse_setting(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!(
+            "`{raw}` is not KEY=VALUE (for example --pg-setting shared_buffers=256MB)"
+        )),
+    }
+}

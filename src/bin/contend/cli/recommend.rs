@@ -1,0 +1,20 @@
+//! `contend recommend`: a sweep's run directory and how to judge it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::RecommendArgs;
+
+/// `contend recommend`.
+#[derive(Debug, Args)]
+pub struct RecommendCommand {
+    /// The sweep's results/<run> directory.
+    pub dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How to judge the cells.
+    #[command(flatten)]
+    pub judging: RecommendArgs,
+}

@@ -1,0 +1,113 @@
+//! `contend run`: one cell and its servers, checked into a [`RunPlan`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use contend::provision::ProvisionOptions;
+use contend::record::CellSettings;
+
+use super::{CellArgs, ServerArgs};
+
+/// `contend run`.
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// What each cell runs.
+    #[command(flatten)]
+    pub cell: CellArgs,
+    /// Connections per instance's pool (ignored with --pool none).
+    #[arg(long, default_value_t = CellSettings::default().pool.size)]
+    pub pool_size: u32,
+    /// Application instances, each with its own pool.
+    #[arg(long, default_value_t = CellSettings::default().instances)]
+    pub instances: u32,
+    /// Directory under which results/<run>/ is created.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Where the servers come from.
+    #[command(flatten)]
+    pub servers: ServerArgs,
+}
+
+/// A validated `contend run`.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The cell.
+    pub cell: CellSettings,
+    /// The servers.
+    pub provision: ProvisionOptions,
+    /// Where results go.
+    pub results_root: PathBuf,
+}
+
+impl TryFrom<RunCommand> for RunPlan {
+    type Error = anyhow::Error;
+
+    fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
+        let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
+        let provision = ProvisionOptions::try_from(args.servers)?;
+        Ok(RunPlan {
+            cell,
+            provision,
+            results_root: args.results,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn run_plan(args: &[&str]) -> Result<RunPlan, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        RunPlan::try_from(*run).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn driver_threads_are_at_most_the_instances_and_default_to_the_cores() {
+        let base = [
+            "contend",
+            "run",
+            "--workload",
+            "sleep",
+            "--backend",
+            "external",
+            "--database-url",
+            "postgres://contend@127.0.0.1/contend",
+        ];
+        let threads = |extra: &[&str]| run_plan(&[&base[..], extra].concat()).map(|plan| plan.cell.driver.threads);
+        assert_eq!(threads(&["--instances", "4", "--driver-threads", "2"]), Ok(2));
+        assert_eq!(threads(&["--instances", "2", "--driver-threads", "8"]), Ok(2));
+        assert_eq!(threads(&["--driver-threads", "8"]), Ok(1), "one instance, one thread");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        assert_eq!(threads(&["--instances", "64"]), Ok(cores.min(64)));
+        assert!(threads(&["--driver-threads", "0"])
+            .unwrap_err()
+            .contains("--driver-threads 0"));
+    }
+
+    const EXTERNAL: [&str; 4] = [
+        "--backend",
+        "external",
+        "--database-url",
+        "postgres://contend@127.0.0.1/contend",
+    ];
+
+    /// The flags' defaults are the library's: a cell from no flags but the
+    /// workload is `CellSettings::default()` (one instance: one thread).
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let plan = run_plan(&[&["contend", "run", "--workload", "goal-count"][..], &EXTERNAL].concat()).unwrap();
+        let json = |cell: &CellSettings| serde_json::to_value(cell).unwrap();
+        assert_eq!(json(&plan.cell), json(&CellSettings::default()));
+        let defaults = ProvisionOptions::default();
+        assert_eq!(plan.provision.startup_timeout, defaults.startup_timeout);
+        assert_eq!(plan.provision.pg_image, defaults.pg_image);
+    }
+}
