@@ -147,7 +147,7 @@ fn cell(plan: &WorkloadPlan, scale: f64, pool_size: u32, clients: u32, duration_
         },
         pool: PoolSettings {
             size: pool_size,
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         driver: DriverSettings {
             load: Load::Closed { clients },

@@ -31,8 +31,10 @@
 //! results    a run directory on disk: whole-file writes, cells.jsonl and
 //!            failed.jsonl, run.json (records plus recommendations)
 //! render     records → text, summary.md, SVG plots, index.html
-//! exec       what runs in order: template, one cell, a sweep, a migration
-//!            under load, a run directory published
+//! exec       what runs in order: template, the one cell harness (copy,
+//!            checker/watchdog, pools, sampler) shared by run and migrate,
+//!            one cell, a sweep, a migration under load, a run directory
+//!            published
 //! ```
 //!
 //! The binary (src/bin/contend/) holds clap and every exit code; nothing in

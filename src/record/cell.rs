@@ -4,15 +4,13 @@
 //! Plain serde data, as written to `cells.jsonl` (schema
 //! [`CELL_SCHEMA`]); nothing here reads a file, runs a cell or formats.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use crate::client::{PoolKind, PoolSettings};
+use crate::client::PoolSettings;
 use crate::driver::{DriverSettings, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec};
 use crate::provision::{Backend, PgServer, RedisServer};
-use crate::workload::{InvariantCheck, WorkloadOverrides};
+use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
 
 /// Version of the cell record's schema; bumped on any incompatible change.
 pub const CELL_SCHEMA: &str = "contend.cell/1";
@@ -41,16 +39,9 @@ pub struct CellSettings {
 impl Default for CellSettings {
     fn default() -> Self {
         CellSettings {
-            workload: "goal-count".to_string(),
+            workload: goal_count::NAME.to_string(),
             overrides: WorkloadOverrides::default(),
-            // TODO(merge): PoolSettings::default()
-            pool: PoolSettings {
-                kind: PoolKind::Deadpool,
-                size: 10,
-                acquire_timeout: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(10),
-                statement_timeout: None,
-            },
+            pool: PoolSettings::default(),
             instances: 1,
             driver: DriverSettings::default(),
         }

@@ -93,7 +93,7 @@ fn each_bad_input_gets_one_line_naming_the_fix() {
     for (args, expected) in [
         (
             vec!["run", "--workload", "nope"],
-            "unknown workload `nope`: choose one of",
+            "invalid value 'nope' for '--workload <WORKLOAD>'",
         ),
         (
             vec!["run", "--workload", "wallet-transfer", "--strategy", "yolo"],

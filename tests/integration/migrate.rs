@@ -173,7 +173,7 @@ async fn a_cancelled_build_leaves_an_invalid_index_kept_when_asked() {
             pool: PoolSettings {
                 size: 2,
                 acquire_timeout: Duration::from_secs(10),
-                ..CellSettings::default().pool
+                ..Default::default()
             },
             driver: DriverSettings {
                 load: Load::Closed { clients: 2 },

@@ -216,7 +216,7 @@ async fn no_file_of_a_run_holds_the_clients_role_password() {
         },
         pool: PoolSettings {
             size: 2,
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         driver: DriverSettings {
             load: Load::Closed { clients: 2 },

@@ -29,7 +29,7 @@ fn cell(kind: PoolKind, size: u32, clients: u32, ramp: Ramp) -> CellSettings {
         pool: PoolSettings {
             kind,
             size,
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         driver: DriverSettings {
             load: Load::Closed { clients },
@@ -195,7 +195,10 @@ fn contend_run_prints_a_summary_and_appends_the_cell() {
 fn contend_run_refuses_bad_input_in_one_line() {
     let tmp = IsolatedTmp::new();
     for (args, expected) in [
-        (vec!["--workload", "nope"], "unknown workload `nope`"),
+        (
+            vec!["--workload", "nope"],
+            "invalid value 'nope' for '--workload <WORKLOAD>'",
+        ),
         (vec!["--workload", "goal-count", "--pool-size", "0"], "--pool-size 0"),
         (vec!["--workload", "goal-count", "--clients", "0"], "--clients 0"),
         (

@@ -29,7 +29,7 @@ fn cell(strategy: &str, settings: Vec<(String, String)>) -> CellSettings {
         pool: PoolSettings {
             size: 8,
             acquire_timeout: Duration::from_secs(10),
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         driver: DriverSettings {
             load: Load::Closed { clients: 64 },

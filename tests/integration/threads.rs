@@ -29,7 +29,7 @@ fn two_instances(kind: PoolKind, load: Load) -> CellSettings {
         pool: PoolSettings {
             kind,
             size: 2,
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         instances: 2,
         driver: DriverSettings {

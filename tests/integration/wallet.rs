@@ -31,7 +31,7 @@ fn cell(strategy: &str, clients: u32, pool_size: u32) -> CellSettings {
         },
         pool: PoolSettings {
             size: pool_size,
-            ..CellSettings::default().pool
+            ..Default::default()
         },
         driver: DriverSettings {
             load: Load::Closed { clients },

@@ -16,8 +16,8 @@ use contend::workload::WorkloadOverrides;
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.
 #[derive(Debug, Args)]
 pub struct CellArgs {
-    /// Workload to run: goal-count, seat-reservation, wallet-transfer, sleep, or script (pgbench-style --script files).
-    #[arg(long)]
+    /// Workload to run (script: pgbench-style --script files).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(contend::workload::WORKLOADS))]
     pub workload: String,
     /// Script workload: a pgbench-style script, with a relative weight as in pgbench's -f (repeatable; weight 1 when omitted).
     #[arg(long = "script", value_name = "FILE[@WEIGHT]")]
