@@ -11,6 +11,7 @@
 mod cell;
 mod error;
 mod migrate;
+mod pg_error;
 mod publish;
 mod run;
 mod sweep;

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::error::{connection_lost, pg_reason};
+use super::pg_error::{connection_lost, pg_reason};
 use crate::provision::{database_url, mask_url};
 use crate::record::TemplateInfo;
 use crate::workload::DataPlan;
