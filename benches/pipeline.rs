@@ -31,7 +31,7 @@ use contend::workload::WorkloadOverrides;
 use contend::{
     exec::run_cell,
     record::CellSettings,
-    results::{append_cell, new_run_dir},
+    results::{append_cell, RunDir},
 };
 use contend::{exec::run_migrate, record::MigrateSettings, results::write_migration};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
@@ -245,7 +245,9 @@ fn pipeline(c: &mut Criterion) {
             ..Default::default()
         }))
         .expect("provisioning servers for the bench");
-    let results: PathBuf = new_run_dir(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")), "bench");
+    let run_dir = RunDir::create(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")), "bench")
+        .expect("creating the bench's run directory");
+    let results: PathBuf = run_dir.path().to_path_buf();
     println!(
         "contend bench, {} profile: results in {}",
         profile.name,

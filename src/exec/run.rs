@@ -161,7 +161,7 @@ async fn measure<W: Workload>(
     })
 }
 
-/// Starts the servers for a run whose directory [`prepare_run_dir`] made;
+/// Starts the servers for a run whose directory [`crate::results::RunDir`] made;
 /// when they cannot start, the directory goes again if nothing is in it.
 pub async fn provision_for_run(
     dir: &std::path::Path,

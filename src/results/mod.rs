@@ -14,7 +14,7 @@ mod run_file;
 use std::path::{Path, PathBuf};
 
 pub use self::jsonl::{append_cell, append_failed, finished_cells, read_cells, read_failed, Finished};
-pub use self::run_dir::{new_run_dir, prepare_run_dir, read_migrations, remove_if_empty, write_migration};
+pub use self::run_dir::{read_migrations, remove_if_empty, write_migration, RunDir, LOCK_FILE};
 pub use self::run_file::{Machine, RunFile, RUN_SCHEMA};
 
 /// Why a results file could not be read or written.
@@ -39,6 +39,17 @@ pub enum ResultsError {
         /// Why.
         error: std::io::Error,
     },
+    /// Another contend holds the run directory's lock (it is writing there).
+    #[error("{} is in use by contend {}: wait for it to end or stop it, or choose another directory", dir.display(), pid.map_or("(pid unknown)".to_string(), |pid| format!("pid {pid}")))]
+    InUse {
+        /// The run directory.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it in the lock file.
+        pid: Option<u32>,
+    },
+    /// Not a directory at all.
+    #[error("{0} is not a directory: give the results/<run> directory to continue")]
+    NotARunDir(PathBuf),
     /// A file is not what contend writes.
     #[error("{path}: {reason}")]
     Format {
@@ -75,9 +86,16 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.tmp"));
+    // A name of this write's own: two processes (or threads) writing the
+    // same file never share, truncate or rename each other's temporary.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_file_name(format!(".{name}.{}.{write}.tmp", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()
     })();

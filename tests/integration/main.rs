@@ -14,6 +14,7 @@ mod migrate;
 mod old_results;
 mod report;
 mod run;
+mod run_dirs;
 mod sampler;
 mod script;
 mod seats;

@@ -10,14 +10,14 @@ use contend::driver::LiveCounts;
 use contend::render::migration_text;
 use contend::{
     exec::provision_for_run,
-    results::{new_run_dir, prepare_run_dir, remove_if_empty},
+    results::{remove_if_empty, RunDir},
 };
 use contend::{exec::run_migrate, results::write_migration};
 
 pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
     let plan = MigratePlan::try_from(args)?;
-    let dir = new_run_dir(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload));
-    prepare_run_dir(&dir)?;
+    let run_dir = RunDir::create(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload))?;
+    let dir = run_dir.path().to_path_buf();
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::spinner(&live, "migration under load · ");

@@ -10,14 +10,14 @@ use contend::driver::LiveCounts;
 use contend::render::cell_summary;
 use contend::{
     exec::{provision_for_run, run_cell, RunError},
-    results::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty},
+    results::{append_cell, remove_if_empty, RunDir},
 };
 use contend::{record::FailedCell, results::append_failed};
 
 pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let plan = RunPlan::try_from(args)?;
-    let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
-    prepare_run_dir(&dir)?;
+    let run_dir = RunDir::create(&plan.results_root, &plan.cell.workload)?;
+    let dir = run_dir.path().to_path_buf();
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::timed(&live, plan.cell.driver.warmup_s + plan.cell.driver.duration_s);

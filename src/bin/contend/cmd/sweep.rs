@@ -9,10 +9,7 @@ use crate::cmd::progress::{say, sweep_bar};
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::exec::{run_sweep, SweepEvent};
-use contend::{
-    exec::provision_for_run,
-    results::{new_run_dir, prepare_run_dir},
-};
+use contend::{exec::provision_for_run, results::RunDir};
 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     let plan = SweepPlanArgs::try_from(args)?;
@@ -22,11 +19,11 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         .first()
         .map(|c| c.settings.workload.clone())
         .unwrap_or_default();
-    let dir = plan
-        .resume
-        .clone()
-        .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
-    prepare_run_dir(&dir)?;
+    let run_dir = match &plan.resume {
+        Some(dir) => RunDir::open(dir)?,
+        None => RunDir::create(&plan.results_root, &format!("sweep-{workload}"))?,
+    };
+    let dir = run_dir.path().to_path_buf();
     let mut servers = provision_for_run(&dir, &plan.provision).await?;
     let bar = sweep_bar(plan.plan.cells.len());
     let already = plan.plan.cells.len();
