@@ -13,7 +13,10 @@ mod run_file;
 
 use std::path::{Path, PathBuf};
 
-pub use self::jsonl::{append_cell, append_failed, finished_cells, read_cells, read_failed, Finished};
+pub use self::jsonl::{
+    append_cell, append_failed, finished_cells, read_cells, read_cells_checked, read_failed, repair_cells, Finished,
+    TornLine,
+};
 pub use self::run_dir::{read_migrations, remove_if_empty, write_migration, RunDir, LOCK_FILE};
 pub use self::run_file::{Machine, RunFile, RUN_SCHEMA};
 

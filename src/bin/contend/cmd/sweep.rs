@@ -24,6 +24,11 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         None => RunDir::create(&plan.results_root, &format!("sweep-{workload}"))?,
     };
     let dir = run_dir.path().to_path_buf();
+    // A line cut by a crash goes before anything is appended after it; the
+    // cell it was is measured again.
+    if let Some(torn) = contend::results::repair_cells(&dir)? {
+        eprintln!("contend: warning: {torn}; removed, and that cell is measured again");
+    }
     let mut servers = provision_for_run(&dir, &plan.provision).await?;
     let bar = sweep_bar(plan.plan.cells.len());
     let already = plan.plan.cells.len();
