@@ -21,5 +21,6 @@ pub use self::error::RunError;
 pub use self::migrate::{run_migrate, MigrateError};
 pub use self::publish::{assemble_run_file, publish, this_machine};
 pub use self::run::{provision_for_run, run_cell};
-pub use self::sweep::{run_sweep, PlannedCell, SweepEvent, SweepOutcome, SweepPlan};
+pub use self::sweep::{run_sweep, SweepEvent, SweepOutcome, SweepPlan};
 pub use self::template::{copy_for_cell, drop_database, ensure_template, grant_cell_to, TemplateError};
+pub use crate::record::PlannedCell;

@@ -19,17 +19,8 @@ use super::error::RunError;
 use super::run::run_cell;
 use crate::driver::LiveCounts;
 use crate::provision::Servers;
-use crate::record::{cell_key, CellRecord, CellSettings, FailedCell, ServerLoss};
+use crate::record::{cell_key, CellRecord, FailedCell, PlannedCell, ServerLoss};
 use crate::results::{append_cell, append_failed, finished_cells};
-
-/// One cell of a sweep.
-#[derive(Debug, Clone)]
-pub struct PlannedCell {
-    /// max_connections to run it at (`None`: whatever the server has).
-    pub max_connections: Option<u32>,
-    /// What it runs.
-    pub settings: CellSettings,
-}
 
 /// The cells of a sweep, in run order.
 #[derive(Debug, Clone)]

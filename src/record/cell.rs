@@ -175,13 +175,17 @@ impl Scorecard {
 }
 
 /// The identity of a cell within a sweep: what a resumed sweep matches on.
+/// Readable for what tells cells of one sweep apart, and a digest of every
+/// setting (duration, warmup, scale, overrides, the workload file…), so a
+/// cell measured with other settings never stands in for this one.
 pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
+    let digest = serde_json::to_vec(settings).map_or_else(|_| String::new(), |json| super::sha256_hex(&json));
     let load = match settings.driver.load {
         Load::Closed { clients } => format!("clients={clients}"),
         Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
     };
     format!(
-        "{}{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={}",
+        "{}{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={} settings={}",
         settings.workload,
         if settings.overrides.migrated { " migrated" } else { "" },
         settings.overrides.strategy.as_deref().unwrap_or("default"),
@@ -189,14 +193,38 @@ pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
         settings.pool.size,
         settings.instances,
         settings.driver.seed,
+        &digest[..digest.len().min(12)],
     )
 }
 
-/// The key of a finished cell, from its record.
+/// The key of a finished cell, from its record: the settings it was
+/// planned with, as recorded. (The strategy a workload chose by default is
+/// not one of them: the planned cell did not name it either, and a key
+/// filled from it never matched the planned cell's.)
 pub fn record_key(record: &CellRecord) -> String {
-    let mut settings = record.settings.clone();
-    if settings.overrides.strategy.is_none() {
-        settings.overrides.strategy = record.strategy.clone();
+    cell_key(&record.settings, record.postgres.max_connections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_covers_every_setting_that_changes_what_is_measured() {
+        let planned = CellSettings::default();
+        let key = cell_key(&planned, 100);
+        assert_eq!(key, cell_key(&planned.clone(), 100));
+        let mut longer = planned.clone();
+        longer.driver.duration_s = 5.0;
+        let mut warmer = planned.clone();
+        warmer.driver.warmup_s = 0.0;
+        let mut bigger = planned.clone();
+        bigger.overrides.scale = Some(2.0);
+        let mut set = planned.clone();
+        set.overrides.settings.push(("traffic.delay_us".into(), "5".into()));
+        for other in [longer, warmer, bigger, set] {
+            assert_ne!(cell_key(&other, 100), key, "{other:?}");
+        }
+        assert_ne!(cell_key(&planned, 101), key);
     }
-    cell_key(&settings, record.postgres.max_connections)
 }

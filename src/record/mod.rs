@@ -9,6 +9,7 @@
 mod cell;
 mod failed;
 mod migration;
+mod plan;
 
 pub use self::cell::{
     cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, TemplateInfo,
@@ -19,3 +20,4 @@ pub use self::migration::{
     BuildProgressSample, ForegroundWindows, IndexCheck, MigrateSettings, MigrationRecord, PhaseSpan, PhaseWindow,
     StatementRun, MIGRATION_SCHEMA,
 };
+pub use self::plan::{sha256_hex, InputFile, PlannedCell, SweepPlanRecord, PLAN_SCHEMA};

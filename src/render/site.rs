@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::plots::{self, Plot};
 use super::text::{errors_text, recommendation_text, scorecard_text};
-use crate::record::{record_key, CellRecord, MigrationRecord};
+use crate::record::{cell_key, record_key, CellRecord, MigrationRecord};
 use crate::results::{write_whole, ResultsError, RunFile};
 
 /// Why a report could not be written.
@@ -109,7 +109,9 @@ fn failed_rows(run: &RunFile) -> Vec<[String; 6]> {
             let measured_later = run
                 .cells
                 .iter()
-                .position(|cell| record_key(cell) == failed.key)
+                // From the failed cell's settings, not its stored key: a key
+                // an older contend wrote has another form.
+                .position(|cell| record_key(cell) == cell_key(&failed.settings, failed.max_connections))
                 .map_or("no: run again with --resume".to_string(), |n| {
                     format!("yes, cell #{}", n + 1)
                 });

@@ -2,12 +2,14 @@
 //!
 //! Owns how records reach the disk and come back: every file written whole
 //! (a temporary file beside it, synced, renamed over it, the directory
-//! synced), `cells.jsonl` and `failed.jsonl` appended a line at a time,
-//! read back with a cut last line tolerated, and run.json. Every error
+//! synced), `cells.jsonl` and `failed.jsonl` appended a line at a time and
+//! read back with a torn last line tolerated, a sweep's plan.json, the run
+//! directory's exclusive name and lock, and run.json. Every error
 //! names the file. It never runs a cell and never computes or formats a
 //! figure.
 
 mod jsonl;
+mod plan;
 mod run_dir;
 mod run_file;
 
@@ -17,6 +19,7 @@ pub use self::jsonl::{
     append_cell, append_failed, finished_cells, read_cells, read_cells_checked, read_failed, repair_cells, Finished,
     TornLine,
 };
+pub use self::plan::{changed_inputs, input_files, read_plan, write_plan, PLAN_FILE};
 pub use self::run_dir::{read_migrations, remove_if_empty, write_migration, RunDir, LOCK_FILE};
 pub use self::run_file::{Machine, RunFile, RUN_SCHEMA};
 

@@ -229,3 +229,167 @@ fn resume_cuts_a_torn_last_line_and_measures_that_cell_again() {
         .collect();
     assert_eq!(sizes, vec![1, 2], "the cut cell measured again, once");
 }
+
+/// Issue 18, item 6: what an interrupted sweep tells the user to type,
+/// `contend sweep --resume DIR`, used to fail wanting --workload and
+/// --pool-sizes; retyped from memory, other settings got mixed in. Now the
+/// plan comes from the directory: the resumed cells have the run's
+/// duration and clients, not the defaults.
+#[test]
+fn resume_dir_alone_continues_with_the_runs_settings() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let mut sweep = crate::util::KillOnDrop(
+        tmp.contend()
+            .args(SWEEP)
+            .arg("--results")
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let one_done = crate::util::wait_until(std::time::Duration::from_secs(60), || {
+        run_dirs_under(&results)
+            .first()
+            .is_some_and(|dir| !lines_of(&dir.join("cells.jsonl")).is_empty())
+    });
+    assert!(one_done.is_some(), "a cell finished");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sweep.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    sweep.0.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut sweep.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    let dir = run_dirs_under(&results).remove(0);
+    let told = format!("continue with --resume {}", dir.display());
+    assert!(stderr.contains(&told), "{stderr}");
+    let before = lines_of(&dir.join("cells.jsonl")).len();
+    assert!(before < 3, "interrupted midway: {before} cells");
+
+    let output = tmp.contend().arg("sweep").arg("--resume").arg(&dir).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let records: Vec<serde_json::Value> = lines_of(&dir.join("cells.jsonl"))
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let sizes: Vec<u64> = records
+        .iter()
+        .map(|r| r["settings"]["pool"]["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, vec![1, 2, 3], "every cell once: {stderr}");
+    for record in &records {
+        assert_eq!(record["settings"]["driver"]["duration_s"], 1.0);
+        assert_eq!(record["settings"]["driver"]["warmup_s"], 0.0);
+        assert_eq!(
+            record["settings"]["driver"]["load"]["clients"], 2,
+            "{}",
+            record["settings"]["driver"]
+        );
+        assert_eq!(record["backend"], "local");
+    }
+}
+
+/// Flags beside `--resume` that differ from the run's are refused, each
+/// named with both values, in one line, before any server starts; the
+/// directory is left as it was.
+#[test]
+fn resume_with_differing_flags_is_refused_naming_each() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let dir = finished_sweep(&tmp);
+    let cells = std::fs::read(dir.join("cells.jsonl")).unwrap();
+    let output = tmp
+        .contend()
+        .args([
+            "sweep",
+            "--duration",
+            "5s",
+            "--set",
+            "traffic.delay_us=5",
+            "--pool-sizes",
+            "1,2",
+        ])
+        .arg("--resume")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("--duration 5s differs from the run's 1s"), "{stderr}");
+    assert!(
+        stderr.contains("--set traffic.delay_us=5 differs from the run's (none)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--pool-sizes"), "the same pool sizes agree: {stderr}");
+    assert!(tmp.run_dirs().is_empty(), "no server started");
+    assert_eq!(std::fs::read(dir.join("cells.jsonl")).unwrap(), cells);
+
+    // The run's own flags, retyped, agree: nothing is left to measure.
+    let output = tmp
+        .contend()
+        .args(TWO_CELLS)
+        .arg("--resume")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_eq!(lines_of(&dir.join("cells.jsonl")).len(), 2);
+}
+
+/// A directory an earlier contend wrote has no plan.json: resuming it is
+/// refused, saying why, while `report` still reads it.
+#[test]
+fn resume_of_a_directory_without_a_plan_is_refused_but_it_still_reports() {
+    let tmp = IsolatedTmp::new();
+    let dir = fixture_sweep(&tmp);
+    let output = tmp.contend().arg("sweep").arg("--resume").arg(&dir).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("it has no plan.json"), "{stderr}");
+    let report = tmp.contend().args(["report", "--rebuild"]).arg(&dir).output().unwrap();
+    assert!(report.status.success(), "{:?}", text(&report));
+}
+
+/// A script changed since the sweep started would make the resumed cells
+/// measure other SQL under the same settings: refused.
+#[test]
+fn resume_after_a_script_changed_is_refused() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let script = tmp.path().join("one.sql");
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args(["sweep", "--workload", "script", "--script"])
+        .arg(&script)
+        .args([
+            "--pool-sizes",
+            "1",
+            "--clients",
+            "1",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+        ])
+        .args(["--backend", "local", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    let dir = run_dirs_under(&results).remove(0);
+    std::fs::write(&script, "SELECT 2;\n").unwrap();
+    let output = tmp.contend().arg("sweep").arg("--resume").arg(&dir).output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let expected = format!("--script {} has changed since the sweep started", script.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+}

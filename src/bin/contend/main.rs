@@ -12,16 +12,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 mod cmd;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 use crate::cmd::Outcome;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         // --help and --version.
         Err(e) if !e.use_stderr() => {

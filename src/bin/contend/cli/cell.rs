@@ -17,8 +17,10 @@ use contend::workload::WorkloadOverrides;
 #[derive(Debug, Args)]
 pub struct CellArgs {
     /// Workload to run (script: pgbench-style --script files).
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(contend::workload::WORKLOADS))]
-    pub workload: String,
+    // An `Option` only so that `sweep --resume DIR` can take it from the
+    // run's plan; every other subcommand requires it.
+    #[arg(long, required = true, value_parser = clap::builder::PossibleValuesParser::new(contend::workload::WORKLOADS))]
+    pub workload: Option<String>,
     /// Script workload: a pgbench-style script, with a relative weight as in pgbench's -f (repeatable; weight 1 when omitted).
     #[arg(long = "script", value_name = "FILE[@WEIGHT]")]
     pub scripts: Vec<ScriptFile>,
@@ -179,7 +181,7 @@ impl CellArgs {
             None => None,
         };
         let cell = CellSettings {
-            workload: self.workload.clone(),
+            workload: self.workload_name()?.to_string(),
             overrides: WorkloadOverrides {
                 scale: self.scale,
                 think_time_ms: self.think_time.map(|d| d.as_millis() as u64),
@@ -208,6 +210,13 @@ impl CellArgs {
         Ok(cell)
     }
 
+    /// `--workload`: clap requires it everywhere but beside `sweep --resume`.
+    fn workload_name(&self) -> anyhow::Result<&str> {
+        self.workload
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--workload is required: name the workload to run"))
+    }
+
     /// The script workload's files and data; refused for other workloads.
     fn script_settings(&self) -> anyhow::Result<Option<ScriptSettings>> {
         let data = match (&self.init_sql, self.pgbench_scale) {
@@ -215,11 +224,11 @@ impl CellArgs {
             (None, Some(scale)) => ScriptData::PgbenchTables { scale },
             (None, None) => ScriptData::Empty,
         };
-        if self.workload != contend::workload::script::NAME {
+        if self.workload_name()? != contend::workload::script::NAME {
             anyhow::ensure!(
                 self.scripts.is_empty() && data == ScriptData::Empty,
                 "--script, --init-sql and --pgbench-scale are for --workload script, not {}",
-                self.workload
+                self.workload_name()?
             );
             return Ok(None);
         }

@@ -21,7 +21,7 @@ mod run;
 mod servers;
 mod sweep;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use self::cell::CellArgs;
 pub use self::compare::CompareCommand;
@@ -68,4 +68,19 @@ pub enum Command {
     /// Compare two runs' cells (goodput, p95/p99 per operation, mean time per
     /// query) and exit 1 on a regression beyond the threshold and the noise.
     Compare(CompareCommand),
+}
+
+/// Parses the command line. `sweep` also learns which of its flags were
+/// given (not defaulted): beside `--resume` those must agree with the run.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Sweep(sweep), Some(("sweep", sub))) = (&mut cli.command, matches.subcommand()) {
+        sweep.given = sub
+            .ids()
+            .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+            .map(|id| id.as_str().to_string())
+            .collect();
+    }
+    Ok(cli)
 }

@@ -1,24 +1,33 @@
 //! `contend sweep`: the grid of pool sizes × instances × max_connections
-//! (× repeats), checked into a [`SweepPlan`] in run order.
+//! (× repeats), checked into a [`SweepPlan`] in run order; and `--resume
+//! DIR`, which takes that plan from the run's plan.json and refuses flags
+//! beside it that differ from it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use contend::analysis::RecommendOptions;
 use contend::exec::{PlannedCell, SweepPlan};
 use contend::provision::ProvisionOptions;
+use contend::record::SweepPlanRecord;
 
 use super::{CellArgs, RecommendArgs, ServerArgs};
 
 /// `contend sweep`.
 #[derive(Debug, Args)]
+#[command(mut_arg("workload", |arg| arg.required(false).required_unless_present("resume")))]
 pub struct SweepCommand {
     /// What each cell runs.
     #[command(flatten)]
     pub cell: CellArgs,
     /// Pool sizes per instance, comma-separated, e.g. 1,2,4,8,16,32,64.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "N,N,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "resume",
+        value_name = "N,N,..."
+    )]
     pub pool_sizes: Vec<u32>,
     /// Application instance counts, comma-separated.
     #[arg(
@@ -32,7 +41,9 @@ pub struct SweepCommand {
     /// recommendation takes medians, and the spread shows the noise.
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
-    /// Continue the sweep in this results/<run> directory, running only the cells it lacks.
+    /// Continue the sweep in this results/<run> directory, running only the
+    /// cells it lacks, with the settings it was started with (flags given
+    /// beside it must agree with them).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Directory under which results/<run>/ is created.
@@ -44,6 +55,10 @@ pub struct SweepCommand {
     /// How the recommendation printed at the end judges the cells.
     #[command(flatten)]
     pub judging: RecommendArgs,
+    /// Ids of the flags given on the command line (not defaulted), filled
+    /// by [`super::parse`].
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 /// A validated `contend sweep`.
@@ -53,10 +68,9 @@ pub struct SweepPlanArgs {
     pub plan: SweepPlan,
     /// The servers (max_connections set per cell by the sweep).
     pub provision: ProvisionOptions,
-    /// Where results go: a new run directory under this root, or the one resumed.
+    /// Where results go: a new run directory under this root (unused by a
+    /// resume, which writes in the directory it resumes).
     pub results_root: PathBuf,
-    /// A run directory to resume.
-    pub resume: Option<PathBuf>,
     /// How the recommendation at the end judges the cells.
     pub recommend: RecommendOptions,
 }
@@ -101,8 +115,251 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             plan: SweepPlan { cells },
             provision,
             results_root: args.results,
-            resume: args.resume,
             recommend,
         })
     }
+}
+
+/// A setting of the cells and the flags that set it: where it sits in a
+/// serialized [`PlannedCell`], and how its value reads.
+struct Setting {
+    flag: &'static str,
+    ids: &'static [&'static str],
+    pointer: &'static str,
+}
+
+const fn setting(flag: &'static str, ids: &'static [&'static str], pointer: &'static str) -> Setting {
+    Setting { flag, ids, pointer }
+}
+
+/// Every setting of a cell a flag sets.
+const CELL_SETTINGS: &[Setting] = &[
+    setting("--workload", &["workload"], "/settings/workload"),
+    setting("--script", &["scripts"], "/settings/overrides/script/scripts"),
+    setting(
+        "--init-sql/--pgbench-scale",
+        &["init_sql", "pgbench_scale"],
+        "/settings/overrides/script/data",
+    ),
+    setting(
+        "--workload-file",
+        &["workload_file"],
+        "/settings/overrides/defaults_file",
+    ),
+    setting("--set", &["workload_settings"], "/settings/overrides/settings"),
+    setting("--scale", &["scale"], "/settings/overrides/scale"),
+    setting("--think-time", &["think_time"], "/settings/overrides/think_time_ms"),
+    setting("--cache", &["cache"], "/settings/overrides/cache"),
+    setting("--strategy", &["strategy"], "/settings/overrides/strategy"),
+    setting("--migrated", &["migrated"], "/settings/overrides/migrated"),
+    setting("--pool", &["pool"], "/settings/pool/kind"),
+    setting("--pool-sizes", &["pool_sizes"], "/settings/pool/size"),
+    setting(
+        "--acquire-timeout",
+        &["acquire_timeout"],
+        "/settings/pool/acquire_timeout",
+    ),
+    setting(
+        "--statement-timeout",
+        &["statement_timeout"],
+        "/settings/pool/statement_timeout",
+    ),
+    setting("--instances", &["instances"], "/settings/instances"),
+    setting(
+        "--clients/--rate",
+        &["clients", "rate", "max_in_flight"],
+        "/settings/driver/load",
+    ),
+    setting("--ramp", &["ramp"], "/settings/driver/ramp"),
+    setting("--warmup", &["warmup"], "/settings/driver/warmup_s"),
+    setting("--duration", &["duration"], "/settings/driver/duration_s"),
+    setting("--max-retries", &["max_retries"], "/settings/driver/max_retries"),
+    setting("--seed/--repeat", &["seed", "repeat"], "/settings/driver/seed"),
+    setting("--driver-threads", &["driver_threads"], "/settings/driver/threads"),
+    setting("--max-connections", &["max_connections"], "/max_connections"),
+];
+
+/// Settings of the servers that change what is measured.
+const SERVER_SETTINGS: &[Setting] = &[
+    setting("--backend", &["backend"], "/backend"),
+    setting("--pg-setting", &["pg_settings"], "/pg_settings"),
+    setting("--pg-image", &["pg_image"], "/pg_image"),
+    setting("--redis-image", &["redis_image"], "/redis_image"),
+];
+
+/// A value as the flag would give it: seconds with an `s`, durations as
+/// humantime writes them, strings bare.
+fn shown(pointer: &str, value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "(none)".into(),
+        Value::String(text) => text.clone(),
+        Value::Number(n) if pointer.ends_with("_s") => format!("{}s", n.as_f64().unwrap_or_default()),
+        Value::Array(items) if items.is_empty() => "(none)".into(),
+        // --set and --pg-setting pairs, KEY=VALUE as given.
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item.as_array().map(Vec::as_slice) {
+                Some([Value::String(key), Value::String(value)]) => format!("{key}={value}"),
+                _ => shown(pointer, item),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Value::Object(map) if map.len() == 2 && map.contains_key("secs") && map.contains_key("nanos") => {
+            let secs = map["secs"].as_u64().unwrap_or(0);
+            let nanos = map["nanos"].as_u64().unwrap_or(0) as u32;
+            humantime::format_duration(std::time::Duration::new(secs, nanos)).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Each value `setting` takes over `values`, once each, in order.
+fn values_of(setting: &Setting, values: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    for value in values {
+        let at = value.pointer(setting.pointer).cloned().unwrap_or_default();
+        if !seen.contains(&at) {
+            seen.push(at);
+        }
+    }
+    seen
+}
+
+/// One sentence per setting given by a flag in `given` whose value in
+/// `asked` is not the one in `run`.
+fn differences(
+    settings: &[Setting],
+    given: &[String],
+    asked: &[serde_json::Value],
+    run: &[serde_json::Value],
+) -> Vec<String> {
+    settings
+        .iter()
+        .filter(|s| s.ids.iter().any(|id| given.iter().any(|g| g == id)))
+        .filter_map(|s| {
+            let (asked, run) = (values_of(s, asked), values_of(s, run));
+            (asked != run).then(|| {
+                let show = |values: &[serde_json::Value]| {
+                    values.iter().map(|v| shown(s.pointer, v)).collect::<Vec<_>>().join(",")
+                };
+                format!("{} {} differs from the run's {}", s.flag, show(&asked), show(&run))
+            })
+        })
+        .collect()
+}
+
+/// Flag ids beside `--resume` that say where the servers are or how to
+/// judge, not what is measured: they may differ from the run's.
+const FREE_BESIDE_RESUME: &[&str] = &[
+    "resume",
+    "results",
+    "database_url",
+    "redis_url",
+    "pg_bin",
+    "pg_port",
+    "redis_port",
+    "startup_timeout",
+    "goodput_share",
+    "p99_slo_ms",
+    "headroom",
+    "cores",
+    "spindles",
+    "formulas",
+];
+
+impl SweepCommand {
+    /// The sweep `--resume DIR` continues: `run`'s plan (read from DIR),
+    /// with the servers' URLs, ports and timeouts from these flags and the
+    /// recommendation judged as they say. Every other flag given must agree
+    /// with the run; when any does not, the error names each that differs.
+    pub fn resumed(mut self, dir: &Path, run: &SweepPlanRecord) -> anyhow::Result<SweepPlanArgs> {
+        let recommend = RecommendOptions::try_from(&self.judging)?;
+        let given = std::mem::take(&mut self.given);
+        let mut servers = self.servers.clone();
+        servers.max_connections.truncate(1);
+        let current = ProvisionOptions::try_from(servers)?;
+        let mut provision = ProvisionOptions {
+            database_url: current.database_url.clone(),
+            redis_url: current.redis_url.clone(),
+            ..run.provision.clone()
+        };
+        let is_given = |id: &str| given.iter().any(|g| g == id);
+        if is_given("pg_bin") {
+            provision.pg_bin = current.pg_bin.clone();
+        }
+        if is_given("pg_port") {
+            provision.pg_port = current.pg_port;
+        }
+        if is_given("redis_port") {
+            provision.redis_port = current.redis_port;
+        }
+        if is_given("startup_timeout") {
+            provision.startup_timeout = current.startup_timeout;
+        }
+        let results_root = self.results.clone();
+        if given.iter().any(|id| !FREE_BESIDE_RESUME.contains(&id.as_str())) {
+            self.check_against(dir, run, &given)?;
+        }
+        Ok(SweepPlanArgs {
+            plan: SweepPlan {
+                cells: run.cells.clone(),
+            },
+            provision,
+            results_root,
+            recommend,
+        })
+    }
+
+    /// Builds the plan these flags describe — what they leave out taken
+    /// from the run — and refuses it naming every given flag that differs.
+    fn check_against(mut self, dir: &Path, run: &SweepPlanRecord, given: &[String]) -> anyhow::Result<()> {
+        let first = run.cells.first().map(|c| &c.settings);
+        if self.cell.workload.is_none() {
+            self.cell.workload = first.map(|s| s.workload.clone());
+        }
+        if self.pool_sizes.is_empty() {
+            for cell in &run.cells {
+                if !self.pool_sizes.contains(&cell.settings.pool.size) {
+                    self.pool_sizes.push(cell.settings.pool.size);
+                }
+            }
+        }
+        if let Some(script) = first.and_then(|s| s.overrides.script.as_ref()) {
+            if self.cell.scripts.is_empty() {
+                self.cell.scripts = script.scripts.clone();
+            }
+            if self.cell.init_sql.is_none() && self.cell.pgbench_scale.is_none() {
+                match &script.data {
+                    contend::workload::script::ScriptData::InitSql { path } => self.cell.init_sql = Some(path.clone()),
+                    contend::workload::script::ScriptData::PgbenchTables { scale } => {
+                        self.cell.pgbench_scale = Some(*scale)
+                    }
+                    contend::workload::script::ScriptData::Empty => {}
+                }
+            }
+        }
+        let asked = SweepPlanArgs::try_from(self)?;
+        let asked_cells: Vec<_> = asked.plan.cells.iter().map(json).collect();
+        let run_cells: Vec<_> = run.cells.iter().map(json).collect();
+        let mut differ = differences(CELL_SETTINGS, given, &asked_cells, &run_cells);
+        differ.extend(differences(
+            SERVER_SETTINGS,
+            given,
+            &[json(&asked.provision)],
+            &[json(&run.provision)],
+        ));
+        anyhow::ensure!(
+            differ.is_empty(),
+            "--resume {}: {}; give the run's settings, or none (contend sweep --resume {0})",
+            dir.display(),
+            differ.join("; ")
+        );
+        Ok(())
+    }
+}
+
+/// `value` as JSON, to compare settings field by field.
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }

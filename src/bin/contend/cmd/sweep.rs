@@ -4,24 +4,21 @@
 
 use std::sync::Arc;
 
+use std::path::Path;
+
 use crate::cli::{SweepCommand, SweepPlanArgs};
 use crate::cmd::progress::{say, sweep_bar};
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
+use contend::exec::provision_for_run;
 use contend::exec::{run_sweep, SweepEvent};
-use contend::{exec::provision_for_run, results::RunDir};
+use contend::record::{SweepPlanRecord, PLAN_SCHEMA};
+use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, write_plan, RunDir};
 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
-    let plan = SweepPlanArgs::try_from(args)?;
-    let workload = plan
-        .plan
-        .cells
-        .first()
-        .map(|c| c.settings.workload.clone())
-        .unwrap_or_default();
-    let run_dir = match &plan.resume {
-        Some(dir) => RunDir::open(dir)?,
-        None => RunDir::create(&plan.results_root, &format!("sweep-{workload}"))?,
+    let (plan, run_dir) = match args.resume.clone() {
+        Some(dir) => resume(args, &dir)?,
+        None => start(args)?,
     };
     let dir = run_dir.path().to_path_buf();
     // A line cut by a crash goes before anything is appended after it; the
@@ -112,4 +109,54 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             })
         }
     }
+}
+
+/// A new sweep: its directory, and its plan written there before any
+/// server starts.
+fn start(args: SweepCommand) -> anyhow::Result<(SweepPlanArgs, RunDir)> {
+    let plan = SweepPlanArgs::try_from(args)?;
+    let workload = plan
+        .plan
+        .cells
+        .first()
+        .map(|c| c.settings.workload.clone())
+        .unwrap_or_default();
+    let inputs = input_files(&plan.plan.cells)?;
+    let run_dir = RunDir::create(&plan.results_root, &format!("sweep-{workload}"))?;
+    let record = SweepPlanRecord {
+        schema: PLAN_SCHEMA.to_string(),
+        contend_version: env!("CARGO_PKG_VERSION").to_string(),
+        written_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        cells: plan.plan.cells.clone(),
+        // URLs may hold a password: a resume takes them from its own flags.
+        provision: contend::provision::ProvisionOptions {
+            database_url: None,
+            redis_url: None,
+            ..plan.provision.clone()
+        },
+        inputs,
+    };
+    write_plan(run_dir.path(), &record).inspect_err(|_| remove_if_empty(run_dir.path()))?;
+    Ok((plan, run_dir))
+}
+
+/// `--resume DIR`: the directory locked, its plan read, the flags beside
+/// it and the files its cells read checked against the plan.
+fn resume(args: SweepCommand, dir: &Path) -> anyhow::Result<(SweepPlanArgs, RunDir)> {
+    let run_dir = RunDir::open(dir)?;
+    let Some(run) = read_plan(dir)? else {
+        anyhow::bail!(
+            "--resume {}: it has no plan.json (not a sweep, or one started by a contend that did not record its plan), so its settings cannot be checked and resuming could mix cells measured differently; start a new sweep (contend report {0} still reports it)",
+            dir.display()
+        );
+    };
+    let plan = args.resumed(dir, &run)?;
+    let changed = changed_inputs(&run.inputs);
+    anyhow::ensure!(
+        changed.is_empty(),
+        "--resume {}: {}; restore it, or start a new sweep",
+        dir.display(),
+        changed.join("; ")
+    );
+    Ok((plan, run_dir))
 }
