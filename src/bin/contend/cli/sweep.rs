@@ -339,7 +339,11 @@ impl SweepCommand {
                 }
             }
         }
-        let asked = SweepPlanArgs::try_from(self)?;
+        let mut asked = SweepPlanArgs::try_from(self)?;
+        // auto agrees with whatever it chose when the sweep started.
+        if asked.provision.backend == contend::provision::BackendChoice::Auto {
+            asked.provision.backend = run.provision.backend;
+        }
         let asked_cells: Vec<_> = asked.plan.cells.iter().map(json).collect();
         let run_cells: Vec<_> = run.cells.iter().map(json).collect();
         let mut differ = differences(CELL_SETTINGS, given, &asked_cells, &run_cells);

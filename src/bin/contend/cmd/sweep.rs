@@ -12,10 +12,12 @@ use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::exec::provision_for_run;
 use contend::exec::{run_sweep, SweepEvent};
+use contend::provision::{Backend, BackendChoice};
 use contend::record::{SweepPlanRecord, PLAN_SCHEMA};
-use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, write_plan, RunDir};
+use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, write_plan, RunDir, PLAN_FILE};
 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
+    let fresh = args.resume.is_none();
     let (plan, run_dir) = match args.resume.clone() {
         Some(dir) => resume(args, &dir)?,
         None => start(args)?,
@@ -26,7 +28,29 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     if let Some(torn) = contend::results::repair_cells(&dir)? {
         eprintln!("contend: warning: {torn}; removed, and that cell is measured again");
     }
-    let mut servers = provision_for_run(&dir, &plan.provision).await?;
+    let mut servers = match provision_for_run(&dir, &plan.provision).await {
+        Ok(servers) => servers,
+        Err(error) => {
+            // A new sweep that never got servers leaves no directory.
+            if fresh {
+                let _ = std::fs::remove_file(dir.join(PLAN_FILE));
+                remove_if_empty(&dir);
+            }
+            return Err(error.into());
+        }
+    };
+    if fresh && plan.provision.backend == BackendChoice::Auto {
+        // The plan names the backend auto chose, so a resume measures on
+        // the same kind of server even if docker comes or goes meanwhile.
+        if let Some(mut record) = read_plan(&dir)? {
+            record.provision.backend = match servers.backend {
+                Backend::Local => BackendChoice::Local,
+                Backend::Docker => BackendChoice::Docker,
+                Backend::External => BackendChoice::External,
+            };
+            write_plan(&dir, &record)?;
+        }
+    }
     let bar = sweep_bar(plan.plan.cells.len());
     let already = plan.plan.cells.len();
     let mut violated = false;
