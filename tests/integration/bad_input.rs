@@ -324,3 +324,35 @@ fn numbers_that_would_hang_or_overflow_are_refused_before_anything_starts() {
         "traffic.zipf_exponent inf: give a finite exponent",
     );
 }
+
+/// `--pg-setting` cannot open the server beyond loopback, move its files
+/// out of the run directory or run commands: refused before any server
+/// starts, naming why.
+#[test]
+fn pg_settings_contend_owns_are_refused_before_any_server_starts() {
+    for (setting, why) in [
+        ("listen_addresses=*", "listen on 127.0.0.1 only"),
+        ("port=5432", "use --pg-port"),
+        ("unix_socket_directories=/tmp", "teardown removes"),
+        ("hba_file=/etc/postgresql/pg_hba.conf", "password-only"),
+        ("ident_file=/tmp/x", "password-only"),
+        ("data_directory=/var/lib/postgresql", "teardown removes"),
+        ("config_file=/tmp/postgresql.conf", "initdb wrote"),
+        ("external_pid_file=/tmp/pid", "outlive teardown"),
+        ("ssl_key_file=/etc/ssl/private/key.pem", "no TLS settings"),
+        ("archive_command=touch /tmp/pwned", "shell command"),
+        ("Listen_Addresses=0.0.0.0", "listen on 127.0.0.1 only"),
+    ] {
+        let key = setting.split_once('=').unwrap().0;
+        for backend in ["local", "docker"] {
+            refused(
+                &["provision", "--backend", backend, "--pg-setting", setting, "--", "true"],
+                &format!("--pg-setting {key}: "),
+            );
+            refused(
+                &["provision", "--backend", backend, "--pg-setting", setting, "--", "true"],
+                why,
+            );
+        }
+    }
+}
