@@ -27,7 +27,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 
 use super::docker_api;
 use super::owner::{self, Owner, LABEL_PID};
@@ -45,6 +45,10 @@ const STAND_IN_PREFIX: &str = "contend-standin/";
 const LABEL_SESSION: &str = "contend.session";
 const LABEL_ROLE: &str = "contend.role";
 const DB_USER: &str = "contend";
+/// Where the PostgreSQL container finds its password.
+const PG_PASSWORD_FILE: &str = "/run/contend/pg-password";
+/// redis-server's configuration, with its password, in the container.
+const REDIS_CONFIG_FILE: &str = "/data/contend-redis.conf";
 /// Parallel query plans need more than docker's default 64 MB /dev/shm.
 const SHM_BYTES: u64 = 512 * 1024 * 1024;
 /// How long a pull may take before the image counts as unavailable.
@@ -385,10 +389,17 @@ async fn start_postgres(
             command.push("-c".into());
             command.push(format!("{key}={value}"));
         }
+        // The password goes in as a file the entrypoint reads as root
+        // (POSTGRES_PASSWORD_FILE, as with docker secrets), never in the
+        // container's environment, which `docker inspect` shows.
         let request = base_request(image, "postgres", session, timeout)
             .with_env_var("POSTGRES_USER", DB_USER)
-            .with_env_var("POSTGRES_PASSWORD", password)
+            .with_env_var("POSTGRES_PASSWORD_FILE", PG_PASSWORD_FILE)
             .with_env_var("POSTGRES_DB", "postgres")
+            .with_copy_to(
+                CopyTargetOptions::new(PG_PASSWORD_FILE).with_mode(0o600),
+                password.as_bytes().to_vec(),
+            )
             .with_shm_size(SHM_BYTES)
             .with_cmd(command);
         let container = request.start().await.map_err(|e| ProvisionError::Container {
@@ -417,21 +428,16 @@ async fn start_redis(
     let password = generate_password();
     let password = &password;
     on_a_free_port("Redis", port_hint, |port| async move {
-        let command: Vec<String> = vec![
-            "redis-server".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--save".into(),
-            "".into(),
-            "--appendonly".into(),
-            "no".into(),
-            "--requirepass".into(),
-            password.clone(),
-        ];
+        // The password goes in a config file (in /data, which the
+        // entrypoint gives to the redis user), never on redis-server's
+        // command line, where `ps` on the host shows it to every user.
+        let config = super::local::redis_config(port, password, None);
         let container = base_request(image, "redis", session, timeout)
-            .with_cmd(command)
+            .with_copy_to(
+                CopyTargetOptions::new(REDIS_CONFIG_FILE).with_mode(0o600),
+                config.into_bytes(),
+            )
+            .with_cmd(["redis-server", REDIS_CONFIG_FILE])
             .start()
             .await
             .map_err(|e| ProvisionError::Container {

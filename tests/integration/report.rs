@@ -16,7 +16,7 @@ fn only_run_dir(results: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
