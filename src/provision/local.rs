@@ -24,7 +24,9 @@ use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOpti
 
 /// Prefix of run directories under the temp dir; [`super::stale`] looks for it.
 pub(super) const RUN_DIR_PREFIX: &str = "contend-run-";
-/// File in a run directory naming the contend pid that owns it.
+/// File in a run directory naming the contend that owns it: its pid, its
+/// start time and its host identity, one a line (an older contend wrote the
+/// pid alone).
 pub(super) const OWNER_FILE: &str = "owner.pid";
 /// File in a run directory naming the redis-server pid.
 pub(super) const REDIS_PID_FILE: &str = "redis.pid";
@@ -110,8 +112,16 @@ impl RunDir {
         ));
         fs::create_dir(&path).map_err(ProvisionError::io(format!("creating {}", path.display())))?;
         let dir = RunDir { path };
-        fs::write(dir.path.join(OWNER_FILE), std::process::id().to_string())
-            .map_err(ProvisionError::io("writing the run directory's owner file"))?;
+        // pid, start time, host: stale cleanup removes the directory only
+        // when this names a contend provably gone from its host (a temp
+        // dir can be shared with other pid namespaces).
+        let pid = std::process::id();
+        let started = super::owner::process_start_time(pid as i32).map_or_else(String::new, |t| t.to_string());
+        fs::write(
+            dir.path.join(OWNER_FILE),
+            format!("{pid}\n{started}\n{}\n", super::owner::host_identity()),
+        )
+        .map_err(ProvisionError::io("writing the run directory's owner file"))?;
         fs::set_permissions(&dir.path, fs::Permissions::from_mode(0o700))
             .map_err(ProvisionError::io("restricting the run directory"))?;
         if let Some(account) = run_as {

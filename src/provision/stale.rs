@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 
 use super::docker_api::PROXY_SOCKET_PREFIX;
 use super::local::{OWNER_FILE, REDIS_PID_FILE, RUN_DIR_PREFIX};
+use super::owner::{host_identity, process_start_time};
 use super::process::pid_alive;
 
 /// Removes run directories left by dead contend processes, returning one
@@ -23,6 +24,7 @@ pub fn remove_stale_local_runs() -> Vec<String> {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return Vec::new();
     };
+    let this_host = host_identity();
     let mut removed = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -40,7 +42,7 @@ pub fn remove_stale_local_runs() -> Vec<String> {
         }
         let dir = entry.path();
         let owner = read_pid(&dir.join(OWNER_FILE));
-        if owner.is_some_and(pid_alive) {
+        if !owner_gone(&dir.join(OWNER_FILE), &this_host) {
             continue;
         }
         let stopped = stop_leftover_servers(&dir);
@@ -58,6 +60,26 @@ pub fn remove_stale_local_runs() -> Vec<String> {
         }
     }
     removed
+}
+
+/// Whether the contend an owner file names is provably gone: the file
+/// names this host and a pid that is dead or was reused (another start
+/// time). A file naming another host or pid namespace is never stale from
+/// here; one with a pid alone (an older contend's) is stale when the pid is
+/// dead, and so is a missing or unreadable one (a contend killed before it
+/// wrote it).
+fn owner_gone(owner_file: &Path, this_host: &str) -> bool {
+    let text = fs::read_to_string(owner_file).unwrap_or_default();
+    let mut lines = text.lines().map(str::trim);
+    let Some(pid) = lines.next().and_then(|p| p.parse::<i32>().ok()) else {
+        return true;
+    };
+    let started = lines.next().and_then(|s| s.parse::<u64>().ok());
+    match lines.next() {
+        Some(host) if !host.is_empty() && host != this_host => false,
+        _ if !pid_alive(pid) => true,
+        _ => matches!((started, process_start_time(pid)), (Some(then), Some(now)) if then != now),
+    }
 }
 
 /// Stops a postmaster or redis-server still running from `dir`; returns how
