@@ -30,9 +30,7 @@ pub fn remove_stale_local_runs() -> Vec<String> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(pid) = proxy_socket_owner(name) {
-            // The docker API proxy's socket; nothing runs behind it once its
-            // contend is gone.
-            if !pid_alive(pid) {
+            if proxy_socket_stale(&entry.path(), pid) {
                 let _ = fs::remove_file(entry.path());
             }
             continue;
@@ -109,16 +107,48 @@ fn stop_leftover_servers(dir: &Path) -> usize {
     stopped
 }
 
-/// `contend-docker-<pid>.sock` → pid.
+/// Whether a docker API proxy socket is a dead contend's: nothing runs
+/// behind it once its contend is gone. One that still accepts a connection
+/// is a live contend's, whatever its pid says here (another pid namespace).
+fn proxy_socket_stale(path: &Path, pid: i32) -> bool {
+    !pid_alive(pid) && std::os::unix::net::UnixStream::connect(path).is_err()
+}
+
+/// `contend-docker-<pid>-<random>.sock` (or an older contend's
+/// `contend-docker-<pid>.sock`) → pid.
 fn proxy_socket_owner(file_name: &str) -> Option<i32> {
-    file_name
-        .strip_prefix(PROXY_SOCKET_PREFIX)?
-        .strip_suffix(".sock")?
-        .parse()
-        .ok()
+    let middle = file_name.strip_prefix(PROXY_SOCKET_PREFIX)?.strip_suffix(".sock")?;
+    middle.split('-').next()?.parse().ok()
 }
 
 /// The first line of a pid file as a pid.
 fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_socket_names_give_their_pid_in_both_forms() {
+        assert_eq!(proxy_socket_owner("contend-docker-123-Ab3dEf9h.sock"), Some(123));
+        assert_eq!(proxy_socket_owner("contend-docker-123.sock"), Some(123));
+        assert_eq!(proxy_socket_owner("contend-docker-x.sock"), None);
+        assert_eq!(proxy_socket_owner("contend-run-123"), None);
+    }
+
+    #[test]
+    fn a_socket_someone_listens_on_is_never_stale() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id() as i32;
+        child.wait().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("contend-docker-{dead}-live.sock"));
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(!proxy_socket_stale(&path, dead), "someone listens: live");
+        drop(listener);
+        assert!(proxy_socket_stale(&path, dead), "nobody listens and the pid is dead");
+        assert!(!proxy_socket_stale(&path, std::process::id() as i32), "the pid lives");
+    }
 }
