@@ -160,3 +160,54 @@ fn local_passwords_stay_out_of_ps_environments_and_files() {
 fn docker_passwords_stay_out_of_ps_inspect_and_files() {
     passwords_stay_out_of_ps_inspect_environments_and_files("docker");
 }
+
+/// The clients' role is created with a SCRAM verifier computed by contend:
+/// the statement text the server keeps (pg_stat_statements keeps utility
+/// statements verbatim, for anyone with pg_read_all_stats) never holds the
+/// clients' password, and the role still logs in with it.
+#[tokio::test]
+async fn the_clients_password_never_reaches_the_server_as_text() {
+    let servers = crate::util::local_servers(None).await;
+    let client_password = url::Url::parse(&servers.postgres.client_url)
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_string();
+    let (admin, connection) = tokio_postgres::connect(&servers.postgres.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    let kept: Vec<String> = admin
+        .query(
+            "SELECT query FROM pg_stat_statements WHERE query LIKE '%contend_app%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(!kept.is_empty(), "the role's statement is kept: the check looks at it");
+    assert!(
+        kept.iter().all(|q| !q.contains(&client_password)),
+        "the server keeps the clients' password as text"
+    );
+    let (client, connection) = tokio_postgres::connect(&servers.postgres.client_url, tokio_postgres::NoTls)
+        .await
+        .expect("the clients' role logs in with its password");
+    tokio::spawn(connection);
+    assert_eq!(
+        client
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "contend_app"
+    );
+    drop((admin, client));
+    servers.shutdown().await;
+}
