@@ -296,7 +296,101 @@ mod tests {
         assert!(check_schedule(1000.0, Duration::from_secs(12)).is_ok());
     }
 
+    /// A value as someone might type it, or mistype it: counts, floats
+    /// (NaN, infinities, exponents), durations with units, and junk.
+    fn typed_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| x.to_string()),
+            (
+                0u64..100_000_000,
+                prop::sample::select(vec!["ms", "s", "m", "h", "days", "weeks", "y", ""])
+            )
+                .prop_map(|(n, unit)| format!("{n}{unit}")),
+            prop::sample::select(vec!["NaN", "inf", "-inf", "1e308", "1e-320", "-0", "0x10", "", " 5 "])
+                .prop_map(str::to_string),
+            "\\PC{0,12}",
+        ]
+    }
+
+    /// Every numeric flag of `contend run` and `contend sweep`.
+    const RUN_FLAGS: &[&str] = &[
+        "--pool-size",
+        "--instances",
+        "--clients",
+        "--rate",
+        "--duration",
+        "--warmup",
+        "--think-time",
+        "--acquire-timeout",
+        "--statement-timeout",
+        "--scale",
+        "--max-retries",
+        "--driver-threads",
+        "--startup-timeout",
+        "--max-connections",
+        "--seed",
+    ];
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        // The whole command line, as `contend run` and `contend sweep`
+        // parse and convert it: never a panic, and a plan that is accepted
+        // stays within every bound.
+        #[test]
+        fn command_lines_never_panic_and_accepted_plans_are_bounded(
+            flags in prop::collection::vec((prop::sample::select(RUN_FLAGS), typed_value()), 1..4),
+            sweep in any::<bool>(),
+        ) {
+            use clap::Parser;
+            use contend::driver::Load;
+            use crate::cli::{Cli, Command};
+            let mut args: Vec<String> = ["contend", if sweep { "sweep" } else { "run" }, "--workload", "sleep"]
+                .iter().map(|s| s.to_string()).collect();
+            args.extend(["--backend", "external", "--database-url", "postgres://u@127.0.0.1/db"].map(String::from));
+            if sweep {
+                args.extend(["--pool-sizes", "1,2"].map(String::from));
+            }
+            for (flag, value) in &flags {
+                // A flag and its value in one word, as `--rate=-5` would be.
+                let flag = if *flag == "--pool-size" && sweep { "--pool-sizes" } else { flag };
+                args.push(format!("{flag}={value}"));
+            }
+            let Ok(cli) = Cli::try_parse_from(&args) else { return Ok(()) };
+            let cells = match cli.command {
+                Command::Run(run) => match super::super::RunPlan::try_from(*run) {
+                    Ok(plan) => vec![plan.cell],
+                    Err(_) => return Ok(()),
+                },
+                Command::Sweep(sweep) => match super::super::SweepPlanArgs::try_from(*sweep) {
+                    Ok(plan) => plan.plan.cells.into_iter().map(|c| c.settings).collect(),
+                    Err(_) => return Ok(()),
+                },
+                _ => unreachable!("run or sweep"),
+            };
+            for cell in cells {
+                let driver = &cell.driver;
+                prop_assert!((1..=MAX_POOL_SIZE).contains(&cell.pool.size));
+                prop_assert!((1..=MAX_INSTANCES).contains(&cell.instances));
+                prop_assert!(driver.duration_s > 0.0 && driver.duration_s <= MAX_DURATION.as_secs_f64());
+                prop_assert!(driver.warmup_s >= 0.0 && driver.warmup_s <= MAX_DURATION.as_secs_f64());
+                prop_assert!(cell.pool.acquire_timeout <= MAX_DURATION);
+                match driver.load {
+                    Load::Closed { clients } => prop_assert!((1..=MAX_CLIENTS).contains(&clients)),
+                    Load::Open { rate_per_s, max_in_flight } => {
+                        prop_assert!(rate_per_s > 0.0 && rate_per_s <= MAX_RATE_PER_S);
+                        prop_assert!(rate_per_s * (driver.warmup_s + driver.duration_s) <= MAX_SCHEDULED);
+                        prop_assert!((1..=MAX_IN_FLIGHT).contains(&max_in_flight));
+                    }
+                }
+                if let Some(scale) = cell.overrides.scale {
+                    prop_assert!(scale.is_finite() && scale > 0.0);
+                }
+            }
+        }
+
         // Any text at all: no parser panics, and what one accepts is in
         // its documented range.
         #[test]
