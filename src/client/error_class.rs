@@ -31,6 +31,10 @@ pub enum ErrorClass {
     ConnectionFailed,
     /// An established connection broke in the middle of a transaction (closed, I/O error).
     ConnectionLost,
+    /// contend itself ran out of file descriptors (EMFILE/ENFILE) opening a
+    /// connection: a client-side limit, not the server refusing. Raise
+    /// `ulimit -n` (contend already raises its soft limit to the hard one).
+    ClientOutOfFiles,
     /// Anything else (client-side bug, decode error, ...).
     Other,
 }
@@ -65,6 +69,7 @@ impl ErrorClass {
             ErrorClass::PoolTimeout => "pool_timeout".to_string(),
             ErrorClass::ConnectionFailed => "connection_failed".to_string(),
             ErrorClass::ConnectionLost => "connection_lost".to_string(),
+            ErrorClass::ClientOutOfFiles => "too_many_open_files".to_string(),
             ErrorClass::Other => "other".to_string(),
         }
     }
@@ -89,6 +94,10 @@ impl ErrorClass {
             ErrorClass::PoolTimeout => "pool timeout".to_string(),
             ErrorClass::ConnectionFailed => "connection failed".to_string(),
             ErrorClass::ConnectionLost => "connection lost".to_string(),
+            ErrorClass::ClientOutOfFiles => match open_files_limit() {
+                Some(limit) => format!("too many open files in contend (limit {limit})"),
+                None => "too many open files in contend".to_string(),
+            },
             ErrorClass::Other => "other".to_string(),
         }
     }
@@ -124,6 +133,7 @@ impl ErrorClass {
                 None => ErrorClass::Other,
             },
             sqlx::Error::PoolTimedOut => ErrorClass::PoolTimeout,
+            sqlx::Error::Io(e) if is_out_of_files(e) => ErrorClass::ClientOutOfFiles,
             sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => ErrorClass::ConnectionLost,
             sqlx::Error::PoolClosed => ErrorClass::ConnectionFailed,
             _ => ErrorClass::Other,
@@ -139,7 +149,10 @@ fn classify_client_error(code: Option<&str>, closed: bool, source: Option<&(dyn 
     let mut next = source;
     let mut io_in_chain = false;
     while let Some(error) = next {
-        if error.is::<std::io::Error>() {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if is_out_of_files(io) {
+                return ErrorClass::ClientOutOfFiles;
+            }
             io_in_chain = true;
             break;
         }
@@ -150,6 +163,20 @@ fn classify_client_error(code: Option<&str>, closed: bool, source: Option<&(dyn 
     } else {
         ErrorClass::Other
     }
+}
+
+/// Whether an I/O error is this process (EMFILE) or the system (ENFILE)
+/// out of file descriptors.
+fn is_out_of_files(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// This process's soft limit on open files (RLIMIT_NOFILE), from
+/// /proc/self/limits.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Standard name of a SQLSTATE class (the code's first two characters), as in PostgreSQL's
@@ -206,6 +233,26 @@ fn sqlstate_class_name(class: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_is_the_clients_own_class() {
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            let io = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(
+                classify_client_error(None, false, Some(&io)),
+                ErrorClass::ClientOutOfFiles
+            );
+        }
+        let reset = std::io::Error::from_raw_os_error(libc::ECONNRESET);
+        assert_eq!(
+            classify_client_error(None, false, Some(&reset)),
+            ErrorClass::ConnectionLost
+        );
+        assert!(ErrorClass::ClientOutOfFiles
+            .label()
+            .starts_with("too many open files in contend (limit "));
+        assert_eq!(ErrorClass::ClientOutOfFiles.key(), "too_many_open_files");
+    }
 
     #[test]
     fn sqlstate_classification() {

@@ -14,9 +14,10 @@
 //!   stand-in images built by `testcontainers/build-images.sh` serve, and
 //!   results record that they did.
 //!
-//! Containers carry `contend.*` labels; a killed contend's containers are
-//! removed by a watcher process within a second or two, or at the next start
-//! at the latest.
+//! Containers carry `contend.*` labels, naming their contend by host
+//! identity, pid and start time ([`super::owner`]); a killed contend's
+//! containers are removed by a watcher process within a second or two, or
+//! at the next start on the same host at the latest.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,11 +27,11 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, CopyTargetOptions, GenericImage, ImageExt};
 
 use super::docker_api;
+use super::owner::{self, Owner, LABEL_PID};
 use super::ports::{on_a_free_port, says_port_taken, StartFailure};
-use super::process::pid_alive;
 use super::secret::generate_password;
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
 
@@ -42,9 +43,12 @@ pub const DEFAULT_REDIS_IMAGE: &str = "redis:7";
 const STAND_IN_PREFIX: &str = "contend-standin/";
 
 const LABEL_SESSION: &str = "contend.session";
-const LABEL_PID: &str = "contend.pid";
 const LABEL_ROLE: &str = "contend.role";
 const DB_USER: &str = "contend";
+/// Where the PostgreSQL container finds its password.
+const PG_PASSWORD_FILE: &str = "/run/contend/pg-password";
+/// redis-server's configuration, with its password, in the container.
+const REDIS_CONFIG_FILE: &str = "/data/contend-redis.conf";
 /// Parallel query plans need more than docker's default 64 MB /dev/shm.
 const SHM_BYTES: u64 = 512 * 1024 * 1024;
 /// How long a pull may take before the image counts as unavailable.
@@ -352,13 +356,16 @@ fn base_request(
     timeout: Duration,
 ) -> testcontainers::ContainerRequest<GenericImage> {
     let (repository, tag) = split_reference(&image.reference);
-    GenericImage::new(repository, tag)
+    let mut request = GenericImage::new(repository, tag)
         .with_wait_for(WaitFor::Nothing)
         .with_network("host")
         .with_label(LABEL_SESSION, session)
-        .with_label(LABEL_PID, std::process::id().to_string())
         .with_label(LABEL_ROLE, role)
-        .with_startup_timeout(timeout)
+        .with_startup_timeout(timeout);
+    for (label, value) in owner::owner_labels() {
+        request = request.with_label(label, value);
+    }
+    request
 }
 
 async fn start_postgres(
@@ -382,10 +389,17 @@ async fn start_postgres(
             command.push("-c".into());
             command.push(format!("{key}={value}"));
         }
+        // The password goes in as a file the entrypoint reads as root
+        // (POSTGRES_PASSWORD_FILE, as with docker secrets), never in the
+        // container's environment, which `docker inspect` shows.
         let request = base_request(image, "postgres", session, timeout)
             .with_env_var("POSTGRES_USER", DB_USER)
-            .with_env_var("POSTGRES_PASSWORD", password)
+            .with_env_var("POSTGRES_PASSWORD_FILE", PG_PASSWORD_FILE)
             .with_env_var("POSTGRES_DB", "postgres")
+            .with_copy_to(
+                CopyTargetOptions::new(PG_PASSWORD_FILE).with_mode(0o600),
+                password.as_bytes().to_vec(),
+            )
             .with_shm_size(SHM_BYTES)
             .with_cmd(command);
         let container = request.start().await.map_err(|e| ProvisionError::Container {
@@ -414,21 +428,16 @@ async fn start_redis(
     let password = generate_password();
     let password = &password;
     on_a_free_port("Redis", port_hint, |port| async move {
-        let command: Vec<String> = vec![
-            "redis-server".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--save".into(),
-            "".into(),
-            "--appendonly".into(),
-            "no".into(),
-            "--requirepass".into(),
-            password.clone(),
-        ];
+        // The password goes in a config file (in /data, which the
+        // entrypoint gives to the redis user), never on redis-server's
+        // command line, where `ps` on the host shows it to every user.
+        let config = super::local::redis_config(port, password, None);
         let container = base_request(image, "redis", session, timeout)
-            .with_cmd(command)
+            .with_copy_to(
+                CopyTargetOptions::new(REDIS_CONFIG_FILE).with_mode(0o600),
+                config.into_bytes(),
+            )
+            .with_cmd(["redis-server", REDIS_CONFIG_FILE])
             .start()
             .await
             .map_err(|e| ProvisionError::Container {
@@ -510,7 +519,11 @@ where
     }
 }
 
-/// Removes containers labelled by contend processes that are gone.
+/// Removes containers whose contend is provably gone from this host (see
+/// [`owner`]): labelled with this host's identity, and a pid that is dead
+/// or now belongs to a process started at another time. Containers of
+/// other hosts are left alone; so are those of an older contend (a pid
+/// label and no host), with one line saying so.
 async fn remove_stale_containers(docker: &Docker) -> Vec<String> {
     let options = ListContainersOptions {
         all: true,
@@ -524,16 +537,21 @@ async fn remove_stale_containers(docker: &Docker) -> Vec<String> {
     let Ok(containers) = docker.list_containers(Some(options)).await else {
         return Vec::new();
     };
+    let this_host = owner::host_identity();
     let mut removed = Vec::new();
+    let mut unknown = Vec::new();
     for container in containers {
         let labels = container.labels.unwrap_or_default();
-        let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid_alive(pid) {
-            continue;
-        }
         let Some(id) = container.id else { continue };
+        let short = id[..12.min(id.len())].to_string();
+        let pid = match owner::owner_of(&labels, &this_host) {
+            Owner::Gone { pid } => pid,
+            Owner::Unknown => {
+                unknown.push(short);
+                continue;
+            }
+            Owner::Alive | Owner::Elsewhere => continue,
+        };
         let remove = RemoveContainerOptions {
             force: true,
             v: true,
@@ -541,11 +559,19 @@ async fn remove_stale_containers(docker: &Docker) -> Vec<String> {
         };
         if docker.remove_container(&id, Some(remove)).await.is_ok() {
             removed.push(format!(
-                "removed container {} ({}) left by contend pid {pid}, which did not exit cleanly",
-                &id[..12.min(id.len())],
+                "removed container {short} ({}) left by contend pid {pid}, which did not exit cleanly",
                 labels.get(LABEL_ROLE).map_or("?", String::as_str)
             ));
         }
+    }
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !unknown.is_empty() && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        removed.push(format!(
+            "left {} container(s) alone that an older contend labelled without its host ({}): \
+             they may belong to a live contend elsewhere; if they are yours, remove them with docker rm -f",
+            unknown.len(),
+            unknown.join(" ")
+        ));
     }
     removed
 }

@@ -133,8 +133,13 @@ fn version_tuple(version: &ClientVersion) -> (usize, usize) {
 pub(super) const PROXY_SOCKET_PREFIX: &str = "contend-docker-";
 
 fn start_proxy(daemon: &Path, pinned_version: &str) -> Result<PathBuf, DockerProxyError> {
-    let path = std::env::temp_dir().join(format!("{PROXY_SOCKET_PREFIX}{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    // The random part: the same pid can be another live contend's in
+    // another pid namespace sharing this temp dir.
+    let path = std::env::temp_dir().join(format!(
+        "{PROXY_SOCKET_PREFIX}{}-{}.sock",
+        std::process::id(),
+        &super::secret::generate_password()[..8]
+    ));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

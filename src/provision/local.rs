@@ -24,7 +24,9 @@ use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOpti
 
 /// Prefix of run directories under the temp dir; [`super::stale`] looks for it.
 pub(super) const RUN_DIR_PREFIX: &str = "contend-run-";
-/// File in a run directory naming the contend pid that owns it.
+/// File in a run directory naming the contend that owns it: its pid, its
+/// start time and its host identity, one a line (an older contend wrote the
+/// pid alone).
 pub(super) const OWNER_FILE: &str = "owner.pid";
 /// File in a run directory naming the redis-server pid.
 pub(super) const REDIS_PID_FILE: &str = "redis.pid";
@@ -110,8 +112,16 @@ impl RunDir {
         ));
         fs::create_dir(&path).map_err(ProvisionError::io(format!("creating {}", path.display())))?;
         let dir = RunDir { path };
-        fs::write(dir.path.join(OWNER_FILE), std::process::id().to_string())
-            .map_err(ProvisionError::io("writing the run directory's owner file"))?;
+        // pid, start time, host: stale cleanup removes the directory only
+        // when this names a contend provably gone from its host (a temp
+        // dir can be shared with other pid namespaces).
+        let pid = std::process::id();
+        let started = super::owner::process_start_time(pid as i32).map_or_else(String::new, |t| t.to_string());
+        fs::write(
+            dir.path.join(OWNER_FILE),
+            format!("{pid}\n{started}\n{}\n", super::owner::host_identity()),
+        )
+        .map_err(ProvisionError::io("writing the run directory's owner file"))?;
         fs::set_permissions(&dir.path, fs::Permissions::from_mode(0o700))
             .map_err(ProvisionError::io("restricting the run directory"))?;
         if let Some(account) = run_as {
@@ -331,11 +341,8 @@ impl Drop for PartialStart {
 
 async fn initdb(bin_dir: &Path, run_dir: &Path, password: &str, run_as: Option<&RunAs>) -> Result<(), ProvisionError> {
     let pwfile = run_dir.join("pwfile");
-    fs::write(&pwfile, password).map_err(ProvisionError::io("writing the initdb password file"))?;
-    if let Some(account) = run_as {
-        std::os::unix::fs::chown(&pwfile, Some(account.uid), Some(account.gid))
-            .map_err(ProvisionError::io("giving the password file to the server account"))?;
-    }
+    write_private(&pwfile, password.as_bytes(), run_as)
+        .map_err(ProvisionError::io("writing the initdb password file"))?;
     let mut command = Command::new(bin_dir.join("initdb"));
     command
         .arg("--pgdata")
@@ -459,15 +466,16 @@ async fn start_redis(
             .append(true)
             .open(log_path)
             .map_err(ProvisionError::io("opening the Redis log"))?;
+        // The password goes in a config file only the server's account can
+        // read, never on the command line, where `ps` shows it to everyone.
+        let config = run_dir.join(REDIS_CONFIG_FILE);
+        let text = redis_config(port, password, Some(run_dir));
+        // A retry on another port writes it afresh.
+        let _ = fs::remove_file(&config);
+        write_private(&config, text.as_bytes(), run_as).map_err(ProvisionError::io("writing the Redis config file"))?;
         let mut command = Command::new(binary);
         command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""])
-            .arg("--dir")
-            .arg(run_dir)
-            .arg("--requirepass")
-            .arg(password)
+            .arg(&config)
             .current_dir(run_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(ProvisionError::io("opening the Redis log"))?)
@@ -493,6 +501,46 @@ async fn start_redis(
         }
     })
     .await
+}
+
+/// File in a run directory holding redis-server's configuration (with its
+/// password), readable by the server's account only.
+const REDIS_CONFIG_FILE: &str = "redis.conf";
+
+/// redis-server's configuration: loopback only, no persistence, the
+/// password; `dir` is where it runs (local backend; a container's is its
+/// working directory).
+pub(super) fn redis_config(port: u16, password: &str, dir: Option<&Path>) -> String {
+    let mut text = format!(
+        "bind 127.0.0.1\nport {port}\nsave \"\"\nappendonly no\ndaemonize no\nlogfile \"\"\nrequirepass {}\n",
+        redis_quoted(password)
+    );
+    if let Some(dir) = dir {
+        text.push_str(&format!("dir {}\n", redis_quoted(&dir.display().to_string())));
+    }
+    text
+}
+
+/// A value quoted for a redis config line.
+fn redis_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Writes `bytes` to a new file with mode 0600, owned by `run_as` when
+/// contend is root: readable by the server's account and nobody else.
+fn write_private(path: &Path, bytes: &[u8], run_as: Option<&RunAs>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    if let Some(account) = run_as {
+        std::os::unix::fs::chown(path, Some(account.uid), Some(account.gid))?;
+    }
+    Ok(())
 }
 
 /// A server that never logged that it was ready.

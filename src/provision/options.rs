@@ -85,6 +85,12 @@ impl ProvisionOptions {
                     reason: "a setting name is letters, digits, `_` and `.`".into(),
                 });
             }
+            if let Some(why) = reserved_setting(key) {
+                return Err(ProvisionError::InvalidSetting {
+                    setting: key.clone(),
+                    reason: why.into(),
+                });
+            }
             if key == "max_connections" {
                 return Err(ProvisionError::InvalidSetting {
                     setting: key.clone(),
@@ -111,6 +117,88 @@ impl ProvisionOptions {
         settings.extend(self.pg_settings.iter().cloned());
         settings
     }
+}
+
+/// Server settings contend owns, with why `--pg-setting` may not change
+/// them: they would open the server beyond the loopback interface, move
+/// files out of the run directory (breaking teardown), or make contend
+/// lose track of the server.
+const RESERVED_SETTINGS: &[(&str, &str)] = &[
+    (
+        "listen_addresses",
+        "contend's servers listen on 127.0.0.1 only, so nothing beyond this machine can reach them",
+    ),
+    ("port", "contend picks the port; use --pg-port to suggest one"),
+    (
+        "unix_socket_directories",
+        "the socket stays in the run directory, which teardown removes",
+    ),
+    ("unix_socket_group", "the socket stays the server account's own"),
+    ("unix_socket_permissions", "the socket stays the server account's own"),
+    (
+        "data_directory",
+        "the data directory is the run's own, which teardown removes",
+    ),
+    ("config_file", "contend's servers run on the configuration initdb wrote"),
+    ("hba_file", "authentication stays password-only from 127.0.0.1"),
+    ("ident_file", "authentication stays password-only from 127.0.0.1"),
+    (
+        "external_pid_file",
+        "contend tracks the postmaster itself; a pid file elsewhere would outlive teardown",
+    ),
+    (
+        "ssl_cert_file",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_key_file",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_ca_file",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_crl_file",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_crl_dir",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_dh_params_file",
+        "a file outside the run directory; contend's servers take no TLS settings",
+    ),
+    (
+        "ssl_passphrase_command",
+        "runs a command; contend's servers take no TLS settings",
+    ),
+    (
+        "archive_command",
+        "runs a shell command as the server account on every WAL segment",
+    ),
+    ("archive_library", "loads code into the server"),
+    ("restore_command", "runs a shell command as the server account"),
+    ("archive_cleanup_command", "runs a shell command as the server account"),
+    ("recovery_end_command", "runs a shell command as the server account"),
+    (
+        "log_directory",
+        "the server's log stays in the run directory, where contend reads it",
+    ),
+    (
+        "logging_collector",
+        "the server's log stays in the run directory, where contend reads it",
+    ),
+];
+
+/// Why `--pg-setting key=…` is refused, when it is (names are
+/// case-insensitive in PostgreSQL).
+fn reserved_setting(key: &str) -> Option<&'static str> {
+    RESERVED_SETTINGS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(key))
+        .map(|(_, why)| *why)
 }
 
 /// `max_connections` must leave room for ordinary connections after the
@@ -174,6 +262,31 @@ mod tests {
         assert!(validate_max_connections(1, &settings).is_ok());
         let settings = [setting("reserved_connections", "5")];
         assert!(validate_max_connections(8, &settings).is_err());
+    }
+
+    #[test]
+    fn settings_contend_owns_are_refused_in_any_case() {
+        for key in [
+            "listen_addresses",
+            "PORT",
+            "Hba_File",
+            "data_directory",
+            "unix_socket_directories",
+        ] {
+            let options = ProvisionOptions {
+                pg_settings: vec![setting(key, "x")],
+                ..Default::default()
+            };
+            assert!(
+                matches!(options.validate(), Err(ProvisionError::InvalidSetting { .. })),
+                "{key}"
+            );
+        }
+        let options = ProvisionOptions {
+            pg_settings: vec![setting("work_mem", "8MB")],
+            ..Default::default()
+        };
+        assert!(options.validate().is_ok());
     }
 
     #[test]

@@ -43,16 +43,20 @@ pub(crate) async fn with_client_role(mut postgres: PgServer) -> Result<PgServer,
         .await
         .map_err(|e| failed(e.to_string()))?;
     let connection_task = tokio::spawn(connection);
-    // Alphanumeric: safe inside a literal (utility statements take no
-    // parameters).
+    // The server gets a SCRAM verifier, never the password: the statement's
+    // text is kept by pg_stat_statements (utility statements verbatim) and
+    // readable by anyone with pg_read_all_stats. The verifier is base64 and
+    // `$`-separated: safe inside a literal (utility statements take no
+    // parameters) and a `$$` body.
     let password = generate_password();
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let created = client
         .batch_execute(&format!(
             "DO $$BEGIN
                IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{CLIENT_ROLE}') THEN
-                 ALTER ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{password}';
+                 ALTER ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{verifier}';
                ELSE
-                 CREATE ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{password}';
+                 CREATE ROLE {CLIENT_ROLE} WITH LOGIN NOSUPERUSER PASSWORD '{verifier}';
                END IF;
              END$$"
         ))

@@ -2,8 +2,9 @@
 //!
 //! Owns how local server processes are spawned and stopped: as the `postgres`
 //! user when contend runs as root (initdb and postgres refuse root), with a
-//! parent-death signal so that even a SIGKILL of contend takes them down, and
-//! from one thread that lives as long as the process. It knows nothing about
+//! parent-death signal so that even a SIGKILL of contend takes them down,
+//! with an environment cleared of all but what a server needs, and from one
+//! thread that lives as long as the process. It knows nothing about
 //! PostgreSQL or Redis themselves.
 //!
 //! Why one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread* that
@@ -74,6 +75,7 @@ pub fn spawn_tied_to_contend(mut command: Command, run_as: Option<&RunAs>, death
     if let Some(account) = run_as {
         command.uid(account.uid).gid(account.gid);
     }
+    server_environment(&mut command);
     set_parent_death_signal(&mut command, death_signal);
     let (reply_tx, reply_rx) = mpsc::channel();
     spawner()
@@ -84,6 +86,34 @@ pub fn spawn_tied_to_contend(mut command: Command, run_as: Option<&RunAs>, death
     reply_rx
         .recv()
         .map_err(|_| io::Error::other("the server spawner thread did not answer"))?
+}
+
+/// Variables of contend's environment a server keeps: where to find
+/// programs, the locale and time zone, and the temp dir. Everything else
+/// (DATABASE_URL, REDIS_URL, PGPASSWORD, cloud credentials…) stays with
+/// contend: a server's environment is readable in /proc by its account.
+const SERVER_ENVIRONMENT: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"];
+
+/// Clears what `command` would inherit, keeping [`SERVER_ENVIRONMENT`] and
+/// `LC_*`, and the variables the caller set on it explicitly.
+fn server_environment(command: &mut Command) {
+    let explicit: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = command
+        .get_envs()
+        .map(|(key, value)| (key.to_owned(), value.map(ToOwned::to_owned)))
+        .collect();
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if SERVER_ENVIRONMENT.contains(&name.as_ref()) || name.starts_with("LC_") {
+            command.env(&key, value);
+        }
+    }
+    for (key, value) in explicit {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
 }
 
 fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {

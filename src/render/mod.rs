@@ -4,6 +4,7 @@
 //! Never measures and never computes a recommendation: it formats what
 //! records and analysis already hold.
 
+mod markup;
 mod plots;
 mod site;
 mod text;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use plotters::prelude::*;
 
+use super::markup::slug;
 use crate::analysis::median;
 use crate::record::{CellRecord, MigrationRecord};
 
@@ -173,7 +174,7 @@ fn lines_against_pool(
 pub fn goodput(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, |c| c.business.goodput_per_s);
     Ok(Plot {
-        file: format!("goodput-{workload}.svg"),
+        file: format!("goodput-{}.svg", slug(workload)),
         title: format!("{workload}: goodput against total pool size"),
         svg: lines_against_pool(
             "goodput",
@@ -189,7 +190,7 @@ pub fn goodput(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> 
 pub fn p99(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, |cell| cell.metrics.worst_p99_ms());
     Ok(Plot {
-        file: format!("p99-{workload}.svg"),
+        file: format!("p99-{}.svg", slug(workload)),
         title: format!("{workload}: p99 latency against total pool size"),
         svg: lines_against_pool(
             "p99",
@@ -205,7 +206,7 @@ pub fn p99(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
 pub fn pool_wait(workload: &str, cells: &[CellRecord]) -> Result<Plot, PlotError> {
     let series = by_budget_and_pool(cells, |c| pool_wait_share(c) * 100.0);
     Ok(Plot {
-        file: format!("pool-wait-{workload}.svg"),
+        file: format!("pool-wait-{}.svg", slug(workload)),
         title: format!("{workload}: waiting for a connection against working in the database"),
         svg: lines_against_pool(
             "pool-wait",
@@ -303,7 +304,7 @@ pub fn errors_heatmap(workload: &str, cells: &[CellRecord]) -> Result<Plot, Plot
         root.present().map_err(&err)?;
     }
     Ok(Plot {
-        file: format!("errors-{workload}.svg"),
+        file: format!("errors-{}.svg", slug(workload)),
         title: format!("{workload}: errors by total pool size and max_connections"),
         svg,
     })
@@ -407,7 +408,7 @@ pub fn migration_timeline(record: &MigrationRecord) -> Result<Plot, PlotError> {
         root.present().map_err(&err)?;
     }
     Ok(Plot {
-        file: format!("migration-latency-{}.svg", record.settings.cell.workload),
+        file: format!("migration-latency-{}.svg", slug(&record.settings.cell.workload)),
         title: format!(
             "{}: latency through the migration ({})",
             record.settings.cell.workload, record.migration.source

@@ -59,12 +59,7 @@ pub fn write_report(dir: &Path, run: &RunFile) -> Result<Written, SiteError> {
     })
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use super::markup::{escape_html as escape, slug};
 
 /// Rows of the scorecard table: one per cell.
 fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
@@ -378,7 +373,7 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
         let _ = write!(
             out,
             "<h2 id=\"recommendation-{}\">Recommendation: {}</h2>\n<pre>{}</pre>\n",
-            escape(&rec.workload),
+            slug(&rec.workload),
             escape(&rec.workload),
             escape(&recommendation_text(rec))
         );
@@ -424,7 +419,7 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
         let _ = write!(
             out,
             "<figure class=\"plot\" id=\"{}\"><figcaption>{}</figcaption>\n{}\n</figure>\n",
-            plot.file.trim_end_matches(".svg"),
+            slug(plot.file.trim_end_matches(".svg")),
             escape(&plot.title),
             plot.svg
         );

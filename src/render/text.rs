@@ -17,6 +17,7 @@ fn label_of(key: &str) -> String {
         "pool_timeout" => ErrorClass::PoolTimeout,
         "connection_failed" => ErrorClass::ConnectionFailed,
         "connection_lost" => ErrorClass::ConnectionLost,
+        "too_many_open_files" => ErrorClass::ClientOutOfFiles,
         "other" => ErrorClass::Other,
         code => ErrorClass::from_sqlstate(code),
     };

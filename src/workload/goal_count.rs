@@ -14,8 +14,8 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError,
-    WorkloadOverrides,
+    cumulative_weights, in_range, parse_defaults, scaled_rows, weighted_choice, with_literals, zipf, CellContext, DataPlan, OperationResult, Workload, WorkloadDef, WorkloadError,
+    WorkloadOverrides, MAX_THINK_TIME_MS,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -134,26 +134,17 @@ impl GoalCount {
                 "--scale {scale}: must be a positive number (1 = default size)"
             )));
         }
-        let users = ((defaults.data.users_per_scale as f64 * scale).round() as u64).max(1);
+        let users = scaled_rows("data.users_per_scale", defaults.data.users_per_scale, scale)?;
+        let data = &defaults.data;
+        let int_max = i32::MAX as u32;
+        in_range("data.challenges", data.challenges, 1, int_max, "challenges")?;
+        in_range("data.goal_limit", data.goal_limit, 0, int_max, "goals")?;
+        in_range("data.goals_per_user", data.goals_per_user, 0, 10_000, "goals")?;
+        in_range("traffic.think_time_ms", defaults.traffic.think_time_ms, 0, MAX_THINK_TIME_MS, "ms")?;
+        in_range("cache.ttl_s", defaults.cache.ttl_s, 1, 365 * 24 * 3600, "seconds")?;
         let mix = &defaults.mix;
-        let weights = [mix.initialize, mix.browse, mix.progress, mix.claim];
-        if weights.iter().all(|&w| w == 0) {
-            return Err(WorkloadError::Defaults {
-                name: NAME.into(),
-                reason: "[mix] gives every operation weight 0".into(),
-            });
-        }
-        let mut cumulative_mix = [0u32; 4];
-        let mut total = 0;
-        for (slot, weight) in cumulative_mix.iter_mut().zip(weights) {
-            total += weight;
-            *slot = total;
-        }
-        let user_distribution =
-            Zipf::new(users as f64, defaults.traffic.zipf_exponent).map_err(|e| WorkloadError::Defaults {
-                name: NAME.into(),
-                reason: format!("[traffic] zipf_exponent {}: {e}", defaults.traffic.zipf_exponent),
-            })?;
+        let cumulative_mix = cumulative_weights([mix.initialize, mix.browse, mix.progress, mix.claim])?;
+        let user_distribution = zipf("traffic.zipf_exponent", users, defaults.traffic.zipf_exponent)?;
         Ok(GoalCount {
             slo: defaults.slo.clone(),
             think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),

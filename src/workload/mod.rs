@@ -521,6 +521,75 @@ fn set_by_path(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), Set
     Ok(())
 }
 
+/// Highest Zipf exponent a workload takes. rand_distr's sampler is fast for
+/// every finite exponent but loops forever on an infinite one; from 20 up,
+/// all but one draw in a million are rank 1 already, so 100 loses nothing.
+pub const MAX_ZIPF_EXPONENT: f64 = 100.0;
+
+/// Longest think time a workload's defaults take (milliseconds): 7 days,
+/// the command line's bound on every duration.
+pub const MAX_THINK_TIME_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// A Zipf distribution over `1..=n` for `setting` (e.g.
+/// "traffic.zipf_exponent"), refusing a NaN, infinite, negative or huge
+/// exponent.
+pub(crate) fn zipf(setting: &str, n: u64, exponent: f64) -> Result<rand_distr::Zipf<f64>, WorkloadError> {
+    if !(0.0..=MAX_ZIPF_EXPONENT).contains(&exponent) {
+        return Err(WorkloadError::Invalid(format!(
+            "{setting} {exponent:?}: give a finite exponent from 0 (uniform) to {MAX_ZIPF_EXPONENT}"
+        )));
+    }
+    rand_distr::Zipf::new(n as f64, exponent).map_err(|e| WorkloadError::Invalid(format!("{setting} {exponent}: {e}")))
+}
+
+/// `value` of `setting` checked against `low..=high`; `unit` says what is
+/// counted ("rows", "ms"), for the message.
+pub(crate) fn in_range<T>(setting: &str, value: T, low: T, high: T, unit: &str) -> Result<T, WorkloadError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if value < low || value > high {
+        return Err(WorkloadError::Invalid(format!(
+            "{setting} {value}: give {low} to {high} {unit}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Rows a workload seeds from a per-scale count: `per_scale × scale`,
+/// rounded, at least 1, refused above `i32::MAX` (ids are `int` columns
+/// and the clients draw them as i32).
+pub(crate) fn scaled_rows(setting: &str, per_scale: u64, scale: f64) -> Result<u64, WorkloadError> {
+    let rows = (per_scale as f64 * scale).round();
+    if rows.is_nan() || rows > f64::from(i32::MAX) {
+        return Err(WorkloadError::Invalid(format!(
+            "{setting} {per_scale} at --scale {scale:?} is {rows:.3e} rows: at most {} (an int id); lower --scale or {setting}",
+            i32::MAX
+        )));
+    }
+    Ok((rows as u64).max(1))
+}
+
+/// Cumulative weights of a `[mix]`, refused when all are 0 or their sum
+/// overflows.
+pub(crate) fn cumulative_weights<const N: usize>(weights: [u32; N]) -> Result<[u32; N], WorkloadError> {
+    let mut cumulative = [0u32; N];
+    let mut total: u32 = 0;
+    for (slot, weight) in cumulative.iter_mut().zip(weights) {
+        total = total.checked_add(weight).ok_or_else(|| {
+            WorkloadError::Invalid(format!(
+                "[mix] weights add up to more than {}: use smaller ones",
+                u32::MAX
+            ))
+        })?;
+        *slot = total;
+    }
+    if total == 0 {
+        return Err(WorkloadError::Invalid("[mix] gives every operation weight 0".into()));
+    }
+    Ok(cumulative)
+}
+
 /// The strategy `overrides` asks for, or `default`, checked against `choices`.
 pub(crate) fn choose_strategy(
     workload: &str,

@@ -24,8 +24,8 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    choose_strategy, parse_defaults, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadDef, WorkloadError,
-    WorkloadOverrides,
+    choose_strategy, in_range, parse_defaults, scaled_rows, zipf, CellContext, DataPlan, InvariantCheck, OperationResult, Workload, WorkloadDef, WorkloadError,
+    WorkloadOverrides, MAX_THINK_TIME_MS,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -151,19 +151,19 @@ impl SeatReservation {
                 "--scale {scale}: must be a positive number (1 = default size)"
             )));
         }
-        let sections = ((f64::from(defaults.data.sections_per_scale) * scale).round() as u32).max(1);
-        let students = ((f64::from(defaults.data.students_per_scale) * scale).round() as u32).max(1);
+        let data = &defaults.data;
+        let sections = scaled_rows("data.sections_per_scale", u64::from(data.sections_per_scale), scale)? as u32;
+        let students = scaled_rows("data.students_per_scale", u64::from(data.students_per_scale), scale)? as u32;
+        in_range("data.capacity", data.capacity, 0, i32::MAX as u32, "seats")?;
+        in_range("traffic.think_time_ms", defaults.traffic.think_time_ms, 0, MAX_THINK_TIME_MS, "ms")?;
+        in_range("traffic.optimistic_attempts", defaults.traffic.optimistic_attempts, 0, 1_000, "attempts")?;
         let rate = defaults.faults.confirm_failure_rate;
         if !(0.0..=1.0).contains(&rate) {
             return Err(WorkloadError::Invalid(format!(
                 "faults.confirm_failure_rate {rate}: give a share between 0 and 1"
             )));
         }
-        let section_distribution =
-            Zipf::new(f64::from(sections), defaults.traffic.zipf_exponent).map_err(|e| WorkloadError::Defaults {
-                name: NAME.into(),
-                reason: format!("[traffic] zipf_exponent {}: {e}", defaults.traffic.zipf_exponent),
-            })?;
+        let section_distribution = zipf("traffic.zipf_exponent", u64::from(sections), defaults.traffic.zipf_exponent)?;
         Ok(SeatReservation {
             slo: defaults.slo.clone(),
             strategy,

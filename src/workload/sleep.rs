@@ -58,6 +58,7 @@ impl Sleep {
             name: NAME.into(),
             reason: e.to_string(),
         })?;
+        super::in_range("traffic.think_time_ms", defaults.traffic.think_time_ms, 0, super::MAX_THINK_TIME_MS, "ms")?;
         Ok(Sleep {
             slo: defaults.slo.clone(),
             delay_us: i32::try_from(defaults.traffic.delay_us).map_err(|_| WorkloadError::Defaults {

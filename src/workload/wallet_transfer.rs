@@ -22,8 +22,8 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    choose_strategy, parse_defaults, weighted_choice, with_literals, CellContext, DataPlan, InvariantCheck,
-    OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides,
+    choose_strategy, cumulative_weights, in_range, parse_defaults, scaled_rows, weighted_choice, zipf, with_literals, CellContext, DataPlan, InvariantCheck,
+    OperationResult, Workload, WorkloadDef, WorkloadError, WorkloadOverrides, MAX_THINK_TIME_MS,
 };
 use crate::client::Attempt;
 use crate::client::ErrorClass;
@@ -163,27 +163,20 @@ impl WalletTransfer {
                 "--scale {scale}: must be a positive number (1 = default size)"
             )));
         }
-        let wallets = ((defaults.data.wallets_per_scale as f64 * scale).round() as u64).max(1);
+        let wallets = scaled_rows("data.wallets_per_scale", defaults.data.wallets_per_scale, scale)?;
         if wallets < 2 {
             return Err(WorkloadError::Invalid(format!(
                 "{wallets} wallet: a transfer needs at least 2 (raise data.wallets_per_scale or --scale)"
             )));
         }
-        if wallets > i32::MAX as u64 {
-            return Err(WorkloadError::Invalid(format!(
-                "{wallets} wallets: at most {}",
-                i32::MAX
-            )));
-        }
+        in_range("data.history_per_wallet", defaults.data.history_per_wallet, 0, 10_000, "transfers")?;
+        in_range("traffic.think_time_ms", defaults.traffic.think_time_ms, 0, MAX_THINK_TIME_MS, "ms")?;
         if defaults.traffic.max_amount == 0 {
             return Err(WorkloadError::Invalid("traffic.max_amount must be at least 1".into()));
         }
         let mix = &defaults.mix;
-        if mix.transfer == 0 && mix.history == 0 {
-            return Err(WorkloadError::Invalid("[mix] gives every operation weight 0".into()));
-        }
-        let cumulative_mix = [mix.transfer, mix.transfer + mix.history];
-        let wallet_distribution = zipf(wallets, defaults.traffic.zipf_exponent)?;
+        let cumulative_mix = cumulative_weights([mix.transfer, mix.history])?;
+        let wallet_distribution = zipf("traffic.zipf_exponent", wallets, defaults.traffic.zipf_exponent)?;
         Ok(WalletTransfer {
             slo: defaults.slo.clone(),
             think_time_ms: overrides.think_time_ms.unwrap_or(defaults.traffic.think_time_ms),
@@ -269,11 +262,6 @@ impl WalletTransfer {
     }
 }
 
-fn zipf(wallets: u64, exponent: f64) -> Result<Zipf<f64>, WorkloadError> {
-    Zipf::new(wallets as f64, exponent)
-        .map_err(|e| WorkloadError::Invalid(format!("traffic.zipf_exponent {exponent}: {e}")))
-}
-
 impl WorkloadDef for WalletTransfer {
     const NAME: &'static str = NAME;
 
@@ -344,7 +332,7 @@ impl Workload for WalletTransfer {
         }
         if count as u64 != self.wallets {
             self.wallets = count as u64;
-            self.wallet_distribution = zipf(self.wallets, self.defaults.traffic.zipf_exponent)?;
+            self.wallet_distribution = zipf("traffic.zipf_exponent", self.wallets, self.defaults.traffic.zipf_exponent)?;
         }
         self.total_at_start = Some(total);
         Ok(())

@@ -105,15 +105,15 @@ fn each_bad_input_gets_one_line_naming_the_fix() {
         ),
         (
             vec!["run", "--workload", "goal-count", "--pool-size", "0"],
-            "--pool-size 0: a pool needs at least one connection",
+            "'0' for '--pool-size <POOL_SIZE>': a pool needs at least one connection",
         ),
         (
             vec!["sweep", "--workload", "goal-count", "--pool-sizes", "4,0"],
-            "--pool-size 0",
+            "'0' for '--pool-sizes <N,N,...>': a pool needs at least one connection",
         ),
         (
             vec!["run", "--workload", "goal-count", "--clients", "0"],
-            "--clients 0: at least one client is needed",
+            "'0' for '--clients <CLIENTS>': at least one client is needed",
         ),
         (
             vec!["run", "--workload", "goal-count", "--duration", "-1s"],
@@ -138,7 +138,7 @@ fn each_bad_input_gets_one_line_naming_the_fix() {
         ),
         (
             vec!["sweep", "--workload", "sleep", "--pool-sizes", "1", "--repeat", "0"],
-            "--repeat 0",
+            "'0' for '--repeat <REPEAT>': run each cell at least once",
         ),
         (
             vec!["recommend", missing_dir, "--formula", "pool = 2 * disks"],
@@ -187,4 +187,172 @@ fn a_malformed_workload_file_is_refused_with_its_line_and_column() {
         ],
         "cannot read --workload-file /nonexistent.toml",
     );
+}
+
+/// Numbers that would hang a run, overflow or allocate without bound:
+/// refused at parse time with one line and exit 2, before any server
+/// starts (no backend is reachable from these flags: `--backend local`
+/// would start one only after the flags passed).
+#[test]
+fn numbers_that_would_hang_or_overflow_are_refused_before_anything_starts() {
+    let run = |extra: &[&'static str]| [&["run", "--workload", "goal-count", "--backend", "local"][..], extra].concat();
+    for (args, expected) in [
+        // The sweep that hung: an infinite Zipf exponent loops rand_distr's sampler.
+        (
+            vec![
+                "sweep",
+                "--workload",
+                "goal-count",
+                "--pool-sizes",
+                "1,2",
+                "--set",
+                "traffic.zipf_exponent=inf",
+            ],
+            "traffic.zipf_exponent inf: give a finite exponent from 0 (uniform) to 100",
+        ),
+        (
+            run(&["--set", "traffic.zipf_exponent=nan"]),
+            "traffic.zipf_exponent NaN: give a finite exponent",
+        ),
+        (
+            run(&["--set", "traffic.zipf_exponent=1e300"]),
+            "traffic.zipf_exponent 1e300: give a finite exponent",
+        ),
+        (
+            vec![
+                "run",
+                "--workload",
+                "wallet-transfer",
+                "--set",
+                "traffic.zipf_exponent=-inf",
+            ],
+            "traffic.zipf_exponent -inf",
+        ),
+        (
+            vec![
+                "run",
+                "--workload",
+                "seat-reservation",
+                "--set",
+                "data.students_per_scale=4000000000",
+            ],
+            "data.students_per_scale 4000000000 at --scale 1.0 is 4.000e9 rows: at most 2147483647",
+        ),
+        (
+            vec![
+                "run",
+                "--workload",
+                "wallet-transfer",
+                "--set",
+                "mix.transfer=4294967295",
+                "--set",
+                "mix.history=1",
+            ],
+            "[mix] weights add up to more than 4294967295",
+        ),
+        (
+            run(&["--set", "data.challenges=0"]),
+            "data.challenges 0: give 1 to 2147483647",
+        ),
+        (
+            run(&["--scale", "inf"]),
+            "'inf' for '--scale <SCALE>': `inf` is not a finite number",
+        ),
+        (
+            run(&["--scale", "1e300"]),
+            "data.users_per_scale 200000 at --scale 1e300",
+        ),
+        (
+            run(&["--rate", "1e9"]),
+            "'1e9' for '--rate <PER_SECOND>': 1000000000 is more than 1000000 transactions per second",
+        ),
+        (run(&["--rate", "NaN"]), "`NaN` is not a finite number"),
+        (
+            run(&["--rate", "1000000", "--duration", "1h"]),
+            "--rate 1000000 for 1h 2s schedules 3.6e9 transactions; the most is 1e7: lower --rate or --duration",
+        ),
+        (
+            run(&["--pool-size", "2000000000"]),
+            "'2000000000' for '--pool-size <POOL_SIZE>': `2000000000` is more than 10000 connections per pool",
+        ),
+        (
+            run(&["--instances", "99999999999999999999"]),
+            "is more than 1000 application instances",
+        ),
+        (
+            run(&["--duration", "100000days"]),
+            "'100000days' for '--duration <DURATION>': `100000days` is longer than 7 days",
+        ),
+        (run(&["--warmup", "9999999999999999999999s"]), "is not a duration"),
+        (run(&["--think-time", "30days"]), "is longer than 7 days"),
+        (
+            run(&["--startup-timeout", "18446744073709551615"]),
+            "is more than 604800 seconds, 7 days",
+        ),
+        (
+            vec!["recommend", "/nonexistent-contend-dir", "--p99-slo-ms", "inf"],
+            "is not a finite number",
+        ),
+        (
+            vec![
+                "sweep",
+                "--workload",
+                "sleep",
+                "--pool-sizes",
+                "1",
+                "--set",
+                "traffic.think_time_ms=9223372036854775807",
+            ],
+            "traffic.think_time_ms 9223372036854775807: give 0 to 604800000 ms",
+        ),
+    ] {
+        refused(&args, expected);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("goal-count.toml");
+    let defaults =
+        include_str!("../../workloads/goal-count.toml").replace("zipf_exponent = 1.0", "zipf_exponent = inf");
+    std::fs::write(&file, defaults).unwrap();
+    refused(
+        &[
+            "run",
+            "--workload",
+            "goal-count",
+            "--workload-file",
+            file.to_str().unwrap(),
+        ],
+        "traffic.zipf_exponent inf: give a finite exponent",
+    );
+}
+
+/// `--pg-setting` cannot open the server beyond loopback, move its files
+/// out of the run directory or run commands: refused before any server
+/// starts, naming why.
+#[test]
+fn pg_settings_contend_owns_are_refused_before_any_server_starts() {
+    for (setting, why) in [
+        ("listen_addresses=*", "listen on 127.0.0.1 only"),
+        ("port=5432", "use --pg-port"),
+        ("unix_socket_directories=/tmp", "teardown removes"),
+        ("hba_file=/etc/postgresql/pg_hba.conf", "password-only"),
+        ("ident_file=/tmp/x", "password-only"),
+        ("data_directory=/var/lib/postgresql", "teardown removes"),
+        ("config_file=/tmp/postgresql.conf", "initdb wrote"),
+        ("external_pid_file=/tmp/pid", "outlive teardown"),
+        ("ssl_key_file=/etc/ssl/private/key.pem", "no TLS settings"),
+        ("archive_command=touch /tmp/pwned", "shell command"),
+        ("Listen_Addresses=0.0.0.0", "listen on 127.0.0.1 only"),
+    ] {
+        let key = setting.split_once('=').unwrap().0;
+        for backend in ["local", "docker"] {
+            refused(
+                &["provision", "--backend", backend, "--pg-setting", setting, "--", "true"],
+                &format!("--pg-setting {key}: "),
+            );
+            refused(
+                &["provision", "--backend", backend, "--pg-setting", setting, "--", "true"],
+                why,
+            );
+        }
+    }
 }

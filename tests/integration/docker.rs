@@ -113,15 +113,23 @@ fn sigkill_of_contend_removes_its_containers_within_seconds() {
     eprintln!("containers gone {:?} after SIGKILL", gone.unwrap());
 }
 
+/// The stale-cleanup tests, one at a time: each one's contend would
+/// otherwise clean up the other's dead-owner container first and say so
+/// on its own stderr.
+static STALE_CLEANUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_next_start_removes_containers_of_a_dead_contend_and_says_so() {
     prepare_machine();
+    let _one_at_a_time = STALE_CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
     // A container labelled as a contend that no longer exists, as a killed
     // contend whose watcher was killed too would leave.
     let dead_pid = dead_pid();
     let created = Command::new("docker")
         .args(["run", "-d", "--label", &format!("contend.pid={dead_pid}")])
         .args([
+            "--label",
+            &format!("contend.host={}", contend::provision::host_identity()),
             "--label",
             "contend.role=postgres",
             "--label",
@@ -178,4 +186,110 @@ fn a_missing_image_the_user_chose_is_an_error_not_a_fallback() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().filter(|l| l.contains("error")).count(), 1, "{stderr}");
+}
+
+/// Containers created (not started: nothing needs to run for cleanup to
+/// judge them by their labels), removed when the test ends.
+struct Decoys(Vec<String>);
+
+impl Decoys {
+    fn create(&mut self, labels: &[String]) -> String {
+        let mut command = Command::new("docker");
+        command.arg("create");
+        for label in labels {
+            command.args(["--label", label]);
+        }
+        let created = command
+            .args(["--label", "contend.role=decoy", "contend-standin/postgres:15"])
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{:?}", text(&created));
+        let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+        self.0.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Decoys {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f"]).args(&self.0).output();
+    }
+}
+
+fn container_exists(id: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", id])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// A shared daemon: cleanup removes a container only when its owner is
+/// provably gone from this host (this host's identity, and a dead pid or
+/// one now started at another time). Another host's containers, a live
+/// contend's and an older contend's unlabelled ones survive.
+#[test]
+fn stale_cleanup_removes_only_containers_whose_owner_is_provably_gone_on_this_host() {
+    prepare_machine();
+    let _one_at_a_time = STALE_CLEANUP.lock().unwrap_or_else(|e| e.into_inner());
+    let here = contend::provision::host_identity();
+    let me = std::process::id();
+    let started = contend::provision::process_start_time(me as i32).unwrap();
+    let dead = dead_pid();
+    let label = |k: &str, v: &dyn std::fmt::Display| format!("contend.{k}={v}");
+    let mut decoys = Decoys(Vec::new());
+    // Another machine on the same daemon, its contend's pid meaning
+    // nothing here (dead here, and one alive here).
+    let other_dead = decoys.create(&[
+        label("host", &"another-machine/another-boot/pid:[1]"),
+        label("pid", &dead),
+    ]);
+    let other_alive = decoys.create(&[
+        label("host", &"another-machine/another-boot/pid:[1]"),
+        label("pid", &me),
+        label("started", &started),
+    ]);
+    // This host: a live contend (this test process), the same pid reused
+    // by a process started later, and a dead one.
+    let live = decoys.create(&[label("host", &here), label("pid", &me), label("started", &started)]);
+    let reused = decoys.create(&[
+        label("host", &here),
+        label("pid", &me),
+        label("started", &(started + 1)),
+    ]);
+    let gone = decoys.create(&[label("host", &here), label("pid", &dead), label("started", &started)]);
+    // An older contend's: a pid and no host.
+    let old = decoys.create(&[label("pid", &dead)]);
+
+    let tmp = IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args(["provision", "--backend", "docker", "--", "true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    for (id, what) in [
+        (&other_dead, "another host's, pid dead here"),
+        (&other_alive, "another host's"),
+        (&live, "a live contend's"),
+        (&old, "an older contend's"),
+    ] {
+        assert!(container_exists(id), "{what} container was removed; stderr: {stderr}");
+    }
+    for (id, what) in [(&reused, "a reused pid's"), (&gone, "a dead contend's")] {
+        assert!(!container_exists(id), "{what} container survived; stderr: {stderr}");
+    }
+    assert!(
+        stderr.contains(&format!("left by contend pid {dead}, which did not exit cleanly")),
+        "{stderr}"
+    );
+    let old_short = &old[..12];
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("container(s) alone") && l.contains(old_short)),
+        "the older contend's container is named once: {stderr}"
+    );
 }

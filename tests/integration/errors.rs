@@ -196,3 +196,54 @@ async fn too_many_connections_and_refused_connections_are_outcomes() {
     }
     servers.shutdown().await;
 }
+
+/// A contend that runs out of file descriptors says it is its own limit,
+/// not a server's refusal; and one whose soft limit is below its hard
+/// limit raises it first, so the same load does not run out at all. Both
+/// are real second processes under `prlimit`, against servers a first
+/// contend started with the machine's own limits.
+#[test]
+fn running_out_of_file_descriptors_is_contends_own_error_and_the_soft_limit_is_raised() {
+    use crate::util::{prepare_machine, text, IsolatedTmp};
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let script = r#"run() {
+  prlimit --nofile="$1" "$CONTEND" run --workload sleep --pool none --clients 60 --ramp herd \
+    --duration 1s --warmup 0s --backend external --results "$OUT/$2" > "$OUT/$2.out" 2>&1
+}
+run 48:48 capped && run 48:4096 raised"#;
+    let output = tmp
+        .contend()
+        .args(["provision", "--backend", "local", "--", "sh", "-c", script])
+        .env("CONTEND", env!("CARGO_BIN_EXE_contend"))
+        .env("OUT", tmp.path())
+        .output()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{:?}\ncapped: {}\nraised: {}",
+        text(&output),
+        read("capped.out"),
+        read("raised.out")
+    );
+    let cells = |dir: &str| {
+        let root = tmp.path().join(dir);
+        let run = std::fs::read_dir(&root).unwrap().flatten().next().unwrap().path();
+        std::fs::read_to_string(run.join("cells.jsonl")).unwrap()
+    };
+    let capped = read("capped.out");
+    assert!(capped.contains("too many open files in contend (limit 48)"), "{capped}");
+    assert!(!capped.contains("connection failed"), "not the server's: {capped}");
+    assert!(
+        cells("capped").contains("\"too_many_open_files\""),
+        "{}",
+        cells("capped")
+    );
+    let raised = read("raised.out");
+    assert!(
+        !raised.contains("too many open files"),
+        "the soft limit was raised: {raised}"
+    );
+    assert!(!cells("raised").contains("too_many_open_files"), "{}", cells("raised"));
+}

@@ -254,3 +254,49 @@ async fn clients_connect_as_a_role_the_superuser_reservation_keeps_out() {
     drop(admin);
     servers.shutdown().await;
 }
+
+/// A temp dir shared with other pid namespaces (a bind-mounted /tmp): a
+/// run directory is removed only when its owner file names this host and
+/// a contend provably gone (dead pid, or the pid now started at another
+/// time); one naming another host survives, as does a live contend's.
+#[test]
+fn stale_run_directories_are_removed_only_when_their_owner_is_provably_gone_here() {
+    use crate::util::{text, IsolatedTmp};
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let here = contend::provision::host_identity();
+    let me = std::process::id();
+    let started = contend::provision::process_start_time(me as i32).unwrap();
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let run_dir = |name: &str, owner: String| {
+        let dir = tmp.path().join(format!("contend-run-{name}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("owner.pid"), owner).unwrap();
+        dir
+    };
+    let elsewhere = run_dir(
+        "elsewhere",
+        format!("{dead}\n{started}\nanother-machine/boot/pid:[1]\n"),
+    );
+    let live = run_dir("live", format!("{me}\n{started}\n{here}\n"));
+    let reused = run_dir("reused", format!("{me}\n{}\n{here}\n", started + 1));
+    let gone = run_dir("gone", format!("{dead}\n{started}\n{here}\n"));
+    let older = run_dir("older", format!("{dead}"));
+    let output = tmp
+        .contend()
+        .args(["provision", "--backend", "local", "--", "true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(elsewhere.exists(), "another host's run directory was removed: {stderr}");
+    assert!(live.exists(), "a live contend's run directory was removed: {stderr}");
+    for dir in [&reused, &gone, &older] {
+        assert!(!dir.exists(), "{} survived: {stderr}", dir.display());
+    }
+}

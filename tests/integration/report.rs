@@ -16,7 +16,7 @@ fn only_run_dir(results: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap()
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -250,4 +250,88 @@ async fn no_file_of_a_run_holds_the_clients_role_password() {
     }
     assert!(passwords.iter().all(|p| !summary.contains(p.as_str())));
     servers.shutdown().await;
+}
+
+/// Names in a report cannot inject markup or escape the run directory: a
+/// script named with `"><img …>` and `..` runs for real, then its record
+/// is rewritten to a workload named like a path out of the directory, and
+/// the report is rebuilt from it.
+#[test]
+fn hostile_names_are_escaped_in_the_page_and_slugged_in_ids_and_file_names() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let hostile = "\"><img src=x onerror=alert(1)>..'x";
+    let script = scripts.join(format!("{hostile}.sql"));
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args(["run", "--workload", "script", "--script"])
+        .arg(&script)
+        .args([
+            "--clients",
+            "1",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--backend",
+            "local",
+        ])
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    let dir = only_run_dir(&results);
+    let cells = std::fs::read_to_string(dir.join("cells.jsonl")).unwrap();
+    let json_name = serde_json::to_string(hostile).unwrap();
+    assert!(
+        cells.contains(&json_name[1..json_name.len() - 1]),
+        "the operation is named after the script"
+    );
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(!html.contains("<img"), "no markup from a name");
+
+    // A record whose workload is named to climb out of plots/ and to end
+    // an attribute: `report --rebuild` takes whatever cells.jsonl holds.
+    let escape = "../../../\"><script>alert(1)</script>";
+    let json_name = serde_json::to_string(escape).unwrap();
+    let rewritten = cells.replace("\"workload\":\"script\"", &format!("\"workload\":{json_name}"));
+    assert_ne!(rewritten, cells, "the record names its workload");
+    std::fs::write(dir.join("cells.jsonl"), rewritten).unwrap();
+    let before: Vec<PathBuf> = files_under(tmp.path());
+    let output = tmp.contend().args(["report", "--rebuild"]).arg(&dir).output().unwrap();
+    assert!(output.status.success(), "{:?}", text(&output));
+    let written: Vec<PathBuf> = files_under(tmp.path())
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    for file in &written {
+        assert!(
+            file.starts_with(dir.join("plots")),
+            "written outside plots/: {}",
+            file.display()
+        );
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.trim_end_matches(".svg")
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+    }
+    assert!(!written.is_empty(), "the plots of the renamed workload");
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(!html.contains("<script>alert"), "no script from a name");
+    for id in html.split(" id=\"").skip(1) {
+        let id = id.split('"').next().unwrap();
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "id {id:?}"
+        );
+    }
 }

@@ -199,8 +199,14 @@ fn contend_run_refuses_bad_input_in_one_line() {
             vec!["--workload", "nope"],
             "invalid value 'nope' for '--workload <WORKLOAD>'",
         ),
-        (vec!["--workload", "goal-count", "--pool-size", "0"], "--pool-size 0"),
-        (vec!["--workload", "goal-count", "--clients", "0"], "--clients 0"),
+        (
+            vec!["--workload", "goal-count", "--pool-size", "0"],
+            "'0' for '--pool-size <POOL_SIZE>'",
+        ),
+        (
+            vec!["--workload", "goal-count", "--clients", "0"],
+            "'0' for '--clients <CLIENTS>'",
+        ),
         (
             vec!["--workload", "goal-count", "--duration", "soon"],
             "is not a duration",

@@ -164,5 +164,8 @@ fn contend_run_records_its_driver_threads() {
         .unwrap();
     let (_, stderr) = text(&refused);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--driver-threads 0"), "{stderr}");
+    assert!(
+        stderr.contains("'0' for '--driver-threads <N>': at least one thread must drive the clients"),
+        "{stderr}"
+    );
 }

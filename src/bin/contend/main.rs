@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_open_files_limit();
     // One thread: a client's task and its connection's task wake each other
     // on every statement, and across worker threads each wake is a futex
     // call and a context switch. On two cores shared with the server, one
@@ -61,6 +62,33 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("contend: error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit. Every client
+/// connection is a socket, and the soft limit is often 1024 while the hard
+/// one is far higher: at a few hundred clients with `--pool none`, contend
+/// would run out of descriptors and count it as failed connections. What
+/// it still runs out of is classified as contend's own
+/// (`ErrorClass::ClientOutOfFiles`), never the server's. Servers and the
+/// `provision` command inherit the raised limit.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        // An unlimited hard limit cannot be the soft one: the kernel caps
+        // open files at fs.nr_open.
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if let Some(most) = nr_open.filter(|&most| most > soft) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, most.min(hard), hard);
         }
     }
 }

@@ -260,6 +260,13 @@ impl Script {
             ScriptData::PgbenchTables { scale } => i64::from(scale),
             ScriptData::Empty | ScriptData::InitSql { .. } => 1,
         };
+        super::in_range(
+            "traffic.think_time_ms",
+            defaults.traffic.think_time_ms,
+            0,
+            super::MAX_THINK_TIME_MS,
+            "ms",
+        )?;
         Ok(Script {
             programs,
             operations: interned_names(names),

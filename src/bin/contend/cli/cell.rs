@@ -1,6 +1,7 @@
 //! What a cell runs, shared by `run`, `sweep` and `migrate`: [`CellArgs`]
 //! → [`CellSettings`] for one pool size and instance count, and the
-//! parsers of durations, ramps and `KEY=VALUE` settings.
+//! parsers of ramps and `KEY=VALUE` settings (numbers and durations are
+//! parsed and bounded in `values`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,11 @@ use contend::driver::{DriverSettings, Load, Ramp};
 use contend::record::CellSettings;
 use contend::workload::script::{ScriptData, ScriptFile, ScriptSettings};
 use contend::workload::WorkloadOverrides;
+
+use super::values::{
+    check_schedule, parse_clients, parse_driver_threads, parse_duration, parse_max_in_flight, parse_max_retries,
+    parse_pgbench_scale, parse_positive, parse_rate,
+};
 
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.
 #[derive(Debug, Args)]
@@ -28,19 +34,19 @@ pub struct CellArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "pgbench_scale")]
     pub init_sql: Option<PathBuf>,
     /// Script workload: pgbench's standard tables at scale N, as `pgbench -i -s N` creates them; sets :scale to N.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_pgbench_scale)]
     pub pgbench_scale: Option<u32>,
     /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
     #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
     pub pool: PoolArg,
     /// Concurrent clients, closed loop, spread over the instances [default: 16].
-    #[arg(long, conflicts_with = "rate")]
+    #[arg(long, conflicts_with = "rate", value_parser = parse_clients)]
     pub clients: Option<u32>,
     /// Open loop: transactions per second arriving as a Poisson process, latency timed from each intended start.
-    #[arg(long, value_name = "PER_SECOND", allow_hyphen_values = true)]
+    #[arg(long, value_name = "PER_SECOND", allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Open loop: most transactions in flight at once.
-    #[arg(long, default_value_t = 1000, requires = "rate")]
+    #[arg(long, default_value_t = 1000, requires = "rate", value_parser = parse_max_in_flight)]
     pub max_in_flight: u32,
     /// How clients start: herd (all at once) or linear:DURATION.
     #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
@@ -52,7 +58,7 @@ pub struct CellArgs {
     #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub warmup: Duration,
     /// Data scale (1 = the workload's default size; goal-count: 2 million goals).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub scale: Option<f64>,
     /// Think time between a client's transactions, e.g. 10ms (default: the workload's).
     #[arg(long, value_parser = parse_duration)]
@@ -82,13 +88,13 @@ pub struct CellArgs {
     #[arg(long, value_name = "FILE")]
     pub workload_file: Option<PathBuf>,
     /// Retries of a deadlocked or serialization-failed transaction.
-    #[arg(long, default_value_t = DriverSettings::default().max_retries)]
+    #[arg(long, default_value_t = DriverSettings::default().max_retries, value_parser = parse_max_retries)]
     pub max_retries: u32,
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = DriverSettings::default().seed)]
     pub seed: u64,
     /// Threads driving the clients, each owning whole application instances (their clients and connections), as app processes each have a CPU; at most --instances are used [default: the machine's cores].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_driver_threads)]
     pub driver_threads: Option<u32>,
 }
 
@@ -101,15 +107,6 @@ pub enum PoolArg {
     Sqlx,
     /// A new connection per transaction.
     None,
-}
-
-/// A non-negative humantime duration: 10s, 500ms, 2m.
-pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
-    if raw.trim_start().starts_with('-') {
-        return Err(format!("`{raw}` is negative; give a duration such as 10s, 500ms or 2m"));
-    }
-    humantime::parse_duration(raw.trim())
-        .map_err(|e| format!("`{raw}` is not a duration ({e}); write it like 10s, 500ms or 2m"))
 }
 
 /// `herd` or `linear:DURATION`.
@@ -132,20 +129,9 @@ impl CellArgs {
     pub(super) fn cell_settings(&self, pool_size: u32, instances: u32) -> anyhow::Result<CellSettings> {
         use anyhow::bail;
         let defaults = CellSettings::default();
-        if pool_size == 0 {
-            bail!("--pool-size 0: a pool needs at least one connection");
-        }
-        if instances == 0 {
-            bail!("--instances 0: at least one application instance is needed");
-        }
+        // pool_size and instances come through parse_pool_size and
+        // parse_instances: never 0.
         let load = match (self.clients, self.rate) {
-            (Some(0), _) => bail!("--clients 0: at least one client is needed"),
-            (_, Some(rate)) if !(rate > 0.0 && rate.is_finite()) => {
-                bail!("--rate {rate}: give a positive number of transactions per second")
-            }
-            (_, Some(_)) if self.max_in_flight == 0 => {
-                bail!("--max-in-flight 0: at least one transaction must be allowed in flight")
-            }
             (_, Some(rate)) => Load::Open {
                 rate_per_s: rate,
                 max_in_flight: self.max_in_flight,
@@ -156,8 +142,10 @@ impl CellArgs {
         if self.duration.is_zero() {
             bail!("--duration 0s: measure for at least a moment, e.g. --duration 10s");
         }
+        if let Some(rate) = self.rate {
+            check_schedule(rate, self.warmup + self.duration).map_err(anyhow::Error::msg)?;
+        }
         let threads = match self.driver_threads {
-            Some(0) => bail!("--driver-threads 0: at least one thread must drive the clients"),
             Some(threads) => threads,
             None => std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32),
         };

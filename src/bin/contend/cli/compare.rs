@@ -18,7 +18,7 @@ pub struct CompareCommand {
     #[arg(long, default_value = "10%", value_parser = parse_share)]
     pub threshold: f64,
     /// Confidence of the interval (Welch's t), 0 to 1.
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, value_parser = super::values::parse_finite)]
     pub confidence: f64,
     /// Also write the Markdown table here (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]

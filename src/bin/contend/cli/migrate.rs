@@ -10,7 +10,7 @@ use contend::provision::ProvisionOptions;
 use contend::record::{CellSettings, MigrateSettings};
 use contend::workload::Migration;
 
-use super::cell::parse_duration;
+use super::values::{check_schedule, parse_duration, parse_instances, parse_pool_size};
 use super::{CellArgs, ServerArgs};
 
 /// `contend migrate`.
@@ -33,10 +33,10 @@ pub struct MigrateCommand {
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub max_statement_time: Duration,
     /// Connections per instance's pool.
-    #[arg(long, default_value_t = CellSettings::default().pool.size)]
+    #[arg(long, default_value_t = CellSettings::default().pool.size, value_parser = parse_pool_size)]
     pub pool_size: u32,
     /// Application instances, each with its own pool.
-    #[arg(long, default_value_t = CellSettings::default().instances)]
+    #[arg(long, default_value_t = CellSettings::default().instances, value_parser = parse_instances)]
     pub instances: u32,
     /// Directory under which results/<run>/ is created.
     #[arg(long, default_value = "results")]
@@ -69,6 +69,13 @@ impl TryFrom<MigrateCommand> for MigratePlan {
         };
         if args.max_statement_time.is_zero() {
             anyhow::bail!("--max-statement-time 0s: give the build some time, e.g. 10m");
+        }
+        if let Some(rate) = args.cell.rate {
+            // The foreground load runs a window before, the build (up to
+            // twice its statement time, with its wait) and a window after.
+            let span =
+                args.cell.warmup + 2 * args.cell.duration + 2 * args.max_statement_time + Duration::from_secs(60);
+            check_schedule(rate, span).map_err(anyhow::Error::msg)?;
         }
         let provision = ProvisionOptions::try_from(args.servers)?;
         Ok(MigratePlan {

@@ -20,6 +20,7 @@ mod report;
 mod run;
 mod servers;
 mod sweep;
+mod values;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 

@@ -7,6 +7,7 @@ use clap::Args;
 use contend::provision::ProvisionOptions;
 use contend::record::CellSettings;
 
+use super::values::{parse_instances, parse_pool_size};
 use super::{CellArgs, ServerArgs};
 
 /// `contend run`.
@@ -16,10 +17,10 @@ pub struct RunCommand {
     #[command(flatten)]
     pub cell: CellArgs,
     /// Connections per instance's pool (ignored with --pool none).
-    #[arg(long, default_value_t = CellSettings::default().pool.size)]
+    #[arg(long, default_value_t = CellSettings::default().pool.size, value_parser = parse_pool_size)]
     pub pool_size: u32,
     /// Application instances, each with its own pool.
-    #[arg(long, default_value_t = CellSettings::default().instances)]
+    #[arg(long, default_value_t = CellSettings::default().instances, value_parser = parse_instances)]
     pub instances: u32,
     /// Directory under which results/<run>/ is created.
     #[arg(long, default_value = "results")]
@@ -89,7 +90,7 @@ mod tests {
         assert_eq!(threads(&["--instances", "64"]), Ok(cores.min(64)));
         assert!(threads(&["--driver-threads", "0"])
             .unwrap_err()
-            .contains("--driver-threads 0"));
+            .contains("'0' for '--driver-threads <N>': at least one thread must drive the clients"));
     }
 
     const EXTERNAL: [&str; 4] = [

@@ -11,24 +11,25 @@ use contend::analysis::{Formula, RecommendOptions};
 use contend::provision::{BackendChoice, ProvisionError, ProvisionOptions, DEFAULT_PG_IMAGE, DEFAULT_REDIS_IMAGE};
 
 use super::cell::parse_setting;
+use super::values::{parse_cores, parse_finite, parse_positive, parse_sizing_count, parse_startup_seconds};
 
 /// How a recommendation judges the cells, shared by `recommend` and `sweep`.
 #[derive(Debug, Args)]
 pub struct RecommendArgs {
     /// Share of peak goodput the knee must reach, 0 to 1.
-    #[arg(long, default_value_t = RecommendOptions::default().goodput_share)]
+    #[arg(long, default_value_t = RecommendOptions::default().goodput_share, value_parser = parse_finite)]
     pub goodput_share: f64,
     /// p99 end-to-end the knee must stay within, milliseconds.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = parse_positive)]
     pub p99_slo_ms: Option<f64>,
     /// Connections kept free for admin sessions and migrations.
-    #[arg(long, default_value_t = RecommendOptions::default().headroom)]
+    #[arg(long, default_value_t = RecommendOptions::default().headroom, value_parser = parse_sizing_count)]
     pub headroom: u32,
     /// CPU cores of the database server [default: this machine's].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_cores)]
     pub cores: Option<u32>,
     /// Effective spindles, for 2 × cores + spindles.
-    #[arg(long, default_value_t = RecommendOptions::default().spindles)]
+    #[arg(long, default_value_t = RecommendOptions::default().spindles, value_parser = parse_sizing_count)]
     pub spindles: u32,
     /// A sizing formula to judge besides the built-in ones, e.g.
     /// 'max_connections = vus * 1.5 + eps / 10' or 'pool = cores * 4'
@@ -96,7 +97,7 @@ pub struct ServerArgs {
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Seconds a server may take to accept connections.
-    #[arg(long, value_name = "SECONDS", default_value_t = ProvisionOptions::default().startup_timeout.as_secs())]
+    #[arg(long, value_name = "SECONDS", default_value_t = ProvisionOptions::default().startup_timeout.as_secs(), value_parser = parse_startup_seconds)]
     pub startup_timeout: u64,
 }
 
@@ -151,7 +152,7 @@ impl TryFrom<ServerArgs> for ProvisionOptions {
             images_chosen,
             database_url,
             redis_url,
-            startup_timeout: Duration::from_secs(args.startup_timeout.max(1)),
+            startup_timeout: Duration::from_secs(args.startup_timeout),
         };
         options.validate()?;
         Ok(options)

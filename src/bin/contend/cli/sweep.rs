@@ -12,6 +12,7 @@ use contend::exec::{PlannedCell, SweepPlan};
 use contend::provision::ProvisionOptions;
 use contend::record::SweepPlanRecord;
 
+use super::values::{parse_instances, parse_pool_size, parse_repeat};
 use super::{CellArgs, RecommendArgs, ServerArgs};
 
 /// `contend sweep`.
@@ -26,7 +27,8 @@ pub struct SweepCommand {
         long,
         value_delimiter = ',',
         required_unless_present = "resume",
-        value_name = "N,N,..."
+        value_name = "N,N,...",
+        value_parser = parse_pool_size
     )]
     pub pool_sizes: Vec<u32>,
     /// Application instance counts, comma-separated.
@@ -34,12 +36,13 @@ pub struct SweepCommand {
         long = "instances",
         value_delimiter = ',',
         default_value = "1",
-        value_name = "K,K,..."
+        value_name = "K,K,...",
+        value_parser = parse_instances
     )]
     pub instances: Vec<u32>,
     /// Runs of each cell, each with its own seed (seed, seed + 1, …): the
     /// recommendation takes medians, and the spread shows the noise.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_repeat)]
     pub repeat: u32,
     /// Continue the sweep in this results/<run> directory, running only the
     /// cells it lacks, with the settings it was started with (flags given
@@ -86,9 +89,6 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             contend::provision::validate_max_connections(value, &provision.pg_settings)?;
         }
         provision.max_connections = max_connections.first().copied();
-        if args.repeat == 0 {
-            anyhow::bail!("--repeat 0: run each cell at least once");
-        }
         let mut cells = Vec::new();
         // max_connections outermost: the server restarts only when it changes.
         let budgets: Vec<Option<u32>> = if max_connections.is_empty() {
