@@ -76,7 +76,10 @@ fn append_json_line(dir: &Path, file: &str, value: &impl Serialize) -> Result<Pa
 }
 
 /// Where the torn last line of `bytes` starts: a last line with no newline
-/// whose JSON ends before it is complete. A whole record that only lacks
+/// that is not whole JSON. Every append ends with a newline, so such a line
+/// is a write that did not finish, wherever it was cut (inside a string, a
+/// number such as `7980.`, a `\u` escape or a UTF-8 sequence: serde_json
+/// calls only some of those end-of-file). A whole record that only lacks
 /// its newline is not torn.
 fn torn_tail(bytes: &[u8]) -> Option<usize> {
     let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -85,8 +88,8 @@ fn torn_tail(bytes: &[u8]) -> Option<usize> {
         return None;
     }
     match serde_json::from_slice::<serde::de::IgnoredAny>(tail) {
-        Err(e) if e.is_eof() => Some(start),
-        _ => None,
+        Err(_) => Some(start),
+        Ok(_) => None,
     }
 }
 
