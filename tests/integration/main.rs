@@ -17,6 +17,7 @@ mod run;
 mod sampler;
 mod script;
 mod seats;
+mod signals;
 mod sweep;
 mod threads;
 mod util;

@@ -1,10 +1,12 @@
 //! `contend run`: servers, one cell with a progress bar, the summary, and
-//! the record appended to results.
+//! the record appended to results. SIGINT, SIGTERM or SIGHUP abandons the
+//! cell (nothing of it is recorded) and stops the servers.
 
 use std::sync::Arc;
 
 use crate::cli::{RunCommand, RunPlan};
 use crate::cmd::progress::LiveBar;
+use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::render::cell_summary;
@@ -18,14 +20,26 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let plan = RunPlan::try_from(args)?;
     let dir = new_run_dir(&plan.results_root, &plan.cell.workload);
     prepare_run_dir(&dir)?;
+    let mut interrupts = Interrupts::listen()?;
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::timed(&live, plan.cell.driver.warmup_s + plan.cell.driver.duration_s);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let outcome = run_cell(&plan.cell, &servers, Arc::clone(&live)).await;
+    let outcome = tokio::select! {
+        outcome = run_cell(&plan.cell, &servers, Arc::clone(&live)) => Ok(outcome),
+        signal = interrupts.received() => Err(signal),
+    };
     progress.finish();
     let max_connections = servers.postgres.max_connections;
     servers.shutdown().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            remove_if_empty(&dir);
+            eprintln!("contend: interrupted by {signal}; servers stopped; nothing of the cell is recorded");
+            return Ok(Outcome::Interrupted(signal));
+        }
+    };
     let record = match outcome {
         Ok(record) => record,
         Err(RunError::ServerLost(loss)) => {

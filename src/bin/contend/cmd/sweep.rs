@@ -1,11 +1,13 @@
 //! `contend sweep`: servers once, every cell with a progress bar, a line per
-//! finished cell; Ctrl-C keeps every finished cell (they are already on
-//! disk) and says how to resume.
+//! finished cell; SIGINT (Ctrl-C), SIGTERM or SIGHUP keeps every finished
+//! cell (they are already on disk), stops the servers and says how to
+//! resume.
 
 use std::sync::Arc;
 
 use crate::cli::{SweepCommand, SweepPlanArgs};
 use crate::cmd::progress::{say, sweep_bar};
+use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::exec::{run_sweep, SweepEvent};
@@ -27,6 +29,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         .clone()
         .unwrap_or_else(|| new_run_dir(&plan.results_root, &format!("sweep-{workload}")));
     prepare_run_dir(&dir)?;
+    let mut interrupts = Interrupts::listen()?;
     let mut servers = provision_for_run(&dir, &plan.provision).await?;
     let bar = sweep_bar(plan.plan.cells.len());
     let already = plan.plan.cells.len();
@@ -70,21 +73,21 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         }
     });
     let outcome = tokio::select! {
-        outcome = sweep => Some(outcome),
-        _ = tokio::signal::ctrl_c() => None,
+        outcome = sweep => Ok(outcome),
+        signal = interrupts.received() => Err(signal),
     };
     bar.finish_and_clear();
     servers.shutdown().await;
     match outcome {
-        None => {
+        Err(signal) => {
             eprintln!(
-                "contend: interrupted; finished cells are in {}; continue with --resume {}",
+                "contend: interrupted by {signal}; servers stopped; finished cells are in {}; continue with --resume {}",
                 dir.join("cells.jsonl").display(),
                 dir.display()
             );
-            Ok(Outcome::Interrupted)
+            Ok(Outcome::Interrupted(signal))
         }
-        Some(result) => {
+        Ok(result) => {
             let outcome = result?;
             if outcome.failed > 0 {
                 eprintln!(
