@@ -72,6 +72,13 @@ pub enum RunError {
     /// closed under it. Nothing of the cell is a measurement.
     #[error("PostgreSQL went away {:.1} s into the cell: {}", .0.after_s, .0.reason)]
     ServerLost(Box<ServerLoss>),
+    /// A task of contend panicked during the cell (a bug, not a
+    /// measurement): the cell is failed, never recorded as whole.
+    #[error("contend panicked during the cell: {message}; this is a bug, please report it")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
     /// PostgreSQL went away under a cell of a sweep and did not come back.
     #[error(
         "PostgreSQL went away under a cell and could not be brought back ({error}); the cell is in {}; continue with --resume {} once the server runs",
@@ -96,6 +103,15 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The panic's message when a task of the cell panicked (a client, a
+    /// driver thread, or the cell's own steps).
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            RunError::Panicked { message } | RunError::Drive(DriveError::Panicked { message }) => Some(message),
+            _ => None,
+        }
+    }
+
     /// Whether this error means the PostgreSQL server stopped answering:
     /// the server lost under the load (or under the cell's setup, as its
     /// watchdog saw it), or a connection of contend's own closed, reset,

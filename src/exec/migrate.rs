@@ -101,8 +101,8 @@ pub async fn run_migrate(
         servers,
         live,
     };
-    with_workload(&settings.cell.workload, &settings.cell.overrides, user)
-        .await
+    super::run::caught(with_workload(&settings.cell.workload, &settings.cell.overrides, user))
+        .await?
         .map_err(RunError::from)?
 }
 

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use super::cell::{connect_spawned, CellHarness};
 use super::error::RunError;
-use crate::driver::{LiveCounts, Load};
+use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
 use crate::provision::Servers;
 use crate::record::{BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, CELL_SCHEMA};
@@ -29,7 +29,20 @@ pub async fn run_cell(
         servers,
         live,
     };
-    with_workload(&settings.workload, &settings.overrides, cell).await?
+    caught(with_workload(&settings.workload, &settings.overrides, cell)).await??
+}
+
+/// `cell`, with a panic in its own steps (not only in its clients, which
+/// the driver catches) turned into [`RunError::Panicked`]: the cell fails,
+/// the process and its servers carry on.
+pub(super) async fn caught<T>(cell: impl std::future::Future<Output = T>) -> Result<T, RunError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(cell)
+        .catch_unwind()
+        .await
+        .map_err(|payload| RunError::Panicked {
+            message: panic_message(&*payload),
+        })
 }
 
 struct CellRun<'a> {

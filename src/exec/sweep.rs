@@ -19,7 +19,7 @@ use super::error::RunError;
 use super::run::run_cell;
 use crate::driver::LiveCounts;
 use crate::provision::Servers;
-use crate::record::{cell_key, CellRecord, CellSettings, FailedCell, ServerLoss};
+use crate::record::{cell_key, CellRecord, CellSettings, FailedCell, FailureCause, ServerLoss};
 use crate::results::{append_cell, append_failed, finished_cells};
 
 /// One cell of a sweep.
@@ -62,8 +62,9 @@ pub enum SweepEvent {
         /// The record appended.
         record: Box<CellRecord>,
     },
-    /// PostgreSQL went away under a cell; the cell went to failed.jsonl and
-    /// the server was brought back (or not: then the sweep stops).
+    /// PostgreSQL went away under a cell (or a task of it panicked); the
+    /// cell went to failed.jsonl and the server was brought back (or not:
+    /// then the sweep stops).
     Failed {
         /// The record appended to failed.jsonl.
         failed: Box<FailedCell>,
@@ -75,8 +76,8 @@ pub enum SweepEvent {
 pub struct SweepOutcome {
     /// Cells measured and appended to cells.jsonl.
     pub finished: usize,
-    /// Cells the server died under, appended to failed.jsonl; `--resume`
-    /// runs them again.
+    /// Cells the server died under (or a panic failed), appended to
+    /// failed.jsonl; `--resume` runs them again.
     pub failed: usize,
 }
 
@@ -127,6 +128,25 @@ pub async fn run_sweep(
                 outcome.finished += 1;
                 on_event(SweepEvent::Finished {
                     record: Box::new(record),
+                });
+                continue;
+            }
+            // A panic is contend's bug, not the server's: the cell fails,
+            // the server needs no recovery, and the sweep goes on.
+            Err(error) if error.panic_message().is_some() => {
+                let loss = ServerLoss {
+                    reason: error.to_string(),
+                    after_s: started.elapsed().as_secs_f64(),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    errors_by_class: Default::default(),
+                };
+                let max_connections = servers.postgres.max_connections;
+                let failed = FailedCell::new(&cell.settings, max_connections, started_at, loss, None)
+                    .because(FailureCause::Panic);
+                append_failed(dir, &failed)?;
+                outcome.failed += 1;
+                on_event(SweepEvent::Failed {
+                    failed: Box::new(failed),
                 });
                 continue;
             }

@@ -12,6 +12,7 @@ mod layers;
 mod local;
 mod migrate;
 mod old_results;
+mod panics;
 mod report;
 mod run;
 mod sampler;

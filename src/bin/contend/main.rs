@@ -4,7 +4,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | done, every check held (or `--help`, `--version`) |
-//! | 1 | done, but a check failed: an invariant, a cell the server was lost under, a regression |
+//! | 1 | done, but a check failed: an invariant, a failed cell (the server lost, stopped answering, or a panic), a regression |
 //! | 2 | bad input or setup: flags, files, servers |
 //! | 3 | `migrate`: the migration failed or left an invalid index |
 //! | 130, 143, 129 | `run`, `sweep`, `migrate` stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP: 128 + the signal's number (servers down, finished cells kept) |

@@ -40,4 +40,6 @@ pub enum FailedCheck {
     Invariant,
     /// The server was lost under a cell; it is recorded as failed.
     ServerLost,
+    /// A task of contend panicked during a cell; it is recorded as failed.
+    Panicked,
 }

@@ -14,7 +14,10 @@ use contend::{
     exec::{provision_for_run, run_cell, RunError},
     results::{append_cell, new_run_dir, prepare_run_dir, remove_if_empty},
 };
-use contend::{record::FailedCell, results::append_failed};
+use contend::{
+    record::{FailedCell, FailureCause, ServerLoss},
+    results::append_failed,
+};
 
 pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let plan = RunPlan::try_from(args)?;
@@ -25,6 +28,7 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::timed(&live, plan.cell.driver.warmup_s + plan.cell.driver.duration_s);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let cell_started = std::time::Instant::now();
     let outcome = tokio::select! {
         outcome = run_cell(&plan.cell, &servers, Arc::clone(&live)) => Ok(outcome),
         signal = interrupts.received() => Err(signal),
@@ -42,6 +46,26 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     };
     let record = match outcome {
         Ok(record) => record,
+        Err(error) if error.panic_message().is_some() => {
+            let loss = ServerLoss {
+                reason: error.to_string(),
+                after_s: cell_started.elapsed().as_secs_f64(),
+                ok: live.ok.load(std::sync::atomic::Ordering::Relaxed),
+                errors_by_class: Default::default(),
+            };
+            let failed =
+                FailedCell::new(&plan.cell, max_connections, started_at, loss, None).because(FailureCause::Panic);
+            let path = append_failed(&dir, &failed)?;
+            eprintln!(
+                "contend: the cell failed: {}",
+                contend::render::failed_cell_line(&failed)
+            );
+            eprintln!(
+                "contend: recorded in {}; nothing of it is a measurement",
+                path.display()
+            );
+            return Ok(Outcome::FailedCheck(FailedCheck::Panicked));
+        }
         Err(RunError::ServerLost(loss)) => {
             let failed = FailedCell::new(&plan.cell, max_connections, started_at, *loss, None);
             let path = append_failed(&dir, &failed)?;

@@ -91,7 +91,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             let outcome = result?;
             if outcome.failed > 0 {
                 eprintln!(
-                    "contend: sweep done but {} cell(s) failed with the server (see {}); run them again with --resume {}",
+                    "contend: sweep done but {} cell(s) failed (see {}); run them again with --resume {}",
                     outcome.failed,
                     dir.join("failed.jsonl").display(),
                     dir.display()
