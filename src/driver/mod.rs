@@ -101,6 +101,13 @@ pub struct DriverSettings {
     /// field existed were driven on 1. Default 1.
     #[serde(default = "one_thread")]
     pub threads: u32,
+    /// Seconds a cell may go on past warmup + duration with nothing
+    /// finishing before the harness takes the server for one that stopped
+    /// answering and fails the cell (the drain of what is in flight, the
+    /// teardown and the checks must fit in it). Not a measurement: cells
+    /// that differ only in it are the same cell. Default 30.
+    #[serde(default = "default_grace_s")]
+    pub grace_s: f64,
 }
 
 impl Default for DriverSettings {
@@ -113,12 +120,17 @@ impl Default for DriverSettings {
             max_retries: 3,
             seed: 1,
             threads: one_thread(),
+            grace_s: default_grace_s(),
         }
     }
 }
 
 fn one_thread() -> u32 {
     1
+}
+
+fn default_grace_s() -> f64 {
+    30.0
 }
 
 /// State shared live with whoever watches a run: counts for a progress
@@ -741,7 +753,9 @@ async fn run_client<W: Workload>(mut context: ClientContext<W>) {
         let started = Instant::now();
         run_with_retries(&mut context, started).await;
         if !think.is_zero() {
-            tokio::time::sleep(think).await;
+            // Cut at the window's end: a long think time must not hold the
+            // cell past it.
+            tokio::time::sleep_until((Instant::now() + think).min(context.end).into()).await;
         }
     }
 }
@@ -870,6 +884,7 @@ mod tests {
             "warmup_s":0.0,"duration_s":6.0,"max_retries":3,"seed":1}"#;
         let settings: DriverSettings = serde_json::from_str(old).unwrap();
         assert_eq!(settings.threads, 1);
+        assert_eq!(settings.grace_s, 30.0, "the deadline's grace defaults too");
         let written = serde_json::to_value(settings).unwrap();
         assert_eq!(written["threads"], 1);
     }

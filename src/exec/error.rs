@@ -72,6 +72,18 @@ pub enum RunError {
     /// closed under it. Nothing of the cell is a measurement.
     #[error("PostgreSQL went away {:.1} s into the cell: {}", .0.after_s, .0.reason)]
     ServerLost(Box<ServerLoss>),
+    /// The server stopped answering: the cell passed its deadline (the
+    /// grace past warmup + duration, or past a setup step, with nothing
+    /// finishing) and was abandoned. Nothing of it is a measurement.
+    #[error(
+        "the server stopped answering after {after_s:.0} s: nothing finished for {grace_s:.0} s (--cell-grace) past the cell's window or step; raise --cell-grace if it is only slow"
+    )]
+    Unresponsive {
+        /// Seconds from the cell's start until it was abandoned.
+        after_s: f64,
+        /// The grace, seconds.
+        grace_s: f64,
+    },
     /// A task of contend panicked during the cell (a bug, not a
     /// measurement): the cell is failed, never recorded as whole.
     #[error("contend panicked during the cell: {message}; this is a bug, please report it")]
@@ -119,7 +131,7 @@ impl RunError {
     /// records such a cell as failed and brings the server back.
     pub fn is_connection_loss(&self) -> bool {
         match self {
-            RunError::ServerLost(_) => true,
+            RunError::ServerLost(_) | RunError::Unresponsive { .. } => true,
             RunError::Template(error) => error.is_connection_loss(),
             RunError::Database { error, .. } | RunError::MigratedStatement { error, .. } => connection_lost(error),
             RunError::Workload(WorkloadError::CellData { source, .. }) => connection_lost(source),

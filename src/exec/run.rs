@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::cell::{connect_spawned, CellHarness};
+use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
 use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
@@ -55,9 +55,17 @@ impl WorkloadUser for CellRun<'_> {
     type Output = Result<CellRecord, RunError>;
 
     async fn run<W: Workload>(self, workload: W) -> Self::Output {
+        let clock = CellClock::new(self.settings.driver.grace_s);
+        let live = Arc::clone(&self.live);
+        clock.bound(&live, self.run_cell(workload, Arc::clone(&clock))).await
+    }
+}
+
+impl CellRun<'_> {
+    async fn run_cell<W: Workload>(self, workload: W, clock: Arc<CellClock>) -> Result<CellRecord, RunError> {
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let database = format!("contend_cell_{}", std::process::id());
-        let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live).await?;
+        let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live, clock).await?;
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
         let Measured {

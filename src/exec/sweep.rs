@@ -150,18 +150,27 @@ pub async fn run_sweep(
                 });
                 continue;
             }
-            Err(RunError::ServerLost(loss)) => *loss,
+            Err(RunError::ServerLost(loss)) => (*loss, FailureCause::ServerLost),
             // Between two cells' loads (copying the template, connecting to
             // the copy) a dead server shows as a connection of contend's own
-            // closed or refused: the error says so, no probe needed.
-            Err(error) if error.is_connection_loss() => ServerLoss {
-                reason: error.to_string(),
-                after_s: started.elapsed().as_secs_f64(),
-                ok: live.ok.load(Ordering::Relaxed),
-                errors_by_class: Default::default(),
-            },
+            // closed or refused: the error says so, no probe needed. A cell
+            // past its deadline is a server that stopped answering.
+            Err(error) if error.is_connection_loss() => (
+                ServerLoss {
+                    reason: error.to_string(),
+                    after_s: started.elapsed().as_secs_f64(),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    errors_by_class: Default::default(),
+                },
+                if matches!(error, RunError::Unresponsive { .. }) {
+                    FailureCause::Unresponsive
+                } else {
+                    FailureCause::ServerLost
+                },
+            ),
             Err(error) => return Err(error),
         };
+        let (loss, cause) = loss;
         let max_connections = servers.postgres.max_connections;
         let recovery = servers.recover_postgres().await;
         let failed = FailedCell::new(
@@ -170,7 +179,8 @@ pub async fn run_sweep(
             started_at,
             loss,
             recovery.as_ref().ok(),
-        );
+        )
+        .because(cause);
         append_failed(dir, &failed)?;
         outcome.failed += 1;
         on_event(SweepEvent::Failed {

@@ -19,6 +19,7 @@ mod sampler;
 mod script;
 mod seats;
 mod signals;
+mod stalls;
 mod sweep;
 mod threads;
 mod util;

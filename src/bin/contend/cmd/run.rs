@@ -66,8 +66,20 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
             );
             return Ok(Outcome::FailedCheck(FailedCheck::Panicked));
         }
-        Err(RunError::ServerLost(loss)) => {
-            let failed = FailedCell::new(&plan.cell, max_connections, started_at, *loss, None);
+        Err(error @ (RunError::ServerLost(_) | RunError::Unresponsive { .. })) => {
+            let (loss, cause) = match error {
+                RunError::ServerLost(loss) => (*loss, FailureCause::ServerLost),
+                error => (
+                    ServerLoss {
+                        reason: error.to_string(),
+                        after_s: cell_started.elapsed().as_secs_f64(),
+                        ok: live.ok.load(std::sync::atomic::Ordering::Relaxed),
+                        errors_by_class: Default::default(),
+                    },
+                    FailureCause::Unresponsive,
+                ),
+            };
+            let failed = FailedCell::new(&plan.cell, max_connections, started_at, loss, None).because(cause);
             let path = append_failed(&dir, &failed)?;
             eprintln!(
                 "contend: the cell failed: {}",
