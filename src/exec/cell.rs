@@ -35,7 +35,7 @@ use tokio_postgres::{Client, Connection, NoTls, Socket};
 
 use super::error::RunError;
 use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_cell_to};
-use crate::client::{cache_connections, redis_client, AppPool};
+use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::provision::{database_url, Servers};
@@ -394,16 +394,21 @@ impl CellHarness {
     }
 
     /// Stops the sampler and closes the pools; returns what was sampled.
+    /// The sampler's last `pg_stat_database` snapshot waits for the pools'
+    /// sessions to exit: a backend flushes its counters lazily, and fully
+    /// only as it exits.
     pub async fn stop_load(&mut self) -> ServerSamples {
         let sampler = self
             .sampler
             .take()
             .expect("start_load starts the sampler stop_load stops");
-        let server = sampler.stop().await;
-        for pool in self.pools.iter() {
-            pool.close().await;
-        }
-        server
+        let pools = Arc::clone(&self.pools);
+        let closing = async move {
+            for pool in pools.iter() {
+                pool.close().await;
+            }
+        };
+        sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await
     }
 
     /// The workload's invariants, checked on the cell's data.
