@@ -201,3 +201,96 @@ fn a_long_think_time_is_cut_at_the_windows_end() {
         "the clients' 60 s think time did not hold the cell: {took:?}"
     );
 }
+
+/// `docker pause` of the PostgreSQL container mid-cell: the cell fails at
+/// its deadline as unresponsive, the container is replaced, the sweep goes
+/// on, and no container is left.
+#[test]
+fn a_paused_container_fails_the_cell_at_its_deadline_and_is_replaced() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let mut sweep = KillOnDrop(
+        tmp.contend()
+            .args(["sweep", "--workload", "sleep", "--pool-sizes", "1,2,3"])
+            .args([
+                "--clients",
+                "2",
+                "--duration",
+                "2s",
+                "--warmup",
+                "0s",
+                "--cell-grace",
+                "3s",
+            ])
+            .args(["--backend", "docker", "--results"])
+            .arg(&results)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = sweep.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let log = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let first_done = wait_until(Duration::from_secs(120), || log.lock().unwrap().contains("pool   1 ×"));
+    assert!(first_done.is_some(), "the first cell finished: {}", log.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(1000));
+    let contend_pid = sweep.id();
+    let container = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=contend.pid={contend_pid}")])
+        .args(["--filter", "label=contend.role=postgres"])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&container.stdout).trim().to_string();
+    assert!(!id.is_empty(), "the PostgreSQL container of contend {contend_pid}");
+    let paused = std::process::Command::new("docker")
+        .args(["pause", &id])
+        .output()
+        .unwrap();
+    assert!(paused.status.success(), "{paused:?}");
+    let exited = wait_until(Duration::from_secs(150), || matches!(sweep.try_wait(), Ok(Some(_))));
+    assert!(
+        exited.is_some(),
+        "the sweep ends instead of hanging: {}",
+        log.lock().unwrap()
+    );
+    let status = sweep.wait().unwrap();
+    reader.join().unwrap();
+    let stderr = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let failed_line = stderr
+        .lines()
+        .find(|l| l.starts_with("FAILED "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        failed_line.contains("the server stopped answering after") && failed_line.contains("fresh container"),
+        "{failed_line}"
+    );
+    assert!(stderr.contains("pool   3 ×"), "the sweep went on: {stderr}");
+    assert!(
+        crate::util::containers_of_pid(contend_pid).is_empty(),
+        "no container left behind"
+    );
+}
+
+#[test]
+fn a_zero_cell_grace_is_refused_before_any_server_starts() {
+    let tmp = IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args(["run", "--workload", "sleep", "--cell-grace", "0s", "--backend", "local"])
+        .output()
+        .unwrap();
+    let (_, stderr) = crate::util::text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--cell-grace 0s"), "{stderr}");
+    assert!(!stderr.contains("backend local"), "no server was started: {stderr}");
+}
