@@ -18,6 +18,10 @@ use tokio_postgres::types::ToSql;
 
 use crate::client::ErrorClass;
 
+/// `application_name` of the application pools' connections, so they can
+/// be told apart from contend's own in `pg_stat_activity`.
+pub const POOL_APPLICATION_NAME: &str = "contend";
+
 /// Which pool an application instance uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -204,7 +208,7 @@ impl AppPool {
     pub fn new(url: &str, settings: &PoolSettings) -> Result<AppPool, PoolError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(PoolError::Url)?;
         config.connect_timeout(settings.connect_timeout);
-        config.application_name("contend");
+        config.application_name(POOL_APPLICATION_NAME);
         if let Some(timeout) = settings.statement_timeout {
             config.options(format!("-c statement_timeout={}", timeout.as_millis()));
         }
@@ -228,7 +232,7 @@ impl AppPool {
             }
             PoolKind::Sqlx => {
                 let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(PoolError::SqlxUrl)?;
-                options = options.application_name("contend");
+                options = options.application_name(POOL_APPLICATION_NAME);
                 if let Some(timeout) = settings.statement_timeout {
                     options = options.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
                 }

@@ -101,6 +101,13 @@ pub struct DriverSettings {
     /// field existed were driven on 1. Default 1.
     #[serde(default = "one_thread")]
     pub threads: u32,
+    /// Seconds a cell may go on past warmup + duration with nothing
+    /// finishing before the harness takes the server for one that stopped
+    /// answering and fails the cell (the drain of what is in flight, the
+    /// teardown and the checks must fit in it). Not a measurement: cells
+    /// that differ only in it are the same cell. Default 30.
+    #[serde(default = "default_grace_s")]
+    pub grace_s: f64,
 }
 
 impl Default for DriverSettings {
@@ -113,12 +120,17 @@ impl Default for DriverSettings {
             max_retries: 3,
             seed: 1,
             threads: one_thread(),
+            grace_s: default_grace_s(),
         }
     }
 }
 
 fn one_thread() -> u32 {
     1
+}
+
+fn default_grace_s() -> f64 {
+    30.0
 }
 
 /// State shared live with whoever watches a run: counts for a progress
@@ -174,6 +186,46 @@ pub enum DriveError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// A client task or a driver thread panicked: the other clients were
+    /// stopped and what they recorded is not a whole cell.
+    #[error("a client panicked: {message}")]
+    Panicked {
+        /// The panic's message (the first, when several panicked).
+        message: String,
+    },
+}
+
+/// The message of a panic's payload (`panic!`'s text), or a placeholder
+/// when the payload is not text.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Test-only fault injection, honoured in debug builds only:
+/// `CONTEND_TEST_PANIC=client:N` makes the first client of the N-th cell
+/// this process drives panic in its third transaction, as a bug in a
+/// workload would. Release builds never read it.
+const TEST_PANIC_VARIABLE: &str = "CONTEND_TEST_PANIC";
+
+/// Cells driven by this process so far, for [`TEST_PANIC_VARIABLE`].
+static CELLS_DRIVEN: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this cell (the `cell`-th driven, from 1) is to have a client
+/// panic ([`TEST_PANIC_VARIABLE`]).
+fn panic_injected(cell: u64) -> bool {
+    if !cfg!(debug_assertions) {
+        return false;
+    }
+    std::env::var(TEST_PANIC_VARIABLE)
+        .ok()
+        .and_then(|value| value.strip_prefix("client:")?.parse::<u64>().ok())
+        == Some(cell)
 }
 
 /// First retry waits up to this long, microseconds; each further retry
@@ -223,11 +275,13 @@ pub async fn drive<W: Workload>(
 ) -> Result<DriveOutput, DriveError> {
     let threads = (settings.threads.max(1) as usize).min(pools.len()).max(1);
     let shares = shares(pools.len(), threads, workers(settings.load));
+    let cell = CELLS_DRIVEN.fetch_add(1, Ordering::Relaxed) + 1;
     let clients = Arc::new(Clients {
         workload,
         pools,
         live,
         settings,
+        inject_panic: panic_injected(cell),
     });
     let (start, dispatcher, outputs) = if threads == 1 {
         let share = shares.into_iter().next().expect("one share per thread");
@@ -242,6 +296,11 @@ pub async fn drive<W: Workload>(
         // It has released every arrival (or seen the stop) before the
         // workers could end: this join does not wait.
         let _ = dispatcher.join();
+    }
+    // A panicked client ended early and stopped the others: what was
+    // recorded is a cell cut short, never to be taken for a whole one.
+    if let Some(message) = outputs.iter().find_map(|output| output.panic.clone()) {
+        return Err(DriveError::Panicked { message });
     }
     // Rates divide by the window planned, or by the time actually measured
     // when the run was stopped early.
@@ -380,6 +439,8 @@ struct ShareOutput {
     lag: Option<hdrhistogram::Histogram<u64>>,
     /// When the thread's last client ended.
     finished: Instant,
+    /// The first panic of one of the thread's clients, if one panicked.
+    panic: Option<String>,
 }
 
 fn lag_histogram() -> hdrhistogram::Histogram<u64> {
@@ -392,6 +453,8 @@ struct Clients<W> {
     pools: Arc<Vec<AppPool>>,
     live: Arc<LiveCounts>,
     settings: DriverSettings,
+    /// [`TEST_PANIC_VARIABLE`] asks for a panic in this cell.
+    inject_panic: bool,
 }
 
 impl<W: Workload> Clients<W> {
@@ -414,7 +477,9 @@ impl<W: Workload> Clients<W> {
         // One per thread: the lag histogram is large, and workers on this
         // thread never wait on another thread's lock to record in it.
         let lag = start.schedule.as_ref().map(|_| Arc::new(Mutex::new(lag_histogram())));
-        let mut tasks = Vec::with_capacity(share.workers.len());
+        // A JoinSet: dropping it (an abandoned cell) aborts the clients
+        // instead of leaving them running on the caller's runtime.
+        let mut tasks = tokio::task::JoinSet::new();
         for (local, &worker) in share.workers.iter().enumerate() {
             let instance = worker as usize % self.pools.len();
             let cache = share
@@ -435,31 +500,44 @@ impl<W: Workload> Clients<W> {
                 end: start.end,
                 max_retries: self.settings.max_retries,
                 rng: SmallRng::seed_from_u64(self.settings.seed ^ (u64::from(worker) << 32 | 0x9e37)),
+                panic_at_attempt: (self.inject_panic && worker == 0).then_some(3),
+                attempts: 0,
             };
-            tasks.push(match (&start.schedule, &lag) {
-                (Some(schedule), Some(lag)) => tokio::spawn(run_open_worker(
+            match (&start.schedule, &lag) {
+                (Some(schedule), Some(lag)) => tasks.spawn(run_open_worker(
                     context,
                     Arc::clone(schedule),
                     Arc::clone(lag),
                     start.measure_from,
                 )),
-                _ => tokio::spawn(run_client(context)),
-            });
+                _ => tasks.spawn(run_client(context)),
+            };
         }
         drop(caches);
-        for task in tasks {
-            let _ = task.await;
+        let mut panic = None;
+        while let Some(ended) = tasks.join_next().await {
+            if let Err(error) = ended {
+                if error.is_panic() && panic.is_none() {
+                    panic = Some(panic_message(&*error.into_panic()));
+                    // The cell is lost: stop the other clients now rather
+                    // than at the window's end.
+                    self.live.request_stop();
+                }
+            }
         }
         let finished = Instant::now();
         let mut recorder = Recorder::new(operations, start.measure_from);
         for shard in shards.iter() {
-            recorder.merge(&shard.lock().expect("a client panicked while recording"));
+            // A client that panicked while recording leaves its shard
+            // poisoned; the panic already fails the cell.
+            recorder.merge(&shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         }
-        let lag = lag.map(|lag| lag.lock().expect("lag histogram poisoned").clone());
+        let lag = lag.map(|lag| lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone());
         ShareOutput {
             recorder,
             lag,
             finished,
+            panic,
         }
     }
 
@@ -518,7 +596,7 @@ impl<W: Workload> Clients<W> {
                 Ok(Ok(())) => waiting.push((handle, output)),
                 // The other threads see the start sender dropped and end.
                 Ok(Err(error)) => return Err(error),
-                Err(_) => std::panic::resume_unwind(join(handle).await.expect_err("a driver thread ended early")),
+                Err(_) => return Err(thread_panic(join(handle).await)),
             }
         }
         let (start, dispatcher) = Start::now(&clients.settings, &clients.live);
@@ -527,7 +605,12 @@ impl<W: Workload> Clients<W> {
         for (handle, output) in waiting {
             match output.await {
                 Ok(output) => outputs.push(output),
-                Err(_) => std::panic::resume_unwind(join(handle).await.expect_err("a driver thread ended early")),
+                Err(_) => {
+                    // The other threads' clients stop; dropping the start
+                    // sender on return ends their threads.
+                    clients.live.request_stop();
+                    return Err(thread_panic(join(handle).await));
+                }
             }
             // It has sent its output: what is left is dropping its runtime.
             let _ = join(handle).await;
@@ -547,6 +630,17 @@ impl<W: Workload> Clients<W> {
         while runtime.num_alive_tasks() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// The error of a driver thread that ended without sending its output: it
+/// panicked (its clients' panics are caught; this is the thread's own).
+fn thread_panic(ended: std::thread::Result<()>) -> DriveError {
+    DriveError::Panicked {
+        message: match ended {
+            Err(payload) => format!("driver thread: {}", panic_message(&*payload)),
+            Ok(()) => "a driver thread ended without its clients' results".to_string(),
+        },
     }
 }
 
@@ -646,6 +740,10 @@ struct ClientContext<W> {
     end: Instant,
     max_retries: u32,
     rng: SmallRng,
+    /// [`TEST_PANIC_VARIABLE`]: panic when starting this attempt (from 1).
+    panic_at_attempt: Option<u64>,
+    /// Transactions started so far.
+    attempts: u64,
 }
 
 async fn run_client<W: Workload>(mut context: ClientContext<W>) {
@@ -655,7 +753,9 @@ async fn run_client<W: Workload>(mut context: ClientContext<W>) {
         let started = Instant::now();
         run_with_retries(&mut context, started).await;
         if !think.is_zero() {
-            tokio::time::sleep(think).await;
+            // Cut at the window's end: a long think time must not hold the
+            // cell past it.
+            tokio::time::sleep_until((Instant::now() + think).min(context.end).into()).await;
         }
     }
 }
@@ -685,6 +785,13 @@ async fn run_open_worker<W: Workload>(
 /// One transaction, retried while it fails with a retryable class. The first
 /// attempt is timed from `first_started`; retries from their own start.
 async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_started: Instant) {
+    context.attempts += 1;
+    if context.panic_at_attempt == Some(context.attempts) {
+        panic!(
+            "{TEST_PANIC_VARIABLE}: client 0 panics in transaction {}",
+            context.attempts
+        );
+    }
     let pool = &context.pools[context.instance];
     let op = context.workload.choose_operation(&mut context.rng);
     let mut started = first_started;
@@ -777,6 +884,7 @@ mod tests {
             "warmup_s":0.0,"duration_s":6.0,"max_retries":3,"seed":1}"#;
         let settings: DriverSettings = serde_json::from_str(old).unwrap();
         assert_eq!(settings.threads, 1);
+        assert_eq!(settings.grace_s, 30.0, "the deadline's grace defaults too");
         let written = serde_json::to_value(settings).unwrap();
         assert_eq!(written["threads"], 1);
     }

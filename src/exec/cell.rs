@@ -11,6 +11,17 @@
 //! errors, and the cell ends as [`RunError::ServerLost`]; a setup step that
 //! fails while the checker's connection ends does too.
 //!
+//! The deadline ([`CellClock`]): a server can also stop answering without
+//! closing anything (a SIGSTOP'd postmaster, a paused container, a network
+//! dropping packets), and then every step would wait forever. So the cell
+//! must keep moving (only a template's first load is not bounded: it can
+//! take minutes and happens once): setup steps get
+//! the grace (`--cell-grace`, [`DriverSettings::grace_s`]) each, the load
+//! gets warmup + duration and then the grace past the last attempt that
+//! finished (the drain, the teardown and the checks fit in it). A cell past
+//! its deadline is abandoned as [`RunError::Unresponsive`]: its clients
+//! stopped, its tasks dropped, nothing of it recorded as measured.
+//!
 //! Owns the order of those steps and their release; what a cell measures
 //! and records is run's and migrate's.
 
@@ -23,8 +34,8 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Connection, NoTls, Socket};
 
 use super::error::RunError;
-use super::template::{copy_for_cell, drop_database, ensure_template, grant_cell_to};
-use crate::client::{cache_connections, redis_client, AppPool};
+use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_cell_to};
+use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::provision::{database_url, Servers};
@@ -39,6 +50,103 @@ const CHECKER_APPLICATION: &str = "contend-control";
 /// ends every session within milliseconds, but the step may hear of it
 /// first.
 const LOSS_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the deadline looks at the clock and the live counts.
+const CLOCK_TICK: Duration = Duration::from_millis(200);
+
+/// A cell's deadline (see the module's documentation): the grace past a
+/// moment the harness moves on as the cell goes (a step starting, the
+/// load's window ending) or past the last attempt that finished, whichever
+/// is later; unbounded while the template first loads.
+pub(super) struct CellClock {
+    grace: Duration,
+    started: Instant,
+    /// `None`: unbounded for now.
+    not_before: std::sync::Mutex<Option<Instant>>,
+}
+
+impl CellClock {
+    /// A clock whose cell must keep moving from now on, with `grace_s`
+    /// seconds of grace.
+    pub fn new(grace_s: f64) -> Arc<CellClock> {
+        let now = Instant::now();
+        Arc::new(CellClock {
+            grace: Duration::from_secs_f64(grace_s.max(0.001)),
+            started: now,
+            not_before: std::sync::Mutex::new(Some(now)),
+        })
+    }
+
+    /// The grace runs from `at` (or from the last finished attempt, if
+    /// later); `None` suspends the deadline.
+    fn bound_from(&self, at: Option<Instant>) {
+        *self
+            .not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    /// Runs `cell` unless it passes its deadline: then its clients are told
+    /// to stop, `cell` is dropped (its connections with it) and the result
+    /// is [`RunError::Unresponsive`].
+    pub async fn bound<T, E: From<RunError>>(
+        &self,
+        live: &LiveCounts,
+        cell: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        tokio::select! {
+            done = cell => done,
+            after = self.expired(live) => {
+                live.request_stop();
+                Err(RunError::Unresponsive {
+                    after_s: after.as_secs_f64(),
+                    grace_s: self.grace.as_secs_f64(),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Resolves, with the time since the clock started, once the cell is
+    /// past its deadline.
+    async fn expired(&self, live: &LiveCounts) -> Duration {
+        let finished = || {
+            live.ok.load(std::sync::atomic::Ordering::Relaxed) + live.errors.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let (mut seen, mut last_progress) = (finished(), Instant::now());
+        loop {
+            tokio::time::sleep(CLOCK_TICK).await;
+            let now = Instant::now();
+            let count = finished();
+            if count != seen {
+                (seen, last_progress) = (count, now);
+            }
+            let not_before = *self
+                .not_before
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(not_before) = not_before {
+                if now > not_before.max(last_progress) + self.grace {
+                    return now - self.started;
+                }
+            }
+        }
+    }
+}
+
+/// Marks the watchdog closing when a harness is dropped without
+/// [`CellHarness::finish`] (a cell abandoned at its deadline or by a
+/// signal), so its checker's connection ending later stops no other cell.
+struct DisarmOnDrop(Arc<watch::Sender<Watch>>);
+
+impl Drop for DisarmOnDrop {
+    fn drop(&mut self) {
+        self.0.send_modify(|watch| {
+            watch.closing = true;
+            watch.armed = false;
+        });
+    }
+}
 
 /// One cell's database and everything connected to it. Open it, prepare the
 /// workload, start the load side, drive, stop the load side, check, then
@@ -68,6 +176,8 @@ pub(super) struct CellHarness {
     sampler: Option<ServerSampler>,
     live: Arc<LiveCounts>,
     opened: Instant,
+    clock: Arc<CellClock>,
+    _disarm: DisarmOnDrop,
 }
 
 /// What the watchdog knows, behind one lock so that arming it and the
@@ -85,16 +195,22 @@ struct Watch {
 impl CellHarness {
     /// Makes sure the template of `plan` exists, copies it to `database`,
     /// grants the copy to the clients' role, and opens the checker's
-    /// connection to it. `live` is what the watchdog stops.
+    /// connection to it. `live` is what the watchdog stops; `clock` is the
+    /// cell's deadline, which the harness moves on as the cell goes (the
+    /// caller runs the cell within [`CellClock::bound`]).
     pub async fn open(
         servers: &Servers,
         plan: &DataPlan,
         database: String,
         live: Arc<LiveCounts>,
+        clock: Arc<CellClock>,
     ) -> Result<CellHarness, RunError> {
         let admin_url = servers.postgres.url.clone();
-        let template = ensure_template(&admin_url, plan).await?;
+        // The first load of a template may take minutes: not bounded.
+        let template = ensure_template_then(&admin_url, plan, || clock.bound_from(None)).await?;
+        clock.bound_from(Some(Instant::now()));
         let copy = copy_for_cell(&admin_url, &template, &database, servers.postgres.version_num).await?;
+        clock.bound_from(Some(Instant::now()));
         let cell_url = database_url(&admin_url, &database);
         let checker = async {
             if let Some(role) = &servers.postgres.client_role {
@@ -134,6 +250,8 @@ impl CellHarness {
             })
         };
         Ok(CellHarness {
+            _disarm: DisarmOnDrop(Arc::clone(&watchdog)),
+            clock,
             client_url: database_url(&servers.postgres.client_url, &database),
             redis_url: servers.redis.as_ref().map(|redis| redis.url.clone()),
             admin_url,
@@ -177,6 +295,7 @@ impl CellHarness {
     /// when the workload uses Redis, and lets the workload read the cell's
     /// data.
     pub async fn prepare<W: Workload>(&mut self, workload: &mut W) -> Result<(), RunError> {
+        self.clock.bound_from(Some(Instant::now()));
         let prepared = async {
             if workload.uses_redis() {
                 let url = self.redis_url.as_deref().ok_or(RunError::NoRedis)?;
@@ -193,6 +312,7 @@ impl CellHarness {
     /// Builds the instances' pools (they connect when first used) and
     /// starts the sampler.
     pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
+        self.clock.bound_from(Some(Instant::now()));
         let started = async {
             let pools = (0..settings.instances)
                 .map(|_| AppPool::new(&self.client_url, &settings.pool))
@@ -224,6 +344,10 @@ impl CellHarness {
         let cache_client = self.cache_client.clone();
         let live = Arc::clone(&self.live);
         let watchdog = Arc::clone(&self.watchdog);
+        // The load's window, then the grace past the last attempt to finish
+        // (the drain, stop_load, the checks and finish).
+        let window = Duration::from_secs_f64(settings.warmup_s + settings.duration_s);
+        self.clock.bound_from(Some(Instant::now() + window));
         async move {
             let mut lost_already = false;
             watchdog.send_modify(|watch| {
@@ -270,16 +394,21 @@ impl CellHarness {
     }
 
     /// Stops the sampler and closes the pools; returns what was sampled.
+    /// The sampler's last `pg_stat_database` snapshot waits for the pools'
+    /// sessions to exit: a backend flushes its counters lazily, and fully
+    /// only as it exits.
     pub async fn stop_load(&mut self) -> ServerSamples {
         let sampler = self
             .sampler
             .take()
             .expect("start_load starts the sampler stop_load stops");
-        let server = sampler.stop().await;
-        for pool in self.pools.iter() {
-            pool.close().await;
-        }
-        server
+        let pools = Arc::clone(&self.pools);
+        let closing = async move {
+            for pool in pools.iter() {
+                pool.close().await;
+            }
+        };
+        sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await
     }
 
     /// The workload's invariants, checked on the cell's data.

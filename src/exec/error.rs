@@ -72,6 +72,25 @@ pub enum RunError {
     /// closed under it. Nothing of the cell is a measurement.
     #[error("PostgreSQL went away {:.1} s into the cell: {}", .0.after_s, .0.reason)]
     ServerLost(Box<ServerLoss>),
+    /// The server stopped answering: the cell passed its deadline (the
+    /// grace past warmup + duration, or past a setup step, with nothing
+    /// finishing) and was abandoned. Nothing of it is a measurement.
+    #[error(
+        "the server stopped answering after {after_s:.0} s: nothing finished for {grace_s:.0} s (--cell-grace) past the cell's window or step; raise --cell-grace if it is only slow"
+    )]
+    Unresponsive {
+        /// Seconds from the cell's start until it was abandoned.
+        after_s: f64,
+        /// The grace, seconds.
+        grace_s: f64,
+    },
+    /// A task of contend panicked during the cell (a bug, not a
+    /// measurement): the cell is failed, never recorded as whole.
+    #[error("contend panicked during the cell: {message}; this is a bug, please report it")]
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
     /// PostgreSQL went away under a cell of a sweep and did not come back.
     #[error(
         "PostgreSQL went away under a cell and could not be brought back ({error}); the cell is in {}; continue with --resume {} once the server runs",
@@ -96,6 +115,15 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The panic's message when a task of the cell panicked (a client, a
+    /// driver thread, or the cell's own steps).
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            RunError::Panicked { message } | RunError::Drive(DriveError::Panicked { message }) => Some(message),
+            _ => None,
+        }
+    }
+
     /// Whether this error means the PostgreSQL server stopped answering:
     /// the server lost under the load (or under the cell's setup, as its
     /// watchdog saw it), or a connection of contend's own closed, reset,
@@ -103,7 +131,7 @@ impl RunError {
     /// records such a cell as failed and brings the server back.
     pub fn is_connection_loss(&self) -> bool {
         match self {
-            RunError::ServerLost(_) => true,
+            RunError::ServerLost(_) | RunError::Unresponsive { .. } => true,
             RunError::Template(error) => error.is_connection_loss(),
             RunError::Database { error, .. } | RunError::MigratedStatement { error, .. } => connection_lost(error),
             RunError::Workload(WorkloadError::CellData { source, .. }) => connection_lost(source),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::cell::{connect_spawned, CellHarness};
+use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
 use crate::driver::LiveCounts;
 use crate::measure::{explain_analyze, CellMetrics, ExplainError, ExplainedQuery, PlanDiff, ServerSamples};
@@ -101,8 +101,8 @@ pub async fn run_migrate(
         servers,
         live,
     };
-    with_workload(&settings.cell.workload, &settings.cell.overrides, user)
-        .await
+    super::run::caught(with_workload(&settings.cell.workload, &settings.cell.overrides, user))
+        .await?
         .map_err(RunError::from)?
 }
 
@@ -135,10 +135,22 @@ impl WorkloadUser for MigrateRun<'_> {
 
         let database = format!("contend_migrate_{}", std::process::id());
         let data_plan = workload.data_plan();
-        let mut harness = CellHarness::open(self.servers, &data_plan, database, Arc::clone(&self.live)).await?;
-        let outcome = self.under_load(&mut harness, workload, &migration).await;
-        let template = harness.template.clone();
-        let m = harness.finish(outcome).await?;
+        let clock = CellClock::new(self.settings.cell.driver.grace_s);
+        let (template, m) = clock
+            .bound(&self.live, async {
+                let mut harness = CellHarness::open(
+                    self.servers,
+                    &data_plan,
+                    database,
+                    Arc::clone(&self.live),
+                    Arc::clone(&clock),
+                )
+                .await?;
+                let outcome = self.under_load(&mut harness, workload, &migration).await;
+                let template = harness.template.clone();
+                Ok::<_, MigrateError>((template, harness.finish(outcome).await?))
+            })
+            .await?;
         let succeeded = m.statements.iter().all(|s| s.error.is_none()) && m.indexes.iter().all(|i| i.valid);
         Ok(MigrationRecord {
             schema: MIGRATION_SCHEMA.into(),

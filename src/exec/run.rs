@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::cell::{connect_spawned, CellHarness};
+use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
-use crate::driver::{LiveCounts, Load};
+use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
 use crate::provision::Servers;
 use crate::record::{BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, CELL_SCHEMA};
@@ -29,7 +29,20 @@ pub async fn run_cell(
         servers,
         live,
     };
-    with_workload(&settings.workload, &settings.overrides, cell).await?
+    caught(with_workload(&settings.workload, &settings.overrides, cell)).await??
+}
+
+/// `cell`, with a panic in its own steps (not only in its clients, which
+/// the driver catches) turned into [`RunError::Panicked`]: the cell fails,
+/// the process and its servers carry on.
+pub(super) async fn caught<T>(cell: impl std::future::Future<Output = T>) -> Result<T, RunError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(cell)
+        .catch_unwind()
+        .await
+        .map_err(|payload| RunError::Panicked {
+            message: panic_message(&*payload),
+        })
 }
 
 struct CellRun<'a> {
@@ -42,9 +55,17 @@ impl WorkloadUser for CellRun<'_> {
     type Output = Result<CellRecord, RunError>;
 
     async fn run<W: Workload>(self, workload: W) -> Self::Output {
+        let clock = CellClock::new(self.settings.driver.grace_s);
+        let live = Arc::clone(&self.live);
+        clock.bound(&live, self.run_cell(workload, Arc::clone(&clock))).await
+    }
+}
+
+impl CellRun<'_> {
+    async fn run_cell<W: Workload>(self, workload: W, clock: Arc<CellClock>) -> Result<CellRecord, RunError> {
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let database = format!("contend_cell_{}", std::process::id());
-        let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live).await?;
+        let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live, clock).await?;
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
         let Measured {

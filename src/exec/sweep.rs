@@ -19,7 +19,7 @@ use super::error::RunError;
 use super::run::run_cell;
 use crate::driver::LiveCounts;
 use crate::provision::Servers;
-use crate::record::{cell_key, CellRecord, FailedCell, PlannedCell, ServerLoss};
+use crate::record::{cell_key, CellRecord, FailedCell, FailureCause, PlannedCell, ServerLoss};
 use crate::results::{append_cell, append_failed, finished_cells};
 
 /// The cells of a sweep, in run order.
@@ -53,8 +53,9 @@ pub enum SweepEvent {
         /// The record appended.
         record: Box<CellRecord>,
     },
-    /// PostgreSQL went away under a cell; the cell went to failed.jsonl and
-    /// the server was brought back (or not: then the sweep stops).
+    /// PostgreSQL went away under a cell (or a task of it panicked); the
+    /// cell went to failed.jsonl and the server was brought back (or not:
+    /// then the sweep stops).
     Failed {
         /// The record appended to failed.jsonl.
         failed: Box<FailedCell>,
@@ -66,8 +67,8 @@ pub enum SweepEvent {
 pub struct SweepOutcome {
     /// Cells measured and appended to cells.jsonl.
     pub finished: usize,
-    /// Cells the server died under, appended to failed.jsonl; `--resume`
-    /// runs them again.
+    /// Cells the server died under (or a panic failed), appended to
+    /// failed.jsonl; `--resume` runs them again.
     pub failed: usize,
 }
 
@@ -121,18 +122,46 @@ pub async fn run_sweep(
                 });
                 continue;
             }
-            Err(RunError::ServerLost(loss)) => *loss,
+            // A panic is contend's bug, not the server's: the cell fails,
+            // the server needs no recovery, and the sweep goes on.
+            Err(error) if error.panic_message().is_some() => {
+                let loss = ServerLoss {
+                    reason: error.to_string(),
+                    after_s: started.elapsed().as_secs_f64(),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    errors_by_class: Default::default(),
+                };
+                let max_connections = servers.postgres.max_connections;
+                let failed = FailedCell::new(&cell.settings, max_connections, started_at, loss, None)
+                    .because(FailureCause::Panic);
+                append_failed(dir, &failed)?;
+                outcome.failed += 1;
+                on_event(SweepEvent::Failed {
+                    failed: Box::new(failed),
+                });
+                continue;
+            }
+            Err(RunError::ServerLost(loss)) => (*loss, FailureCause::ServerLost),
             // Between two cells' loads (copying the template, connecting to
             // the copy) a dead server shows as a connection of contend's own
-            // closed or refused: the error says so, no probe needed.
-            Err(error) if error.is_connection_loss() => ServerLoss {
-                reason: error.to_string(),
-                after_s: started.elapsed().as_secs_f64(),
-                ok: live.ok.load(Ordering::Relaxed),
-                errors_by_class: Default::default(),
-            },
+            // closed or refused: the error says so, no probe needed. A cell
+            // past its deadline is a server that stopped answering.
+            Err(error) if error.is_connection_loss() => (
+                ServerLoss {
+                    reason: error.to_string(),
+                    after_s: started.elapsed().as_secs_f64(),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    errors_by_class: Default::default(),
+                },
+                if matches!(error, RunError::Unresponsive { .. }) {
+                    FailureCause::Unresponsive
+                } else {
+                    FailureCause::ServerLost
+                },
+            ),
             Err(error) => return Err(error),
         };
+        let (loss, cause) = loss;
         let max_connections = servers.postgres.max_connections;
         let recovery = servers.recover_postgres().await;
         let failed = FailedCell::new(
@@ -141,7 +170,8 @@ pub async fn run_sweep(
             started_at,
             loss,
             recovery.as_ref().ok(),
-        );
+        )
+        .because(cause);
         append_failed(dir, &failed)?;
         outcome.failed += 1;
         on_event(SweepEvent::Failed {

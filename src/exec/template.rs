@@ -56,6 +56,16 @@ fn db_error(step: &'static str, url: &str, error: tokio_postgres::Error) -> Temp
 /// Makes sure the template of `plan` exists on the server at `admin_url`
 /// (any database on it), loading it when missing or incomplete.
 pub async fn ensure_template(admin_url: &str, plan: &DataPlan) -> Result<TemplateInfo, TemplateError> {
+    ensure_template_then(admin_url, plan, || {}).await
+}
+
+/// [`ensure_template`], calling `on_load` just before a load starts (the
+/// cell's deadline lifts itself for it: a load may take minutes).
+pub(super) async fn ensure_template_then(
+    admin_url: &str,
+    plan: &DataPlan,
+    on_load: impl FnOnce(),
+) -> Result<TemplateInfo, TemplateError> {
     let admin = connect(admin_url).await?;
     let existing = admin
         .query_opt(
@@ -65,6 +75,9 @@ pub async fn ensure_template(admin_url: &str, plan: &DataPlan) -> Result<Templat
         .await
         .map_err(|e| db_error("looking for the template", admin_url, e))?;
     let name = &plan.template_name;
+    if !existing.as_ref().is_some_and(|row| row.get::<_, bool>(0)) {
+        on_load();
+    }
     if let Some(row) = existing {
         if row.get::<_, bool>(0) {
             let size_bytes = database_size(&admin, name, admin_url).await?;

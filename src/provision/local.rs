@@ -252,6 +252,20 @@ impl LocalServers {
         self.start_on_data_directory().await.map(Some)
     }
 
+    /// Stops a postmaster that runs but does not answer (stopped, hung) with
+    /// an immediate shutdown, then starts it again on its data directory
+    /// (crash recovery replays the WAL).
+    pub(super) async fn restart_unresponsive_postgres(&mut self) -> Result<PgServer, ProvisionError> {
+        if let Some(mut postmaster) = self.postmaster.take() {
+            tokio::task::spawn_blocking(move || {
+                process::stop_child(&mut postmaster, Signal::SIGQUIT, Duration::from_secs(5))
+            })
+            .await
+            .map_err(|e| ProvisionError::io("stopping PostgreSQL")(std::io::Error::other(e)))?;
+        }
+        self.start_on_data_directory().await
+    }
+
     /// Starts the postmaster on the run's data directory, port and
     /// settings, and probes it. A postmaster that was killed leaves
     /// backends that exit only once they notice, and until then its shared

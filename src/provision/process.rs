@@ -161,12 +161,16 @@ fn set_parent_death_signal(command: &mut Command, signal: Signal) {
 }
 
 /// Sends `first` to the child, waits up to `grace` for it to exit, then
-/// SIGKILLs it. Returns once the child is reaped.
+/// SIGKILLs it. Returns once the child is reaped. A stopped child (SIGSTOP,
+/// a debugger) and its own children are continued first: a stopped
+/// process only acts on its signals once it runs, and a stopped backend
+/// outlives its postmaster's SIGKILL.
 pub fn stop_child(child: &mut Child, first: Signal, grace: Duration) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
     let pid = Pid::from_raw(child.id() as i32);
+    continue_with_children(pid);
     let _ = kill(pid, first);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
@@ -177,6 +181,19 @@ pub fn stop_child(child: &mut Child, first: Signal, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// SIGCONT to `pid` and to each of its children (harmless to a process
+/// that runs).
+fn continue_with_children(pid: Pid) {
+    let _ = kill(pid, Signal::SIGCONT);
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|child| child.parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(child), Signal::SIGCONT);
+    }
 }
 
 /// Whether a process with this pid is running. A zombie is not: where the

@@ -168,8 +168,9 @@ impl Servers {
 
     /// Brings PostgreSQL back after it died under a cell. A server process
     /// that still runs (a crashed backend makes the postmaster end every
-    /// session and recover by itself) is waited for; a local postmaster
-    /// that is gone is started again on its data directory, with the same
+    /// session and recover by itself) is waited for, and a local one that
+    /// still does not answer (stopped, hung) is restarted; a local
+    /// postmaster that is gone is started again on its data directory, with the same
     /// settings (crash recovery replays the WAL; the template survives); a
     /// docker server gets a fresh container (the next cell loads the
     /// template again); an external server is waited for. Returns what was
@@ -182,7 +183,14 @@ impl Servers {
                     self.postgres = with_client_role(postgres).await?;
                     "PostgreSQL started again on its data directory (crash recovery)"
                 }
-                None => "the postmaster survived and recovered by itself",
+                None if wait_until_answers(&self.postgres, UNRESPONSIVE_WAIT).await => {
+                    "the postmaster survived and recovered by itself"
+                }
+                None => {
+                    let postgres = servers.restart_unresponsive_postgres().await?;
+                    self.postgres = with_client_role(postgres).await?;
+                    "PostgreSQL did not answer: stopped and started again on its data directory (crash recovery)"
+                }
             },
             Owned::Docker(servers) => {
                 let running = servers.postgres_running().await;
@@ -229,6 +237,11 @@ impl Servers {
         }
     }
 }
+
+/// How long a local postmaster that still runs after a failed cell gets to
+/// answer again (a crashed backend's recovery takes a second or two) before
+/// it is taken for hung and restarted.
+const UNRESPONSIVE_WAIT: Duration = Duration::from_secs(15);
 
 async fn answers(postgres: &PgServer) -> bool {
     let probe = probe_postgres(&postgres.url, postgres.origin.clone());

@@ -178,8 +178,12 @@ impl Scorecard {
 /// Readable for what tells cells of one sweep apart, and a digest of every
 /// setting (duration, warmup, scale, overrides, the workload file…), so a
 /// cell measured with other settings never stands in for this one.
+/// The deadline's grace is left out: how long a stalled cell is waited for
+/// does not change what a finished one measured.
 pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
-    let digest = serde_json::to_vec(settings).map_or_else(|_| String::new(), |json| super::sha256_hex(&json));
+    let mut measured = settings.clone();
+    measured.driver.grace_s = 0.0;
+    let digest = serde_json::to_vec(&measured).map_or_else(|_| String::new(), |json| super::sha256_hex(&json));
     let load = match settings.driver.load {
         Load::Closed { clients } => format!("clients={clients}"),
         Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
@@ -226,5 +230,8 @@ mod tests {
             assert_ne!(cell_key(&other, 100), key, "{other:?}");
         }
         assert_ne!(cell_key(&planned, 101), key);
+        let mut patient = planned.clone();
+        patient.driver.grace_s = 300.0;
+        assert_eq!(cell_key(&patient, 100), key, "the grace is not a measured setting");
     }
 }

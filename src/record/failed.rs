@@ -29,6 +29,21 @@ pub struct ServerLoss {
     pub errors_by_class: BTreeMap<String, u64>,
 }
 
+/// Why a cell failed. Records written before the field existed were all
+/// [`FailureCause::ServerLost`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCause {
+    /// The server went away: its connections closed under the cell.
+    #[default]
+    ServerLost,
+    /// The server stopped answering: the cell passed its deadline
+    /// (warmup + duration + grace, while nothing finished).
+    Unresponsive,
+    /// A task of contend panicked (a bug): the server may be fine.
+    Panic,
+}
+
 /// One cell the server died under, as written to `failed.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedCell {
@@ -50,6 +65,9 @@ pub struct FailedCell {
     pub recovery: Option<String>,
     /// Seconds the recovery took, until the server answered.
     pub recovered_in_s: Option<f64>,
+    /// Why the cell failed; `loss.reason` says it in words.
+    #[serde(default)]
+    pub cause: FailureCause,
 }
 
 impl FailedCell {
@@ -73,6 +91,12 @@ impl FailedCell {
             loss,
             recovery: recovery.map(|r| r.how.clone()),
             recovered_in_s: recovery.map(|r| r.took.as_secs_f64()),
+            cause: FailureCause::ServerLost,
         }
+    }
+
+    /// The same record failed for `cause`.
+    pub fn because(self, cause: FailureCause) -> FailedCell {
+        FailedCell { cause, ..self }
     }
 }

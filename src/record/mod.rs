@@ -15,7 +15,7 @@ pub use self::cell::{
     cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, TemplateInfo,
     CELL_SCHEMA,
 };
-pub use self::failed::{FailedCell, ServerLoss, FAILED_CELL_SCHEMA};
+pub use self::failed::{FailedCell, FailureCause, ServerLoss, FAILED_CELL_SCHEMA};
 pub use self::migration::{
     BuildProgressSample, ForegroundWindows, IndexCheck, MigrateSettings, MigrationRecord, PhaseSpan, PhaseWindow,
     StatementRun, MIGRATION_SCHEMA,

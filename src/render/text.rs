@@ -567,8 +567,13 @@ pub fn errors_text(errors_by_class: &std::collections::BTreeMap<String, u64>) ->
 /// One line for a cell the server died under: which cell, when, why, what
 /// it had done, and how the server came back.
 pub fn failed_cell_line(failed: &crate::record::FailedCell) -> String {
+    let what = match failed.cause {
+        crate::record::FailureCause::ServerLost => "PostgreSQL went away",
+        crate::record::FailureCause::Unresponsive => "PostgreSQL stopped answering",
+        crate::record::FailureCause::Panic => "contend panicked",
+    };
     let mut line = format!(
-        "{} — PostgreSQL went away {:.1} s in: {} ({} ok, errors {})",
+        "{} — {what} {:.1} s in: {} ({} ok, errors {})",
         failed.key,
         failed.loss.after_s,
         failed.loss.reason,

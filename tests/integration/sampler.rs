@@ -299,3 +299,49 @@ async fn redis_hits_and_misses_are_counted_in_the_window() {
     assert!(delta.max_connected_clients >= 1, "the test's connection: {delta:?}");
     servers.shutdown().await;
 }
+
+/// A cell's pg_stat_database commits count every transaction the driver
+/// committed: one pooled connection kept busy by four clients flushes its
+/// statistics lazily (PostgreSQL 15: at most once a second, when idle), so
+/// the end snapshot is read after the pool's sessions exited. Read while
+/// they were still connected, it counted 191 of 808 commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cells_database_commits_count_every_committed_transaction() {
+    use contend::client::PoolSettings;
+    use contend::driver::{DriverSettings, LiveCounts, Load, Ramp};
+    use contend::record::CellSettings;
+
+    let servers = local_servers(None).await;
+    let settings = CellSettings {
+        workload: "sleep".into(),
+        pool: PoolSettings {
+            size: 1,
+            ..Default::default()
+        },
+        driver: DriverSettings {
+            load: Load::Closed { clients: 4 },
+            ramp: Ramp::Herd,
+            warmup_s: 0.0,
+            duration_s: 2.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let record = contend::exec::run_cell(&settings, &servers, std::sync::Arc::new(LiveCounts::default()))
+        .await
+        .unwrap();
+    servers.shutdown().await;
+    let committed = record.metrics.ok as i64;
+    assert!(committed > 100, "the connection was kept busy: {committed}");
+    assert!(
+        record.server.sampling_errors.is_empty(),
+        "{:?}",
+        record.server.sampling_errors
+    );
+    // The sampler's own queries commit too: at least, never fewer.
+    let counted = record.server.database.xact_commit;
+    assert!(
+        counted >= committed && counted < committed + 100,
+        "pg_stat_database counted {counted} commits for {committed} committed transactions"
+    );
+}

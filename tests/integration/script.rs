@@ -102,6 +102,7 @@ async fn tpcb_like_commits_one_history_row_per_transaction_and_keeps_balances_co
                 max_retries: 0,
                 seed: 3,
                 threads: 1,
+                ..Default::default()
             },
             Arc::new(LiveCounts::default()),
         )

@@ -40,6 +40,7 @@ fn two_instances(kind: PoolKind, load: Load) -> CellSettings {
             max_retries: 10,
             seed: 9,
             threads: 2,
+            ..Default::default()
         },
     }
 }

@@ -4,10 +4,10 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | done, every check held (or `--help`, `--version`) |
-//! | 1 | done, but a check failed: an invariant, a cell the server was lost under, a regression |
+//! | 1 | done, but a check failed: an invariant, a failed cell (the server lost, stopped answering, or a panic), a regression |
 //! | 2 | bad input or setup: flags, files, servers |
 //! | 3 | `migrate`: the migration failed or left an invalid index |
-//! | 130 | `sweep` interrupted by Ctrl-C (finished cells kept) |
+//! | 130, 143, 129 | `run`, `sweep`, `migrate` stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP: 128 + the signal's number (servers down, finished cells kept) |
 //! | N | `provision -- COMMAND`: COMMAND's status |
 
 use std::process::ExitCode;
@@ -99,7 +99,7 @@ fn exit_code(outcome: Outcome) -> ExitCode {
         Outcome::Ok => ExitCode::SUCCESS,
         Outcome::FailedCheck(_) | Outcome::Regression => ExitCode::from(1),
         Outcome::MigrationFailed => ExitCode::from(3),
-        Outcome::Interrupted => ExitCode::from(130),
+        Outcome::Interrupted(signal) => ExitCode::from(signal.exit_code()),
         Outcome::CommandExited(code) => ExitCode::from(code),
     }
 }

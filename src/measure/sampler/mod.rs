@@ -25,6 +25,7 @@ mod redis;
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,7 @@ use tokio_postgres::{Client, Statement};
 use self::postgres::{
     connect_postgres, database_counters, database_delta, prepare_statements_query, read_activity, read_database,
     read_statements, statement_deltas, statements_unavailable, timed_pg, PgFailure, StatementCounters, ACTIVITY_SQL,
-    DATABASE_SQL,
+    DATABASE_SQL, SESSIONS_SQL,
 };
 pub use self::postgres::{ActivitySample, DatabaseDelta, StatementStats};
 pub use self::redis::RedisDelta;
@@ -64,6 +65,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time allowed for one query batch (a sample or a snapshot).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest [`ServerSampler::stop_after`] waits for the cell's sessions to
+/// exit (they exit within milliseconds of their pool closing).
+pub const SESSIONS_EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// Polls until no session named `application` is connected to `database`
+/// or `within` has passed; returns how many are left.
+async fn wait_for_sessions_to_exit(
+    client: &Client,
+    database: &str,
+    application: &str,
+    within: Duration,
+) -> Result<i64, PgFailure> {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = timed_pg(client.query_one(SESSIONS_SQL, &[&database, &application])).await?;
+        let left: i64 = row.try_get(0).map_err(|error| PgFailure::Column { index: 0, error })?;
+        if left == 0 || Instant::now() >= deadline {
+            return Ok(left);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// What to sample and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,10 +163,13 @@ pub struct ServerSamples {
     /// One entry per successful sample, in time order.
     pub samples: Vec<ActivitySample>,
     /// End minus start of `pg_stat_database` for the database. Backends
-    /// flush these counters lazily (PostgreSQL 15+: at most about once a
-    /// second while busy, and at exit), so work of the last second of the
-    /// window may be missing; all zero when a snapshot failed (then
-    /// `sampling_errors` says so).
+    /// flush these counters lazily (PostgreSQL 15+: at most once a second,
+    /// when idle, and at exit; a busy pooled connection had 191 of 808
+    /// commits counted at the end of a 5 s cell), so
+    /// [`ServerSampler::stop_after`] reads the end once the cell's sessions
+    /// have exited; when some had not, `sampling_errors` says the delta is
+    /// partial. All zero when a snapshot failed (then `sampling_errors`
+    /// says so).
     pub database: DatabaseDelta,
     /// Statements of the database by execution time spent in the window,
     /// longest first, at most [`SamplerSettings::top_statements`]; empty when
@@ -297,8 +324,19 @@ impl ServerSampler {
     /// Never fails: what could not be read is in
     /// [`ServerSamples::sampling_errors`]. `pg_stat_database` may lag by up
     /// to about a second (see [`ServerSamples::database`]); nothing waits for
-    /// it here.
+    /// it here: [`ServerSampler::stop_after`] does.
     pub async fn stop(self) -> ServerSamples {
+        self.stop_after(std::future::ready(()), None).await
+    }
+
+    /// Stops sampling, runs `closing` (which ends the sessions whose work
+    /// is measured, e.g. closes the pools), waits up to
+    /// [`SESSIONS_EXIT_WAIT`] for the database's sessions named `sessions`
+    /// (`application_name`) to exit — a backend flushes its statistics as
+    /// it exits — and then takes the ending snapshots, so that
+    /// `pg_stat_database` counts all of their work. Sessions still there by
+    /// then make a sampling error saying the delta is partial.
+    pub async fn stop_after(self, closing: impl Future<Output = ()>, sessions: Option<&str>) -> ServerSamples {
         let _ = self.stop_sender.send(true);
         let mut errors = self.start_errors;
         let (samples, mut max_connected_clients) = match self.task.await {
@@ -311,6 +349,24 @@ impl ServerSampler {
                 (Vec::new(), 0)
             }
         };
+        closing.await;
+        if let Some(application) = sessions {
+            let database = &self.settings.database;
+            match wait_for_sessions_to_exit(&self.client, database, application, SESSIONS_EXIT_WAIT).await {
+                Ok(0) => {}
+                Ok(left) => errors.push(
+                    elapsed_ms(self.started),
+                    format!(
+                        "{left} session(s) of the cell ({application}) had not exited {} s after the pools closed: pg_stat_database is partial (their unflushed work is missing)",
+                        SESSIONS_EXIT_WAIT.as_secs()
+                    ),
+                ),
+                Err(reason) => errors.push(
+                    elapsed_ms(self.started),
+                    format!("waiting for the cell's sessions to exit failed: {reason}; pg_stat_database may be partial"),
+                ),
+            }
+        }
         let t_ms = elapsed_ms(self.started);
         let database = &self.settings.database;
         let mut redis_side = self.redis;

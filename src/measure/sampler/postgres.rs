@@ -48,6 +48,13 @@ SELECT xact_commit, xact_rollback, deadlocks, conflicts, blks_hit, blks_read, te
 FROM pg_stat_database
 WHERE datname = $1";
 
+/// Sessions of a database with a given `application_name` (the sampler's
+/// own excluded): the cell's, waited for until they exit.
+pub(super) const SESSIONS_SQL: &str = "\
+SELECT count(*)
+FROM pg_stat_activity
+WHERE datname = $1 AND application_name = $2 AND pid <> pg_backend_pid()";
+
 /// Statement counters of the cell database (PostgreSQL 13 and later).
 pub(super) const STATEMENTS_SQL: &str = "\
 SELECT queryid, query, calls, total_exec_time, rows, shared_blks_hit, shared_blks_read

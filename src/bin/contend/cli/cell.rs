@@ -57,6 +57,10 @@ pub struct CellArgs {
     /// Time run before measuring, excluded from results.
     #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub warmup: Duration,
+    /// How long a cell may go on past warmup + duration with nothing
+    /// finishing before it is failed as "the server stopped answering".
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub cell_grace: Duration,
     /// Data scale (1 = the workload's default size; goal-count: 2 million goals).
     #[arg(long, value_parser = parse_positive)]
     pub scale: Option<f64>,
@@ -139,6 +143,9 @@ impl CellArgs {
             (Some(clients), None) => Load::Closed { clients },
             (None, None) => defaults.driver.load,
         };
+        if self.cell_grace.is_zero() {
+            bail!("--cell-grace 0s: give the drain and the checks a moment, e.g. --cell-grace 30s");
+        }
         if self.duration.is_zero() {
             bail!("--duration 0s: measure for at least a moment, e.g. --duration 10s");
         }
@@ -190,6 +197,7 @@ impl CellArgs {
                 max_retries: self.max_retries,
                 seed: self.seed,
                 threads: threads.min(instances),
+                grace_s: self.cell_grace.as_secs_f64(),
             },
         };
         // Its message, not its chain of sources: the message already says

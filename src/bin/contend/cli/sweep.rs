@@ -260,6 +260,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "pg_port",
     "redis_port",
     "startup_timeout",
+    "cell_grace",
     "goodput_share",
     "p99_slo_ms",
     "headroom",
@@ -298,13 +299,18 @@ impl SweepCommand {
             provision.startup_timeout = current.startup_timeout;
         }
         let results_root = self.results.clone();
+        let mut cells = run.cells.clone();
+        // How long a stalled cell is waited for is not what a cell measures.
+        if is_given("cell_grace") {
+            for cell in &mut cells {
+                cell.settings.driver.grace_s = self.cell.cell_grace.as_secs_f64();
+            }
+        }
         if given.iter().any(|id| !FREE_BESIDE_RESUME.contains(&id.as_str())) {
             self.check_against(dir, run, &given)?;
         }
         Ok(SweepPlanArgs {
-            plan: SweepPlan {
-                cells: run.cells.clone(),
-            },
+            plan: SweepPlan { cells },
             provision,
             results_root,
             recommend,

@@ -1,10 +1,13 @@
 //! `contend migrate`: servers, the migration under load with a progress
-//! line, the summary, and results/<run>/migration.json.
+//! line, the summary, and results/<run>/migration.json. SIGINT, SIGTERM or
+//! SIGHUP abandons the migration (nothing is recorded) and stops the
+//! servers.
 
 use std::sync::Arc;
 
 use crate::cli::{MigrateCommand, MigratePlan};
 use crate::cmd::progress::LiveBar;
+use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::render::migration_text;
@@ -18,12 +21,24 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
     let plan = MigratePlan::try_from(args)?;
     let run_dir = RunDir::create(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload))?;
     let dir = run_dir.path().to_path_buf();
+    let mut interrupts = Interrupts::listen()?;
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::spinner(&live, "migration under load · ");
-    let outcome = run_migrate(&plan.settings, &servers, Arc::clone(&live)).await;
+    let outcome = tokio::select! {
+        outcome = run_migrate(&plan.settings, &servers, Arc::clone(&live)) => Ok(outcome),
+        signal = interrupts.received() => Err(signal),
+    };
     progress.finish();
     servers.shutdown().await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(signal) => {
+            remove_if_empty(&dir);
+            eprintln!("contend: interrupted by {signal}; servers stopped; nothing of the migration is recorded");
+            return Ok(Outcome::Interrupted(signal));
+        }
+    };
     let record = outcome.inspect_err(|_| remove_if_empty(&dir))?;
     let path = write_migration(&dir, "migration.json", &record)?;
     print!("{}", migration_text(&record));

@@ -9,6 +9,7 @@ pub mod provision;
 pub mod recommend;
 pub mod report;
 pub mod run;
+pub mod signals;
 pub mod sweep;
 
 /// How a subcommand that ran to its end ended. Errors (bad input, setup
@@ -24,8 +25,9 @@ pub enum Outcome {
     Regression,
     /// `migrate`: the migration failed or left an invalid index.
     MigrationFailed,
-    /// `sweep`: stopped by Ctrl-C; finished cells are kept.
-    Interrupted,
+    /// `run`, `sweep`, `migrate`: stopped by SIGINT, SIGTERM or SIGHUP;
+    /// the servers are down and finished cells are kept.
+    Interrupted(signals::Interruption),
     /// `provision`: the command run against the servers exited with this
     /// status (128 + N for a signal N).
     CommandExited(u8),
@@ -38,4 +40,6 @@ pub enum FailedCheck {
     Invariant,
     /// The server was lost under a cell; it is recorded as failed.
     ServerLost,
+    /// A task of contend panicked during a cell; it is recorded as failed.
+    Panicked,
 }

@@ -1,6 +1,7 @@
 //! `contend sweep`: servers once, every cell with a progress bar, a line per
-//! finished cell; Ctrl-C keeps every finished cell (they are already on
-//! disk) and says how to resume.
+//! finished cell; SIGINT (Ctrl-C), SIGTERM or SIGHUP keeps every finished
+//! cell (they are already on disk), stops the servers and says how to
+//! resume.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use crate::cli::{SweepCommand, SweepPlanArgs};
 use crate::cmd::progress::{say, sweep_bar};
+use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
 use contend::exec::provision_for_run;
@@ -28,6 +30,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     if let Some(torn) = contend::results::repair_cells(&dir)? {
         eprintln!("contend: warning: {torn}; removed, and that cell is measured again");
     }
+    let mut interrupts = Interrupts::listen()?;
     let mut servers = match provision_for_run(&dir, &plan.provision).await {
         Ok(servers) => servers,
         Err(error) => {
@@ -93,25 +96,25 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         }
     });
     let outcome = tokio::select! {
-        outcome = sweep => Some(outcome),
-        _ = tokio::signal::ctrl_c() => None,
+        outcome = sweep => Ok(outcome),
+        signal = interrupts.received() => Err(signal),
     };
     bar.finish_and_clear();
     servers.shutdown().await;
     match outcome {
-        None => {
+        Err(signal) => {
             eprintln!(
-                "contend: interrupted; finished cells are in {}; continue with --resume {}",
+                "contend: interrupted by {signal}; servers stopped; finished cells are in {}; continue with --resume {}",
                 dir.join("cells.jsonl").display(),
                 dir.display()
             );
-            Ok(Outcome::Interrupted)
+            Ok(Outcome::Interrupted(signal))
         }
-        Some(result) => {
+        Ok(result) => {
             let outcome = result?;
             if outcome.failed > 0 {
                 eprintln!(
-                    "contend: sweep done but {} cell(s) failed with the server (see {}); run them again with --resume {}",
+                    "contend: sweep done but {} cell(s) failed (see {}); run them again with --resume {}",
                     outcome.failed,
                     dir.join("failed.jsonl").display(),
                     dir.display()
