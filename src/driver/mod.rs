@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::AppPool;
 use crate::client::Attempt;
-use crate::measure::{AttemptOutcome, AttemptTiming, Recorder};
+use crate::measure::{AttemptOutcome, AttemptTiming, IntervalStats, Recorder};
 use crate::workload::Workload;
 
 /// How clients start.
@@ -108,6 +108,13 @@ pub struct DriverSettings {
     /// that differ only in it are the same cell. Default 30.
     #[serde(default = "default_grace_s")]
     pub grace_s: f64,
+    /// pgbench's `--latency-limit`, milliseconds: measured transactions
+    /// that take longer are counted as late; in an open loop, an arrival
+    /// already later than this when a worker could send it is skipped (not
+    /// sent) and counted as skipped. Default none (left out of the record,
+    /// so cells without it keep their key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_limit_ms: Option<f64>,
 }
 
 impl Default for DriverSettings {
@@ -121,6 +128,7 @@ impl Default for DriverSettings {
             seed: 1,
             threads: one_thread(),
             grace_s: default_grace_s(),
+            latency_limit_ms: None,
         }
     }
 }
@@ -141,6 +149,11 @@ pub struct LiveCounts {
     pub ok: AtomicU64,
     /// Attempts that failed.
     pub errors: AtomicU64,
+    /// The figures since a progress line last took them (warmup included).
+    pub interval: IntervalStats,
+    /// Cells begun with these counts ([`LiveCounts::reset_for_next_cell`]
+    /// calls): a watcher that sees it change starts its clock again.
+    pub cell: AtomicU64,
     /// Set to end the run early: clients finish the transaction they are in
     /// and start no other.
     stop: std::sync::atomic::AtomicBool,
@@ -152,6 +165,8 @@ impl LiveCounts {
     pub fn reset_for_next_cell(&self) {
         self.ok.store(0, Ordering::Relaxed);
         self.errors.store(0, Ordering::Relaxed);
+        let _ = self.interval.take();
+        self.cell.fetch_add(1, Ordering::Relaxed);
         self.stop.store(false, Ordering::Relaxed);
     }
 
@@ -499,6 +514,10 @@ impl<W: Workload> Clients<W> {
                 start_at: start.t0 + ramp_offset(self.settings.ramp, worker, workers),
                 end: start.end,
                 max_retries: self.settings.max_retries,
+                latency_limit: self
+                    .settings
+                    .latency_limit_ms
+                    .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
                 rng: SmallRng::seed_from_u64(self.settings.seed ^ (u64::from(worker) << 32 | 0x9e37)),
                 panic_at_attempt: (self.inject_panic && worker == 0).then_some(3),
                 attempts: 0,
@@ -739,6 +758,8 @@ struct ClientContext<W> {
     start_at: Instant,
     end: Instant,
     max_retries: u32,
+    /// [`DriverSettings::latency_limit_ms`].
+    latency_limit: Option<Duration>,
     rng: SmallRng,
     /// [`TEST_PANIC_VARIABLE`]: panic when starting this attempt (from 1).
     panic_at_attempt: Option<u64>,
@@ -763,18 +784,29 @@ async fn run_client<W: Workload>(mut context: ClientContext<W>) {
 async fn run_open_worker<W: Workload>(
     mut context: ClientContext<W>,
     schedule: Arc<OpenSchedule>,
-    lag: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    lag_histogram: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
     measure_from: Instant,
 ) {
     while let Some(intended) = schedule.take().await {
         if context.live.stop_requested() {
             break;
         }
-        let lag_us = intended.elapsed().as_micros() as u64;
+        let lag = intended.elapsed();
         if intended >= measure_from {
-            lag.lock()
+            lag_histogram
+                .lock()
                 .expect("lag histogram poisoned")
-                .saturating_record(lag_us.max(1));
+                .saturating_record((lag.as_micros() as u64).max(1));
+        }
+        // pgbench's skip: an arrival already later than the limit cannot
+        // meet it, so it is not sent (and is no attempt).
+        if context.latency_limit.is_some_and(|limit| lag > limit) {
+            context.live.interval.record_skipped();
+            context.shards[context.shard]
+                .lock()
+                .expect("recorder shard poisoned")
+                .count_skipped(intended);
+            continue;
         }
         // Timed from the intended start: the wait for a free worker is part
         // of what a client arriving then would have seen.
@@ -819,17 +851,39 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
         };
         let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
         match &outcome {
-            AttemptOutcome::Ok => context.live.ok.fetch_add(1, Ordering::Relaxed),
-            AttemptOutcome::Failed(_) => context.live.errors.fetch_add(1, Ordering::Relaxed),
+            AttemptOutcome::Ok => {
+                context.live.ok.fetch_add(1, Ordering::Relaxed);
+                context
+                    .live
+                    .interval
+                    .record_ok(timing.end_to_end_us, timing.pool_wait_us);
+            }
+            AttemptOutcome::Failed(class) => {
+                context.live.errors.fetch_add(1, Ordering::Relaxed);
+                context.live.interval.record_failed(class, timing.pool_wait_us);
+            }
         };
+        // The transaction's latency, retries included, from its first
+        // start: what pgbench holds against --latency-limit.
+        let done = !retryable || attempt == context.max_retries || Instant::now() >= context.end;
+        let late = done
+            && context
+                .latency_limit
+                .is_some_and(|limit| first_started.elapsed() > limit);
+        if late {
+            context.live.interval.record_late();
+        }
         {
             let mut recorder = context.shards[context.shard].lock().expect("recorder shard poisoned");
             recorder.record(op, started, timing, &outcome, attempt > 0);
             for what in counted.into_iter().chain(times.counted).flatten() {
                 recorder.count(op, started, what);
             }
+            if late {
+                recorder.count_late(first_started);
+            }
         }
-        if !retryable || attempt == context.max_retries || Instant::now() >= context.end {
+        if done {
             break;
         }
         // Bounded, jittered exponential backoff: retrying a deadlock or a

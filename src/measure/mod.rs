@@ -8,6 +8,7 @@
 
 mod explain;
 mod histogram;
+mod live;
 mod operation;
 mod recorder;
 mod sampler;
@@ -20,6 +21,7 @@ pub use self::histogram::{
     decode_histogram, encode_histogram, MetricsError, LATENCY_SIGNIFICANT_DIGITS, MAX_LATENCY_US,
     TIMELINE_SIGNIFICANT_DIGITS,
 };
+pub use self::live::{IntervalSnapshot, IntervalStats};
 pub use self::operation::{AttemptOutcome, AttemptTiming};
 pub use self::recorder::Recorder;
 pub use self::sampler::{

@@ -41,6 +41,8 @@ pub struct Recorder {
     warmup_attempts: u64,
     operations: Vec<OperationRecorder>,
     timeline: Timeline,
+    late: u64,
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -69,6 +71,8 @@ impl Recorder {
             warmup_attempts: 0,
             operations: operations.iter().map(|&name| OperationRecorder::new(name)).collect(),
             timeline: Timeline::new(),
+            late: 0,
+            skipped: 0,
         }
     }
 
@@ -120,6 +124,24 @@ impl Recorder {
         self.operation_mut(op).count(what);
     }
 
+    /// Counts a transaction that started at `started` and finished later
+    /// than the latency limit (pgbench's "late"); ignored in warmup.
+    pub fn count_late(&mut self, started: Instant) {
+        if started >= self.measure_from {
+            self.late += 1;
+        }
+    }
+
+    /// Counts an arrival intended at `intended` that was never sent: it was
+    /// already later than the latency limit when a worker could send it
+    /// (pgbench's "skipped" under `--rate` and `--latency-limit`); ignored
+    /// in warmup.
+    pub fn count_skipped(&mut self, intended: Instant) {
+        if intended >= self.measure_from {
+            self.skipped += 1;
+        }
+    }
+
     /// Adds another recorder's data to this one, exactly (HdrHistogram addition, counters summed).
     ///
     /// # Panics
@@ -138,6 +160,8 @@ impl Recorder {
             "Recorder::merge: recorders have different measure_from"
         );
         self.warmup_attempts += other.warmup_attempts;
+        self.late += other.late;
+        self.skipped += other.skipped;
         for (mine, theirs) in self.operations.iter_mut().zip(&other.operations) {
             mine.merge(theirs);
         }
@@ -182,6 +206,8 @@ impl Recorder {
             errors_by_class,
             operations,
             timeline: self.timeline.summarize(),
+            late: self.late,
+            skipped: self.skipped,
         }
     }
 

@@ -46,6 +46,16 @@ pub struct CellMetrics {
     pub operations: Vec<OperationMetrics>,
     /// One entry per whole second since the start of the measured window, all operations.
     pub timeline: Vec<TimelineSecond>,
+    /// With a latency limit: measured transactions (retries included in
+    /// their latency) that finished later than it. 0 without a limit, and
+    /// in cells recorded before the field existed.
+    #[serde(default)]
+    pub late: u64,
+    /// With a latency limit and an open loop: measured arrivals never sent
+    /// because they were already later than the limit when a worker could
+    /// send them, as pgbench skips them. Not in `attempts`.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl CellMetrics {

@@ -37,6 +37,40 @@ fn load_text(driver: &DriverSettings) -> String {
     }
 }
 
+/// The pools as the cell had them: `pool deadpool × 2 instance(s) of size
+/// 10`, or, with `--pool none`, what a cell without a pool does.
+fn pool_text(settings: &crate::record::CellSettings) -> String {
+    match settings.pool.kind {
+        crate::client::PoolKind::None => format!(
+            "no pool: a connection per transaction × {} instance(s)",
+            settings.instances
+        ),
+        kind => format!(
+            "pool {kind} × {} instance(s) of size {}",
+            settings.instances, settings.pool.size
+        ),
+    }
+}
+
+/// The measured window and the drain after it (what was in flight at the
+/// window's end, which rates also divide by), apart: `6.0 s measured + 0.4
+/// s drain`; a cell stopped early says so.
+fn measured_text(driver: &DriverSettings, measured_s: f64) -> String {
+    // Below a millisecond short of the window: stopped before its end.
+    if measured_s + 0.001 < driver.duration_s {
+        format!(
+            "{measured_s:.1} s measured (stopped early; {:.1} s planned)",
+            driver.duration_s
+        )
+    } else {
+        format!(
+            "{:.1} s measured + {:.1} s drain",
+            driver.duration_s,
+            (measured_s - driver.duration_s).max(0.0)
+        )
+    }
+}
+
 /// A readable summary of one cell.
 pub fn cell_summary(record: &CellRecord) -> String {
     let s = &record.settings;
@@ -44,14 +78,12 @@ pub fn cell_summary(record: &CellRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} · pool {} × {} instance(s) of size {} · {} · max_connections {} · {:.0} s measured",
+        "{} · {} · {} · max_connections {} · {}",
         s.workload,
-        s.pool.kind,
-        s.instances,
-        s.pool.size,
+        pool_text(s),
         load_text(&s.driver),
         record.postgres.max_connections,
-        m.measured_s
+        measured_text(&s.driver, m.measured_s)
     );
     let _ = writeln!(
         out,
@@ -94,6 +126,20 @@ pub fn cell_summary(record: &CellRecord) -> String {
         m.errors,
         m.error_rate * 100.0
     );
+    if let Some(limit_ms) = s.driver.latency_limit_ms {
+        let skipped = match s.driver.load {
+            Load::Open { .. } => format!(
+                " · skipped {} (already {limit_ms} ms behind schedule when they could be sent; not sent)",
+                m.skipped
+            ),
+            Load::Closed { .. } => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "latency limit {limit_ms} ms · late {} (took longer){skipped}",
+            m.late
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -394,12 +440,10 @@ pub fn migration_text(record: &crate::record::MigrationRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "migration {} under {} · pool {} × {} instance(s) of size {} · {}",
+        "migration {} under {} · {} · {}",
         record.migration.source,
         s.workload,
-        s.pool.kind,
-        s.instances,
-        s.pool.size,
+        pool_text(s),
         load_text(&s.driver)
     );
     let _ = writeln!(

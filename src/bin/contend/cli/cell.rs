@@ -15,9 +15,19 @@ use contend::workload::script::{ScriptData, ScriptFile, ScriptSettings};
 use contend::workload::WorkloadOverrides;
 
 use super::values::{
-    check_schedule, parse_clients, parse_driver_threads, parse_duration, parse_max_in_flight, parse_max_retries,
-    parse_pgbench_scale, parse_positive, parse_rate,
+    check_schedule, parse_clients, parse_driver_threads, parse_duration, parse_latency_limit, parse_max_in_flight,
+    parse_max_retries, parse_max_tries, parse_pgbench_scale, parse_positive, parse_progress, parse_rate,
 };
+
+/// What `--help` says of pgbench's letters: the ones contend takes mean
+/// what they mean in pgbench; the others are left out, and why.
+pub const PGBENCH_LETTERS: &str = "\
+pgbench's letters: -c clients, -j driver threads, -T duration, -R rate, -L latency limit, \
+-P progress, -C a connection per transaction (--pool none), -f script, -s scale (script workload). \
+Left out because contend means something else or has no such thing: -t (contend runs for a time, \
+not a count of transactions), -h/-p/-U/-d (-h is help here; give --database-url), -D (--set sets \
+the workload's TOML, not script variables), -l (see the run's results directory), -n/-v, -S/-N/-b \
+(workloads are named with --workload), -r; -M is not offered yet.";
 
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.
 #[derive(Debug, Args)]
@@ -28,22 +38,25 @@ pub struct CellArgs {
     #[arg(long, required = true, value_parser = clap::builder::PossibleValuesParser::new(contend::workload::WORKLOADS))]
     pub workload: Option<String>,
     /// Script workload: a pgbench-style script, with a relative weight as in pgbench's -f (repeatable; weight 1 when omitted).
-    #[arg(long = "script", value_name = "FILE[@WEIGHT]")]
+    #[arg(short = 'f', long = "script", value_name = "FILE[@WEIGHT]")]
     pub scripts: Vec<ScriptFile>,
     /// Script workload: SQL run once into the template database (the tables and rows the scripts read).
     #[arg(long, value_name = "FILE", conflicts_with = "pgbench_scale")]
     pub init_sql: Option<PathBuf>,
     /// Script workload: pgbench's standard tables at scale N, as `pgbench -i -s N` creates them; sets :scale to N.
-    #[arg(long, value_name = "N", value_parser = parse_pgbench_scale)]
+    #[arg(short = 's', long, value_name = "N", value_parser = parse_pgbench_scale)]
     pub pgbench_scale: Option<u32>,
     /// Pool each application instance uses: deadpool, sqlx, or none (a connection per transaction).
     #[arg(long, value_enum, default_value_t = PoolArg::Deadpool)]
     pub pool: PoolArg,
+    /// A new connection for each transaction, as pgbench's -C: the same as --pool none.
+    #[arg(short = 'C', long, conflicts_with = "pool")]
+    pub connect: bool,
     /// Concurrent clients, closed loop, spread over the instances [default: 16].
-    #[arg(long, conflicts_with = "rate", value_parser = parse_clients)]
+    #[arg(short = 'c', long, conflicts_with = "rate", value_parser = parse_clients)]
     pub clients: Option<u32>,
     /// Open loop: transactions per second arriving as a Poisson process, latency timed from each intended start.
-    #[arg(long, value_name = "PER_SECOND", allow_hyphen_values = true, value_parser = parse_rate)]
+    #[arg(short = 'R', long, value_name = "PER_SECOND", allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Open loop: most transactions in flight at once.
     #[arg(long, default_value_t = 1000, requires = "rate", value_parser = parse_max_in_flight)]
@@ -52,7 +65,7 @@ pub struct CellArgs {
     #[arg(long, default_value = "linear:1s", value_parser = parse_ramp)]
     pub ramp: Ramp,
     /// Measured time, e.g. 10s or 1m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(short = 'T', long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Time run before measuring, excluded from results.
     #[arg(long, default_value = "2s", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -94,11 +107,20 @@ pub struct CellArgs {
     /// Retries of a deadlocked or serialization-failed transaction.
     #[arg(long, default_value_t = DriverSettings::default().max_retries, value_parser = parse_max_retries)]
     pub max_retries: u32,
+    /// pgbench's count of tries: the first try and its retries (--max-tries N is --max-retries N-1).
+    #[arg(long, value_name = "N", conflicts_with = "max_retries", value_parser = parse_max_tries)]
+    pub max_tries: Option<u32>,
+    /// As pgbench's -L, milliseconds: transactions taking longer are counted as late; with --rate, an arrival already later than this when it could be sent is skipped (not sent) and counted as skipped.
+    #[arg(short = 'L', long, value_name = "MS", value_parser = parse_latency_limit)]
+    pub latency_limit: Option<f64>,
+    /// A progress line every N seconds on stderr, as pgbench's -P (default without a terminal: every 5 s; with one, a bar).
+    #[arg(short = 'P', long, value_name = "SECONDS", value_parser = parse_progress)]
+    pub progress: Option<f64>,
     /// Seed of the clients' random choices.
     #[arg(long, default_value_t = DriverSettings::default().seed)]
     pub seed: u64,
     /// Threads driving the clients, each owning whole application instances (their clients and connections), as app processes each have a CPU; at most --instances are used [default: the machine's cores].
-    #[arg(long, value_name = "N", value_parser = parse_driver_threads)]
+    #[arg(short = 'j', long, value_name = "N", value_parser = parse_driver_threads)]
     pub driver_threads: Option<u32>,
 }
 
@@ -158,6 +180,7 @@ impl CellArgs {
         };
         let pool = PoolSettings {
             kind: match self.pool {
+                _ if self.connect => PoolKind::None,
                 PoolArg::Deadpool => PoolKind::Deadpool,
                 PoolArg::Sqlx => PoolKind::Sqlx,
                 PoolArg::None => PoolKind::None,
@@ -194,10 +217,11 @@ impl CellArgs {
                 ramp: self.ramp,
                 warmup_s: self.warmup.as_secs_f64(),
                 duration_s: self.duration.as_secs_f64(),
-                max_retries: self.max_retries,
+                max_retries: self.max_tries.map_or(self.max_retries, |tries| tries - 1),
                 seed: self.seed,
                 threads: threads.min(instances),
                 grace_s: self.cell_grace.as_secs_f64(),
+                latency_limit_ms: self.latency_limit,
             },
         };
         // Its message, not its chain of sources: the message already says

@@ -15,6 +15,7 @@ use super::{CellArgs, ServerArgs};
 
 /// `contend migrate`.
 #[derive(Debug, Args)]
+#[command(after_help = super::cell::PGBENCH_LETTERS)]
 pub struct MigrateCommand {
     /// The foreground load; --duration is the window measured before the
     /// migration and again after it.
@@ -55,6 +56,8 @@ pub struct MigratePlan {
     pub provision: ProvisionOptions,
     /// Where results go.
     pub results_root: PathBuf,
+    /// `--progress`: seconds between progress lines.
+    pub progress: Option<f64>,
 }
 
 impl TryFrom<MigrateCommand> for MigratePlan {
@@ -88,6 +91,7 @@ impl TryFrom<MigrateCommand> for MigratePlan {
             },
             provision,
             results_root: args.results,
+            progress: args.cell.progress,
         })
     }
 }

@@ -12,6 +12,7 @@ use super::{CellArgs, ServerArgs};
 
 /// `contend run`.
 #[derive(Debug, Args)]
+#[command(after_help = super::cell::PGBENCH_LETTERS)]
 pub struct RunCommand {
     /// What each cell runs.
     #[command(flatten)]
@@ -39,6 +40,8 @@ pub struct RunPlan {
     pub provision: ProvisionOptions,
     /// Where results go.
     pub results_root: PathBuf,
+    /// `--progress`: seconds between progress lines.
+    pub progress: Option<f64>,
 }
 
 impl TryFrom<RunCommand> for RunPlan {
@@ -46,11 +49,13 @@ impl TryFrom<RunCommand> for RunPlan {
 
     fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
         let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
+        let progress = args.cell.progress;
         let provision = ProvisionOptions::try_from(args.servers)?;
         Ok(RunPlan {
             cell,
             provision,
             results_root: args.results,
+            progress,
         })
     }
 }

@@ -17,6 +17,7 @@ use super::{CellArgs, RecommendArgs, ServerArgs};
 
 /// `contend sweep`.
 #[derive(Debug, Args)]
+#[command(after_help = super::cell::PGBENCH_LETTERS)]
 #[command(mut_arg("workload", |arg| arg.required(false).required_unless_present("resume")))]
 pub struct SweepCommand {
     /// What each cell runs.
@@ -76,6 +77,8 @@ pub struct SweepPlanArgs {
     pub results_root: PathBuf,
     /// How the recommendation at the end judges the cells.
     pub recommend: RecommendOptions,
+    /// `--progress`: seconds between progress lines.
+    pub progress: Option<f64>,
 }
 
 impl TryFrom<SweepCommand> for SweepPlanArgs {
@@ -116,6 +119,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             provision,
             results_root: args.results,
             recommend,
+            progress: args.cell.progress,
         })
     }
 }
@@ -152,7 +156,7 @@ const CELL_SETTINGS: &[Setting] = &[
     setting("--cache", &["cache"], "/settings/overrides/cache"),
     setting("--strategy", &["strategy"], "/settings/overrides/strategy"),
     setting("--migrated", &["migrated"], "/settings/overrides/migrated"),
-    setting("--pool", &["pool"], "/settings/pool/kind"),
+    setting("--pool/-C", &["pool", "connect"], "/settings/pool/kind"),
     setting("--pool-sizes", &["pool_sizes"], "/settings/pool/size"),
     setting(
         "--acquire-timeout",
@@ -173,7 +177,16 @@ const CELL_SETTINGS: &[Setting] = &[
     setting("--ramp", &["ramp"], "/settings/driver/ramp"),
     setting("--warmup", &["warmup"], "/settings/driver/warmup_s"),
     setting("--duration", &["duration"], "/settings/driver/duration_s"),
-    setting("--max-retries", &["max_retries"], "/settings/driver/max_retries"),
+    setting(
+        "--max-retries/--max-tries",
+        &["max_retries", "max_tries"],
+        "/settings/driver/max_retries",
+    ),
+    setting(
+        "--latency-limit",
+        &["latency_limit"],
+        "/settings/driver/latency_limit_ms",
+    ),
     setting("--seed/--repeat", &["seed", "repeat"], "/settings/driver/seed"),
     setting("--driver-threads", &["driver_threads"], "/settings/driver/threads"),
     setting("--max-connections", &["max_connections"], "/max_connections"),
@@ -261,6 +274,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "redis_port",
     "startup_timeout",
     "cell_grace",
+    "progress",
     "goodput_share",
     "p99_slo_ms",
     "headroom",
@@ -299,6 +313,7 @@ impl SweepCommand {
             provision.startup_timeout = current.startup_timeout;
         }
         let results_root = self.results.clone();
+        let progress = self.cell.progress;
         let mut cells = run.cells.clone();
         // How long a stalled cell is waited for is not what a cell measures.
         if is_given("cell_grace") {
@@ -314,6 +329,7 @@ impl SweepCommand {
             provision,
             results_root,
             recommend,
+            progress,
         })
     }
 

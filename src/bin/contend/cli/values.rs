@@ -124,6 +124,46 @@ pub(super) fn parse_max_retries(raw: &str) -> Result<u32, String> {
     count(raw, 0, MAX_RETRIES, "", "retries")
 }
 
+/// `--max-tries`: pgbench's count of tries, 1 to [`MAX_RETRIES`] + 1.
+pub(super) fn parse_max_tries(raw: &str) -> Result<u32, String> {
+    count(
+        raw,
+        1,
+        MAX_RETRIES + 1,
+        "a transaction is tried at least once (pgbench's 0, unlimited, is not offered)",
+        "tries",
+    )
+}
+
+/// `--latency-limit`: milliseconds as pgbench takes them (a positive
+/// number), or a duration such as 50ms.
+pub(super) fn parse_latency_limit(raw: &str) -> Result<f64, String> {
+    let ms = match raw.trim().parse::<f64>() {
+        Ok(ms) => ms,
+        Err(_) => parse_duration(raw)?.as_secs_f64() * 1000.0,
+    };
+    if !(ms.is_finite() && ms > 0.0) {
+        return Err(format!("`{raw}`: give the limit in milliseconds, more than 0, e.g. 50"));
+    }
+    if ms > MAX_DURATION.as_secs_f64() * 1000.0 {
+        return Err(format!(
+            "`{raw}` milliseconds is longer than 7 days, the most contend takes"
+        ));
+    }
+    Ok(ms)
+}
+
+/// `--progress`: seconds between progress lines, 0.1 to a day.
+pub(super) fn parse_progress(raw: &str) -> Result<f64, String> {
+    let seconds = finite(raw)?;
+    if !(0.1..=86_400.0).contains(&seconds) {
+        return Err(format!(
+            "{seconds}: give the seconds between progress lines, 0.1 to 86400"
+        ));
+    }
+    Ok(seconds)
+}
+
 /// `--pgbench-scale`: 1 to [`MAX_PGBENCH_SCALE`].
 pub(super) fn parse_pgbench_scale(raw: &str) -> Result<u32, String> {
     count(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::cli::{MigrateCommand, MigratePlan};
-use crate::cmd::progress::LiveBar;
+use crate::cmd::progress::{LiveBar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
@@ -24,7 +24,11 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
     let mut interrupts = Interrupts::listen()?;
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
-    let progress = LiveBar::spinner(&live, "migration under load · ");
+    let progress = LiveBar::spinner(
+        &live,
+        "migration under load · ",
+        ProgressLines::chosen(plan.progress, &plan.settings.cell),
+    );
     let outcome = tokio::select! {
         outcome = run_migrate(&plan.settings, &servers, Arc::clone(&live)) => Ok(outcome),
         signal = interrupts.received() => Err(signal),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::cli::{RunCommand, RunPlan};
-use crate::cmd::progress::LiveBar;
+use crate::cmd::progress::{LiveBar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
@@ -26,7 +26,11 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let mut interrupts = Interrupts::listen()?;
     let servers = provision_for_run(&dir, &plan.provision).await?;
     let live = Arc::new(LiveCounts::default());
-    let progress = LiveBar::timed(&live, plan.cell.driver.warmup_s + plan.cell.driver.duration_s);
+    let progress = LiveBar::timed(
+        &live,
+        plan.cell.driver.warmup_s + plan.cell.driver.duration_s,
+        ProgressLines::chosen(plan.progress, &plan.cell),
+    );
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let cell_started = std::time::Instant::now();
     let outcome = tokio::select! {

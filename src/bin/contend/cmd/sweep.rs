@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::path::Path;
 
 use crate::cli::{SweepCommand, SweepPlanArgs};
-use crate::cmd::progress::{say, sweep_bar};
+use crate::cmd::progress::{say, sweep_bar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
@@ -58,6 +58,13 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     let already = plan.plan.cells.len();
     let mut violated = false;
     let live = Arc::new(LiveCounts::default());
+    // Lines inside long cells, above the bar (or alone, without a terminal).
+    let lines = plan
+        .plan
+        .cells
+        .first()
+        .and_then(|cell| ProgressLines::chosen(plan.progress, &cell.settings))
+        .map(|lines| lines.spawn(&live, bar.clone()));
     let sweep = run_sweep(&plan.plan, &mut servers, &dir, live, |event| match event {
         SweepEvent::Starting { index, of, key } => {
             if index == 0 {
@@ -99,6 +106,9 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
         outcome = sweep => Ok(outcome),
         signal = interrupts.received() => Err(signal),
     };
+    if let Some(lines) = lines {
+        lines.abort();
+    }
     bar.finish_and_clear();
     servers.shutdown().await;
     match outcome {
