@@ -13,6 +13,7 @@ mod local;
 mod migrate;
 mod old_results;
 mod panics;
+mod pgbench_flags;
 mod report;
 mod run;
 mod run_dirs;

@@ -105,6 +105,77 @@ mod tests {
         "postgres://contend@127.0.0.1/contend",
     ];
 
+    /// pgbench's letters give the same cell as the long flags they stand
+    /// for; `--max-tries N` is `--max-retries N-1`.
+    #[test]
+    fn pgbench_letters_are_the_long_flags() {
+        let cell = |flags: &[&str]| {
+            let plan = run_plan(&[&["contend", "run", "--workload", "script"][..], &EXTERNAL, flags].concat())
+                .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+            serde_json::to_value(&plan.cell).unwrap()
+        };
+        let short = cell(&[
+            "-c",
+            "64",
+            "-j",
+            "2",
+            "-T",
+            "60s",
+            "-L",
+            "50",
+            "-s",
+            "3",
+            "-C",
+            "--max-tries",
+            "4",
+            "-f",
+            "sql/script/tpcb-like.sql@2",
+        ]);
+        let long = cell(&[
+            "--clients",
+            "64",
+            "--driver-threads",
+            "2",
+            "--duration",
+            "60s",
+            "--latency-limit",
+            "50ms",
+            "--pgbench-scale",
+            "3",
+            "--pool",
+            "none",
+            "--max-retries",
+            "3",
+            "--script",
+            "sql/script/tpcb-like.sql@2",
+        ]);
+        assert_eq!(short, long);
+        assert_eq!(short["driver"]["latency_limit_ms"], 50.0);
+        assert_eq!(short["pool"]["kind"], "none");
+        let script = ["-f", "sql/script/tpcb-like.sql"];
+        assert_eq!(
+            cell(&[&["-R", "500"][..], &script].concat()),
+            cell(&[&["--rate", "500"][..], &script].concat())
+        );
+        let plan = run_plan(&[&["contend", "run", "--workload", "sleep", "-P", "5"][..], &EXTERNAL].concat()).unwrap();
+        assert_eq!(plan.progress, Some(5.0));
+        let refused =
+            |flags: &[&str]| run_plan(&[&["contend", "run", "--workload", "sleep"][..], &EXTERNAL, flags].concat());
+        assert!(refused(&["-C", "--pool", "sqlx"])
+            .unwrap_err()
+            .contains("cannot be used with"));
+        assert!(refused(&["--max-tries", "2", "--max-retries", "1"])
+            .unwrap_err()
+            .contains("cannot be used with"));
+        assert!(refused(&["--max-tries", "0"])
+            .unwrap_err()
+            .contains("tried at least once"));
+        assert!(refused(&["-L", "0"]).unwrap_err().contains("more than 0"));
+        assert!(refused(&["-P", "0"])
+            .unwrap_err()
+            .contains("seconds between progress lines"));
+    }
+
     /// The flags' defaults are the library's: a cell from no flags but the
     /// workload is `CellSettings::default()` (one instance: one thread).
     #[test]
