@@ -74,7 +74,9 @@ pub enum Command {
 /// Parses the command line. `sweep` also learns which of its flags were
 /// given (not defaulted): beside `--resume` those must agree with the run.
 pub fn parse() -> Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches()?;
+    let matches = Cli::command()
+        .after_long_help(crate::exit::help_text())
+        .try_get_matches()?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let (Command::Sweep(sweep), Some(("sweep", sub))) = (&mut cli.command, matches.subcommand()) {
         sweep.given = sub

@@ -62,6 +62,9 @@ pub struct SweepCommand {
     /// by [`super::parse`].
     #[arg(skip)]
     pub given: Vec<String>,
+    /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
+    #[arg(long)]
+    pub no_slo_exit: bool,
 }
 
 /// A validated `contend sweep`.
@@ -267,6 +270,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "cores",
     "spindles",
     "formulas",
+    "no_slo_exit",
 ];
 
 impl SweepCommand {

@@ -20,6 +20,7 @@ use contend::{
 };
 
 pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
+    let slo_exit = !args.no_slo_exit;
     let plan = RunPlan::try_from(args)?;
     let run_dir = RunDir::create(&plan.results_root, &plan.cell.workload)?;
     let dir = run_dir.path().to_path_buf();
@@ -101,10 +102,12 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     eprintln!("contend: cell appended to {}", path.display());
     let (_, written) = contend::exec::publish(&dir, &Default::default())?;
     eprintln!("contend: report: {}", written.index.display());
-    if record.invariants_hold() {
-        Ok(Outcome::Ok)
-    } else {
+    if !record.invariants_hold() {
         eprintln!("contend: an invariant was violated (see above); the cell is recorded as failed");
-        Ok(Outcome::FailedCheck(FailedCheck::Invariant))
+        return Ok(Outcome::FailedCheck(FailedCheck::Invariant));
     }
+    Ok(super::slo_outcome(
+        record.slo.results.iter().filter(|r| !r.pass).count(),
+        slo_exit,
+    ))
 }

@@ -20,6 +20,7 @@ use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, 
 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     let fresh = args.resume.is_none();
+    let slo_exit = !args.no_slo_exit;
     let (plan, run_dir) = match args.resume.clone() {
         Some(dir) => resume(args, &dir)?,
         None => start(args)?,
@@ -132,7 +133,15 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             } else if violated {
                 Outcome::FailedCheck(FailedCheck::Invariant)
             } else {
-                Outcome::Ok
+                // Every cell of the run, those of an earlier invocation too:
+                // the sweep's objectives are judged as a whole.
+                let failed = run
+                    .cells
+                    .iter()
+                    .flat_map(|c| &c.slo.results)
+                    .filter(|r| !r.pass)
+                    .count();
+                super::slo_outcome(failed, slo_exit)
             })
         }
     }
