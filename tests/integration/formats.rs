@@ -88,3 +88,144 @@ fn a_sweep_whose_cells_fail_an_slo_exits_99() {
         "{stderr}"
     );
 }
+
+/// Issue 19: nothing on stdout was for a script. `--format json` is one
+/// parseable document there (the cell record, as cells.jsonl has it) and
+/// nothing else; `--format csv` a header and one row.
+#[test]
+fn run_format_json_is_one_document_on_stdout_and_csv_one_row() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let output = run_sleep(&tmp, &["--format", "json"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let record: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(record["settings"]["workload"], "sleep", "{stdout}");
+    let results = tmp.path().join("results");
+    let run_dir = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
+    let line = std::fs::read_to_string(run_dir.join("cells.jsonl")).unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(record, on_disk, "the same schema and values as the file");
+    assert!(stderr.contains("cell appended to"), "notices stay on stderr: {stderr}");
+
+    let output = run_sleep(&tmp, &["--format", "csv"]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0], contend::render::CELL_COLUMNS.join(","));
+    assert!(lines[1].starts_with("1,sleep,,deadpool,"), "{stdout}");
+}
+
+/// The fixture sweep's cells, each twice (so Welch's interval exists),
+/// goodput scaled by `goodput`, as a run directory under `tmp`.
+fn sweep_copy(tmp: &IsolatedTmp, name: &str, goodput: f64) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-7f0d7fe/sweep-sleep/cells.jsonl");
+    let dir = tmp.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let mut lines = String::new();
+    for line in std::fs::read_to_string(fixture).unwrap().lines() {
+        for jitter in [1.0, 1.02] {
+            let mut cell: serde_json::Value = serde_json::from_str(line).unwrap();
+            let g = cell["business"]["goodput_per_s"].as_f64().unwrap();
+            cell["business"]["goodput_per_s"] = (g * goodput * jitter).into();
+            lines.push_str(&format!("{cell}\n"));
+        }
+    }
+    std::fs::write(dir.join("cells.jsonl"), lines).unwrap();
+    dir
+}
+
+/// `compare --junit FILE`: a JUnit document with the schema's required
+/// elements and attributes (testsuites; testsuite name, tests, failures;
+/// testcase name, classname; failure message), a failure per regression,
+/// and `--format json` the comparison alone on stdout.
+#[test]
+fn compare_junit_has_the_schemas_required_parts_and_a_failure_per_regression() {
+    use quick_xml::events::Event;
+
+    let tmp = IsolatedTmp::new();
+    let baseline = sweep_copy(&tmp, "baseline", 1.0);
+    let current = sweep_copy(&tmp, "current", 0.5);
+    let junit = tmp.path().join("report.xml");
+    let output = tmp
+        .contend()
+        .arg("compare")
+        .args([&baseline, &current])
+        .arg("--junit")
+        .arg(&junit)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "a regression: {stdout}{stderr}");
+    let comparison: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let regressions = comparison["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["verdict"] == "regression")
+        .count();
+    assert!(regressions >= 1, "{stdout}");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let attr = |e: &quick_xml::events::BytesStart, name: &str| {
+        e.try_get_attribute(name)
+            .unwrap()
+            .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().to_string())
+    };
+    let (mut roots, mut cases, mut failures, mut suite_tests, mut suite_failures) = (0, 0, 0, 0, 0);
+    let mut stack: Vec<String> = Vec::new();
+    loop {
+        let (e, opens) = match reader.read_event().unwrap() {
+            Event::Eof => break,
+            Event::Start(e) => (e, true),
+            Event::Empty(e) => (e, false),
+            Event::End(_) => {
+                stack.pop();
+                continue;
+            }
+            _ => continue,
+        };
+        {
+            {
+                let name = e.name().into_inner().to_string();
+                match name.as_str() {
+                    "testsuites" => {
+                        assert!(stack.is_empty(), "testsuites is the root");
+                        roots += 1;
+                    }
+                    "testsuite" => {
+                        assert_eq!(stack.last().map(String::as_str), Some("testsuites"));
+                        assert!(attr(&e, "name").is_some_and(|n| !n.is_empty()), "{xml}");
+                        suite_tests += attr(&e, "tests").unwrap().parse::<usize>().unwrap();
+                        suite_failures += attr(&e, "failures").unwrap().parse::<usize>().unwrap();
+                    }
+                    "testcase" => {
+                        assert_eq!(stack.last().map(String::as_str), Some("testsuite"));
+                        assert!(attr(&e, "name").is_some() && attr(&e, "classname").is_some(), "{xml}");
+                        cases += 1;
+                    }
+                    "failure" => {
+                        assert_eq!(stack.last().map(String::as_str), Some("testcase"));
+                        assert!(attr(&e, "message").unwrap().contains("regressed"), "{xml}");
+                        failures += 1;
+                    }
+                    _ => {}
+                }
+                if opens {
+                    stack.push(name);
+                }
+            }
+        }
+    }
+    assert_eq!(roots, 1, "{xml}");
+    assert_eq!(
+        cases,
+        comparison["metrics"].as_array().unwrap().len(),
+        "a case per metric"
+    );
+    assert_eq!((suite_tests, suite_failures), (cases, failures), "{xml}");
+    assert_eq!(failures, regressions, "a failure per regression: {xml}");
+}

@@ -13,6 +13,7 @@
 
 mod cell;
 mod compare;
+mod format;
 mod migrate;
 mod provision;
 mod recommend;
@@ -26,6 +27,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use self::cell::CellArgs;
 pub use self::compare::CompareCommand;
+pub use self::format::Format;
 pub use self::migrate::{MigrateCommand, MigratePlan};
 pub use self::provision::ProvisionCommand;
 pub use self::recommend::RecommendCommand;

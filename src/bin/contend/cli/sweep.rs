@@ -65,6 +65,9 @@ pub struct SweepCommand {
     /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
     #[arg(long)]
     pub no_slo_exit: bool,
+    /// What stdout gets: text, json (run.json) or csv (a row per cell).
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    pub format: super::Format,
 }
 
 /// A validated `contend sweep`.
@@ -271,6 +274,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "spindles",
     "formulas",
     "no_slo_exit",
+    "format",
 ];
 
 impl SweepCommand {

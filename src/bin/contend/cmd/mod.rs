@@ -65,3 +65,9 @@ pub fn slo_outcome(failed: usize, slo_exit: bool) -> Outcome {
         Outcome::Ok
     }
 }
+
+/// Prints `value` on stdout as one pretty JSON document.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

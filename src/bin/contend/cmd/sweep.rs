@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use std::path::Path;
 
-use crate::cli::{SweepCommand, SweepPlanArgs};
+use crate::cli::{Format, SweepCommand, SweepPlanArgs};
 use crate::cmd::progress::{say, sweep_bar};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
@@ -21,6 +21,7 @@ use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     let fresh = args.resume.is_none();
     let slo_exit = !args.no_slo_exit;
+    let format = args.format;
     let (plan, run_dir) = match args.resume.clone() {
         Some(dir) => resume(args, &dir)?,
         None => start(args)?,
@@ -124,8 +125,14 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
                 eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
             }
             let (run, written) = contend::exec::publish(&dir, &plan.recommend)?;
-            for recommendation in &run.recommendations {
-                print!("{}", contend::render::recommendation_text(recommendation));
+            match format {
+                Format::Text => {
+                    for recommendation in &run.recommendations {
+                        print!("{}", contend::render::recommendation_text(recommendation));
+                    }
+                }
+                Format::Json => super::print_json(&run)?,
+                Format::Csv => print!("{}", contend::render::cells_csv(&run.cells)?),
             }
             eprintln!("contend: report: {}", written.index.display());
             Ok(if outcome.failed > 0 {
