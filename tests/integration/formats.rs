@@ -171,9 +171,11 @@ fn compare_junit_has_the_schemas_required_parts_and_a_failure_per_regression() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     let mut reader = quick_xml::Reader::from_str(&xml);
     let attr = |e: &quick_xml::events::BytesStart, name: &str| {
-        e.try_get_attribute(name)
-            .unwrap()
-            .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().to_string())
+        e.try_get_attribute(name).unwrap().map(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .unwrap()
+                .to_string()
+        })
     };
     let (mut roots, mut cases, mut failures, mut suite_tests, mut suite_failures) = (0, 0, 0, 0, 0);
     let mut stack: Vec<String> = Vec::new();
@@ -228,4 +230,36 @@ fn compare_junit_has_the_schemas_required_parts_and_a_failure_per_regression() {
     );
     assert_eq!((suite_tests, suite_failures), (cases, failures), "{xml}");
     assert_eq!(failures, regressions, "a failure per regression: {xml}");
+}
+
+/// `migrate` is judged over its whole foreground run: its scorecard is in
+/// migration.json, and a FAIL there is 99 too.
+#[test]
+fn a_migration_whose_foreground_fails_an_slo_exits_99() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args([
+            "migrate",
+            "--workload",
+            "goal-count",
+            "--scale",
+            "0.05",
+            "--clients",
+            "2",
+        ])
+        .args(["--duration", "1s", "--warmup", "0s", "--backend", "local"])
+        .args(["--set", "slo.p95_ms={\"*\"=0.001}", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(99), "{stdout}{stderr}");
+    let run_dir = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("migration.json")).unwrap()).unwrap();
+    let slo = record["slo"]["results"].as_array().unwrap();
+    assert!(slo.iter().any(|r| r["pass"] == false), "{slo:?}");
 }
