@@ -25,6 +25,7 @@ use crate::record::{
     BuildProgressSample, ForegroundWindows, IndexCheck, MigrateSettings, MigrationRecord, PhaseSpan, PhaseWindow,
     StatementRun, MIGRATION_SCHEMA,
 };
+use crate::record::{BusinessSummary, Scorecard};
 use crate::workload::{
     with_workload, InvariantCheck, Migration, MigrationError, StatementKind, Workload, WorkloadUser,
 };
@@ -135,6 +136,7 @@ impl WorkloadUser for MigrateRun<'_> {
 
         let database = format!("contend_migrate_{}", std::process::id());
         let data_plan = workload.data_plan();
+        let (slo_spec, goodput_outcomes) = (workload.slo(), workload.goodput_outcomes());
         let clock = CellClock::new(self.settings.cell.driver.grace_s);
         let (template, m) = clock
             .bound(&self.live, async {
@@ -152,6 +154,11 @@ impl WorkloadUser for MigrateRun<'_> {
             })
             .await?;
         let succeeded = m.statements.iter().all(|s| s.error.is_none()) && m.indexes.iter().all(|i| i.valid);
+        let goodput_per_s = BusinessSummary::of(&m.metrics, goodput_outcomes).goodput_per_s;
+        let slo = Scorecard {
+            results: slo_spec.evaluate(&m.metrics, goodput_per_s),
+            spec: slo_spec,
+        };
         Ok(MigrationRecord {
             schema: MIGRATION_SCHEMA.into(),
             contend_version: env!("CARGO_PKG_VERSION").into(),
@@ -174,6 +181,7 @@ impl WorkloadUser for MigrateRun<'_> {
             server: m.server,
             invariants: m.invariants,
             succeeded,
+            slo,
         })
     }
 }

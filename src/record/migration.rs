@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CellSettings, TemplateInfo};
+use super::{CellSettings, Scorecard, TemplateInfo};
 use crate::measure::{CellMetrics, ExplainedQuery, PlanDiff, ServerSamples, WindowSummary};
 use crate::provision::{Backend, PgServer};
 use crate::workload::{InvariantCheck, Migration, MigrationStatement};
@@ -184,4 +184,8 @@ pub struct MigrationRecord {
     pub invariants: Vec<InvariantCheck>,
     /// Every statement succeeded and every new index is valid.
     pub succeeded: bool,
+    /// The workload's objectives judged over the whole foreground run
+    /// (before, during and after the migration).
+    #[serde(default)]
+    pub slo: Scorecard,
 }

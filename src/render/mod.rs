@@ -1,14 +1,18 @@
-//! Records to what people read: text for the terminal, summary.md and
-//! index.html, SVG plots.
+//! Records to what people and scripts read: text for the terminal,
+//! summary.md and index.html, SVG plots, CSV, JUnit XML.
 //!
 //! Never measures and never computes a recommendation: it formats what
 //! records and analysis already hold.
 
+mod csv;
+mod junit;
 mod markup;
 mod plots;
 mod site;
 mod text;
 
+pub use self::csv::{cells_csv, comparison_csv, recommendations_csv, CsvError, CELL_COLUMNS};
+pub use self::junit::{junit_xml, JunitError};
 pub use self::plots::{Plot, PlotError};
 pub use self::site::{index_html, summary_markdown, write_report, SiteError, Written};
 pub use self::text::{

@@ -8,6 +8,7 @@ mod errors;
 mod exposure;
 mod external;
 mod faults;
+mod formats;
 mod layers;
 mod local;
 mod migrate;

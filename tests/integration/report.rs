@@ -80,7 +80,16 @@ fn a_sweep_and_a_migration_render_into_a_page_chromium_draws() {
             "--clients",
             "2",
         ])
-        .args(["--duration", "1s", "--warmup", "0s", "--backend", "local", "--results"])
+        .args([
+            "--no-slo-exit",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--backend",
+            "local",
+            "--results",
+        ])
         .arg(&migrate_results)
         .output()
         .unwrap();
@@ -161,9 +170,9 @@ fn no_file_of_a_run_holds_the_servers_password() {
     // contend runs, which then write results, reports and logs.
     let script = r#"printf %s "$DATABASE_URL" > "$URL_FILE"
 "$CONTEND" run --workload wallet-transfer --scale 0.02 --clients 2 --duration 1s --warmup 0s \
-  --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS" &&
+  --no-slo-exit --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS" &&
 "$CONTEND" migrate --workload goal-count --scale 0.02 --clients 2 --duration 1s --warmup 0s \
-  --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS""#;
+  --no-slo-exit --backend external --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --results "$RESULTS""#;
     let output = tmp
         .contend()
         .args(["provision", "--backend", "local", "--", "sh", "-c", script])

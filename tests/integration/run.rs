@@ -172,6 +172,7 @@ fn contend_run_prints_a_summary_and_appends_the_cell() {
             "0s",
             "--scale",
             "0.005",
+            "--no-slo-exit",
             "--results",
         ])
         .arg(&results)

@@ -147,7 +147,16 @@ fn contend_run_records_its_driver_threads() {
             "0.005",
         ])
         .args(["--instances", "2", "--pool-size", "2", "--driver-threads", "3"])
-        .args(["--clients", "4", "--duration", "1s", "--warmup", "0s", "--results"])
+        .args([
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--no-slo-exit",
+            "--results",
+        ])
         .arg(&results)
         .output()
         .unwrap();

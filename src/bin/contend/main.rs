@@ -1,22 +1,15 @@
 //! The `contend` binary: parse flags, start the runtime, dispatch to one
-//! subcommand, and map how it ended to an exit code, here and nowhere else:
-//!
-//! | code | meaning |
-//! | --- | --- |
-//! | 0 | done, every check held (or `--help`, `--version`) |
-//! | 1 | done, but a check failed: an invariant, a failed cell (the server lost, stopped answering, or a panic), a regression |
-//! | 2 | bad input or setup: flags, files, servers |
-//! | 3 | `migrate`: the migration failed or left an invalid index |
-//! | 130, 143, 129 | `run`, `sweep`, `migrate` stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP: 128 + the signal's number (servers down, finished cells kept) |
-//! | N | `provision -- COMMAND`: COMMAND's status |
+//! subcommand, and map how it ended to an exit code, here and nowhere else;
+//! the codes and their precedence are one table in [`exit`].
 
 use std::process::ExitCode;
 
 mod cli;
 mod cmd;
+mod exit;
 
 use crate::cli::Command;
-use crate::cmd::Outcome;
+use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
@@ -24,11 +17,11 @@ fn main() -> ExitCode {
         // --help and --version.
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::SUCCESS;
+            return ExitStatus::Success.into();
         }
         Err(e) => {
             eprintln!("contend: error: {}", clap_error_line(&e));
-            return ExitCode::from(2);
+            return ExitStatus::BadInput.into();
         }
     };
     raise_open_files_limit();
@@ -43,7 +36,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("contend: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            return ExitStatus::BadInput.into();
         }
     };
     let outcome = runtime.block_on(async {
@@ -58,10 +51,10 @@ fn main() -> ExitCode {
         }
     });
     match outcome {
-        Ok(outcome) => exit_code(outcome),
+        Ok(outcome) => ExitStatus::from(outcome).into(),
         Err(error) => {
             eprintln!("contend: error: {error:#}");
-            ExitCode::from(2)
+            ExitStatus::BadInput.into()
         }
     }
 }
@@ -90,17 +83,6 @@ fn raise_open_files_limit() {
         if let Some(most) = nr_open.filter(|&most| most > soft) {
             let _ = setrlimit(Resource::RLIMIT_NOFILE, most.min(hard), hard);
         }
-    }
-}
-
-/// The exit code of a subcommand that ran to its end (see the table above).
-fn exit_code(outcome: Outcome) -> ExitCode {
-    match outcome {
-        Outcome::Ok => ExitCode::SUCCESS,
-        Outcome::FailedCheck(_) | Outcome::Regression => ExitCode::from(1),
-        Outcome::MigrationFailed => ExitCode::from(3),
-        Outcome::Interrupted(signal) => ExitCode::from(signal.exit_code()),
-        Outcome::CommandExited(code) => ExitCode::from(code),
     }
 }
 

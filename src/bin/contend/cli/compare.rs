@@ -23,6 +23,13 @@ pub struct CompareCommand {
     /// Also write the Markdown table here (e.g. $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// What stdout gets: text, json (the comparison) or csv (a row per metric).
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    pub format: super::Format,
+    /// Also write the comparison as JUnit XML here: a test case per
+    /// configuration and metric, a failure per regression.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// "10%" or "0.1" as 0.1.

@@ -45,6 +45,9 @@ pub struct MigrateCommand {
     /// Where the servers come from.
     #[command(flatten)]
     pub servers: ServerArgs,
+    /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
+    #[arg(long)]
+    pub no_slo_exit: bool,
 }
 
 /// A validated `contend migrate`.

@@ -13,6 +13,7 @@
 
 mod cell;
 mod compare;
+mod format;
 mod migrate;
 mod provision;
 mod recommend;
@@ -26,6 +27,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use self::cell::CellArgs;
 pub use self::compare::CompareCommand;
+pub use self::format::Format;
 pub use self::migrate::{MigrateCommand, MigratePlan};
 pub use self::provision::ProvisionCommand;
 pub use self::recommend::RecommendCommand;
@@ -74,7 +76,9 @@ pub enum Command {
 /// Parses the command line. `sweep` also learns which of its flags were
 /// given (not defaulted): beside `--resume` those must agree with the run.
 pub fn parse() -> Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches()?;
+    let matches = Cli::command()
+        .after_long_help(crate::exit::help_text())
+        .try_get_matches()?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     if let (Command::Sweep(sweep), Some(("sweep", sub))) = (&mut cli.command, matches.subcommand()) {
         sweep.given = sub

@@ -29,6 +29,12 @@ pub struct RunCommand {
     /// Where the servers come from.
     #[command(flatten)]
     pub servers: ServerArgs,
+    /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
+    #[arg(long)]
+    pub no_slo_exit: bool,
+    /// What stdout gets: text, json (the cell record, as in cells.jsonl) or csv (one row).
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    pub format: super::Format,
 }
 
 /// A validated `contend run`.

@@ -63,6 +63,12 @@ pub struct SweepCommand {
     /// by [`super::parse`].
     #[arg(skip)]
     pub given: Vec<String>,
+    /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
+    #[arg(long)]
+    pub no_slo_exit: bool,
+    /// What stdout gets: text, json (run.json) or csv (a row per cell).
+    #[arg(long, value_enum, default_value_t = super::Format::Text)]
+    pub format: super::Format,
 }
 
 /// A validated `contend sweep`.
@@ -281,6 +287,8 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "cores",
     "spindles",
     "formulas",
+    "no_slo_exit",
+    "format",
 ];
 
 impl SweepCommand {

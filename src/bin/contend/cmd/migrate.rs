@@ -10,7 +10,7 @@ use crate::cmd::progress::{LiveBar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
-use contend::render::migration_text;
+use contend::render::{migration_text, scorecard_text};
 use contend::{
     exec::provision_for_run,
     results::{remove_if_empty, RunDir},
@@ -18,6 +18,7 @@ use contend::{
 use contend::{exec::run_migrate, results::write_migration};
 
 pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
+    let slo_exit = !args.no_slo_exit;
     let plan = MigratePlan::try_from(args)?;
     let run_dir = RunDir::create(&plan.results_root, &format!("migrate-{}", plan.settings.cell.workload))?;
     let dir = run_dir.path().to_path_buf();
@@ -46,6 +47,13 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
     let record = outcome.inspect_err(|_| remove_if_empty(&dir))?;
     let path = write_migration(&dir, "migration.json", &record)?;
     print!("{}", migration_text(&record));
+    if !record.slo.results.is_empty() {
+        println!(
+            "\nSLO scorecard over the whole foreground run (workloads/{}.toml [slo]):",
+            record.settings.cell.workload
+        );
+        print!("{}", scorecard_text(&record.slo.results));
+    }
     eprintln!("contend: migration record written to {}", path.display());
     let (_, written) = contend::exec::publish(&dir, &Default::default())?;
     eprintln!("contend: report: {}", written.index.display());
@@ -56,5 +64,8 @@ pub async fn run(args: MigrateCommand) -> anyhow::Result<Outcome> {
         eprintln!("contend: an invariant was violated (see above)");
         return Ok(Outcome::FailedCheck(FailedCheck::Invariant));
     }
-    Ok(Outcome::Ok)
+    Ok(super::slo_outcome(
+        record.slo.results.iter().filter(|r| !r.pass).count(),
+        slo_exit,
+    ))
 }

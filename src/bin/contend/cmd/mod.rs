@@ -25,6 +25,9 @@ pub enum Outcome {
     Regression,
     /// `migrate`: the migration failed or left an invalid index.
     MigrationFailed,
+    /// `run`, `sweep`, `migrate`: every check held, but an objective of
+    /// the workload's `[slo]` failed (and `--no-slo-exit` was not given).
+    SloFailed,
     /// `run`, `sweep`, `migrate`: stopped by SIGINT, SIGTERM or SIGHUP;
     /// the servers are down and finished cells are kept.
     Interrupted(signals::Interruption),
@@ -42,4 +45,29 @@ pub enum FailedCheck {
     ServerLost,
     /// A task of contend panicked during a cell; it is recorded as failed.
     Panicked,
+}
+
+/// How a run whose checks held ends when `failed` objectives of its
+/// workload's `[slo]` FAILed: [`Outcome::SloFailed`] when any did and
+/// `slo_exit` (no `--no-slo-exit`), said on stderr either way.
+pub fn slo_outcome(failed: usize, slo_exit: bool) -> Outcome {
+    if failed == 0 {
+        return Outcome::Ok;
+    }
+    if slo_exit {
+        eprintln!(
+            "contend: {failed} objective(s) of the workload's [slo] FAILed (see the scorecard); exit status {} (--no-slo-exit: 0)",
+            crate::exit::SLO_FAILED
+        );
+        Outcome::SloFailed
+    } else {
+        eprintln!("contend: {failed} objective(s) of the workload's [slo] FAILed (see the scorecard); --no-slo-exit: exit status 0");
+        Outcome::Ok
+    }
+}
+
+/// Prints `value` on stdout as one pretty JSON document.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! `contend recommend`: read a sweep's cells, print the recommendation.
 
 use contend::analysis::{recommend, RecommendOptions};
-use contend::render::recommendation_text;
+use contend::render::{recommendation_text, recommendations_csv};
 use contend::results::read_cells;
 
-use crate::cli::RecommendCommand;
+use crate::cli::{Format, RecommendCommand};
 use crate::cmd::Outcome;
 
 pub fn run(args: &RecommendCommand) -> anyhow::Result<Outcome> {
@@ -17,10 +17,10 @@ pub fn run(args: &RecommendCommand) -> anyhow::Result<Outcome> {
         );
     }
     let recommendation = recommend(&records, &options);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&recommendation)?);
-    } else {
-        print!("{}", recommendation_text(&recommendation));
+    match if args.json { Format::Json } else { args.format } {
+        Format::Text => print!("{}", recommendation_text(&recommendation)),
+        Format::Json => super::print_json(&recommendation)?,
+        Format::Csv => print!("{}", recommendations_csv(std::slice::from_ref(&recommendation))?),
     }
     Ok(Outcome::Ok)
 }

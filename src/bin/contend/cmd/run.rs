@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::cli::{RunCommand, RunPlan};
+use crate::cli::{Format, RunCommand, RunPlan};
 use crate::cmd::progress::{LiveBar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
 use contend::driver::LiveCounts;
-use contend::render::cell_summary;
+use contend::render::{cell_summary, cells_csv};
 use contend::{
     exec::{provision_for_run, run_cell, RunError},
     results::{append_cell, remove_if_empty, RunDir},
@@ -20,6 +20,8 @@ use contend::{
 };
 
 pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
+    let slo_exit = !args.no_slo_exit;
+    let format = args.format;
     let plan = RunPlan::try_from(args)?;
     let run_dir = RunDir::create(&plan.results_root, &plan.cell.workload)?;
     let dir = run_dir.path().to_path_buf();
@@ -60,6 +62,9 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
             let failed =
                 FailedCell::new(&plan.cell, max_connections, started_at, loss, None).because(FailureCause::Panic);
             let path = append_failed(&dir, &failed)?;
+            if format == Format::Json {
+                super::print_json(&failed)?;
+            }
             eprintln!(
                 "contend: the cell failed: {}",
                 contend::render::failed_cell_line(&failed)
@@ -85,6 +90,9 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
             };
             let failed = FailedCell::new(&plan.cell, max_connections, started_at, loss, None).because(cause);
             let path = append_failed(&dir, &failed)?;
+            if format == Format::Json {
+                super::print_json(&failed)?;
+            }
             eprintln!(
                 "contend: the cell failed: {}",
                 contend::render::failed_cell_line(&failed)
@@ -101,14 +109,20 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
         }
     };
     let path = append_cell(&dir, &record)?;
-    println!("{}", cell_summary(&record));
+    match format {
+        Format::Text => println!("{}", cell_summary(&record)),
+        Format::Json => super::print_json(&record)?,
+        Format::Csv => print!("{}", cells_csv(std::slice::from_ref(&record))?),
+    }
     eprintln!("contend: cell appended to {}", path.display());
     let (_, written) = contend::exec::publish(&dir, &Default::default())?;
     eprintln!("contend: report: {}", written.index.display());
-    if record.invariants_hold() {
-        Ok(Outcome::Ok)
-    } else {
+    if !record.invariants_hold() {
         eprintln!("contend: an invariant was violated (see above); the cell is recorded as failed");
-        Ok(Outcome::FailedCheck(FailedCheck::Invariant))
+        return Ok(Outcome::FailedCheck(FailedCheck::Invariant));
     }
+    Ok(super::slo_outcome(
+        record.slo.results.iter().filter(|r| !r.pass).count(),
+        slo_exit,
+    ))
 }

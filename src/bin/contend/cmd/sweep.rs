@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use std::path::Path;
 
-use crate::cli::{SweepCommand, SweepPlanArgs};
+use crate::cli::{Format, SweepCommand, SweepPlanArgs};
 use crate::cmd::progress::{say, sweep_bar, ProgressLines};
 use crate::cmd::signals::Interrupts;
 use crate::cmd::{FailedCheck, Outcome};
@@ -20,6 +20,8 @@ use contend::results::{changed_inputs, input_files, read_plan, remove_if_empty, 
 
 pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
     let fresh = args.resume.is_none();
+    let slo_exit = !args.no_slo_exit;
+    let format = args.format;
     let (plan, run_dir) = match args.resume.clone() {
         Some(dir) => resume(args, &dir)?,
         None => start(args)?,
@@ -133,8 +135,14 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
                 eprintln!("contend: sweep complete: {}", dir.join("cells.jsonl").display());
             }
             let (run, written) = contend::exec::publish(&dir, &plan.recommend)?;
-            for recommendation in &run.recommendations {
-                print!("{}", contend::render::recommendation_text(recommendation));
+            match format {
+                Format::Text => {
+                    for recommendation in &run.recommendations {
+                        print!("{}", contend::render::recommendation_text(recommendation));
+                    }
+                }
+                Format::Json => super::print_json(&run)?,
+                Format::Csv => print!("{}", contend::render::cells_csv(&run.cells)?),
             }
             eprintln!("contend: report: {}", written.index.display());
             Ok(if outcome.failed > 0 {
@@ -142,7 +150,15 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             } else if violated {
                 Outcome::FailedCheck(FailedCheck::Invariant)
             } else {
-                Outcome::Ok
+                // Every cell of the run, those of an earlier invocation too:
+                // the sweep's objectives are judged as a whole.
+                let failed = run
+                    .cells
+                    .iter()
+                    .flat_map(|c| &c.slo.results)
+                    .filter(|r| !r.pass)
+                    .count();
+                super::slo_outcome(failed, slo_exit)
             })
         }
     }
