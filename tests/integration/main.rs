@@ -8,6 +8,7 @@ mod errors;
 mod exposure;
 mod external;
 mod faults;
+mod first_run;
 mod layers;
 mod local;
 mod migrate;
