@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compare;
+mod completions;
 mod docker;
 mod errors;
 mod exposure;
