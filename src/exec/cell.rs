@@ -40,7 +40,7 @@ use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
 use crate::provision::{database_url, Servers};
 use crate::record::{CellSettings, ServerLoss, TemplateInfo};
-use crate::workload::{CellContext, DataPlan, InvariantCheck, Workload};
+use crate::workload::{uses_redis, CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
 
 /// `application_name` of the checker's connection.
 const CHECKER_APPLICATION: &str = "contend-control";
@@ -512,4 +512,16 @@ fn server_message(error: &tokio_postgres::Error) -> String {
         Some(db) => db.message().to_string(),
         None => format!("the server ended the connection ({error})"),
     }
+}
+
+/// Whether any of `cells` uses Redis (its workload's cache, the redis-gate
+/// strategy, a Redis workload): contend starts a Redis only then, so a
+/// machine without redis-server runs every other cell.
+pub fn cells_need_redis<'a>(cells: impl IntoIterator<Item = &'a CellSettings>) -> Result<bool, WorkloadError> {
+    for cell in cells {
+        if uses_redis(&cell.workload, &cell.overrides)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -17,6 +17,7 @@ mod run;
 mod sweep;
 mod template;
 
+pub use self::cell::cells_need_redis;
 pub use self::error::RunError;
 pub use self::migrate::{run_migrate, MigrateError};
 pub use self::publish::{assemble_run_file, publish, this_machine};

@@ -1,13 +1,14 @@
 //! Which backend serves: the one asked for, or for `auto` the first of
-//! external (a URL was given), docker (the daemon answers and both images
-//! are available) and local (the server binaries are installed), with the
-//! reason said on stderr. Decides only; starting servers is the backends'.
+//! external (a URL was given; one from `DATABASE_URL` is named, masked),
+//! docker (the daemon answers and the images needed are available) and
+//! local (the server binaries needed are installed), with the reason said
+//! on stderr. Decides only; starting servers is the backends'.
 
 use serde::{Deserialize, Serialize};
 
 use super::docker::{self, DockerStatus};
 use super::local;
-use super::{ProvisionError, ProvisionOptions};
+use super::{mask_url, ProvisionError, ProvisionOptions};
 
 /// Which way to get servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,19 +55,36 @@ pub(super) async fn choose_backend(options: &ProvisionOptions) -> Result<(Backen
         BackendChoice::Docker => Ok((Backend::Docker, "asked for with --backend docker".into())),
         BackendChoice::External => Ok((Backend::External, "asked for with --backend external".into())),
         BackendChoice::Auto => {
-            if options.database_url.is_some() {
+            if let Some(url) = &options.database_url {
+                if options.database_url_from_env {
+                    return Ok((
+                        Backend::External,
+                        format!(
+                            "DATABASE_URL is set in this shell, so contend benchmarks the server at {}; to have contend start its own, pass --backend local or --backend docker, or unset DATABASE_URL",
+                            mask_url(url)
+                        ),
+                    ));
+                }
                 return Ok((Backend::External, "a database URL was given".into()));
             }
             let docker_reason = match docker::DockerStatus::probe(options).await {
                 DockerStatus::Usable { pg_image, redis_image } => {
+                    let images = match redis_image {
+                        Some(redis_image) => format!("{pg_image} and {redis_image} are"),
+                        None => format!("{pg_image} is"),
+                    };
                     return Ok((
                         Backend::Docker,
-                        format!("the docker daemon answers and {pg_image} and {redis_image} are available"),
+                        format!("the docker daemon answers and {images} available"),
                     ));
                 }
                 DockerStatus::Unusable(reason) => reason,
             };
-            let local_reason = match (local::find_pg_bin_dir(None), local::find_redis_server()) {
+            let redis_server = match options.with_redis {
+                true => local::find_redis_server().map(Some),
+                false => Ok(None),
+            };
+            let local_reason = match (local::find_pg_bin_dir(options.pg_bin.as_deref()), redis_server) {
                 (Ok(dir), Ok(_)) => {
                     return Ok((
                         Backend::Local,

@@ -56,30 +56,37 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Whether docker can serve, as `auto` needs to know.
 pub enum DockerStatus {
-    /// The daemon answers and both images are available (names resolved).
+    /// The daemon answers and the images needed are available (names
+    /// resolved).
     Usable {
         /// PostgreSQL image that would run.
         pg_image: String,
-        /// Redis image that would run.
-        redis_image: String,
+        /// Redis image that would run; `None` when no Redis is needed.
+        redis_image: Option<String>,
     },
     /// Why docker cannot serve.
     Unusable(String),
 }
 
 impl DockerStatus {
-    /// Asks the daemon, and resolves both images (pulling if need be).
+    /// Asks the daemon, and resolves the images needed (pulling if need
+    /// be): Redis's only when `options.with_redis`.
     pub async fn probe(options: &ProvisionOptions) -> DockerStatus {
         let docker = match docker_api::connect().await {
             Ok(docker) => docker,
             Err(error) => return DockerStatus::Unusable(error.to_string()),
         };
         let pg = resolve_image(&docker, &options.pg_image, options.images_chosen).await;
-        let redis = resolve_image(&docker, &options.redis_image, options.images_chosen).await;
+        let redis = match options.with_redis {
+            true => resolve_image(&docker, &options.redis_image, options.images_chosen)
+                .await
+                .map(Some),
+            false => Ok(None),
+        };
         match (pg, redis) {
             (Ok(pg), Ok(redis)) => DockerStatus::Usable {
                 pg_image: pg.reference,
-                redis_image: redis.reference,
+                redis_image: redis.map(|image| image.reference),
             },
             (Err(e), _) | (_, Err(e)) => DockerStatus::Unusable(e.to_string()),
         }
@@ -264,35 +271,41 @@ pub(super) struct DockerServers {
 }
 
 impl DockerServers {
-    /// Starts both containers; returns them with the facts about each.
+    /// Starts PostgreSQL's container, and Redis's when `options.with_redis`;
+    /// returns them with the facts about each.
     pub(super) async fn start(
         options: &ProvisionOptions,
-    ) -> Result<(DockerServers, PgServer, RedisServer), ProvisionError> {
+    ) -> Result<(DockerServers, PgServer, Option<RedisServer>), ProvisionError> {
         let docker = docker_api::connect().await?;
         for line in remove_stale_containers(&docker).await {
             eprintln!("contend: {line}");
         }
         docker_api::make_testcontainers_compatible(&docker)?;
         let pg_image = resolve_image(&docker, &options.pg_image, options.images_chosen).await?;
-        let redis_image = resolve_image(&docker, &options.redis_image, options.images_chosen).await?;
+        let redis_image = match options.with_redis {
+            true => Some(resolve_image(&docker, &options.redis_image, options.images_chosen).await?),
+            false => None,
+        };
         let session = format!("{}-{}", std::process::id(), &generate_password()[..8]);
         watch_for_contend_death(&session);
 
         let settings = options.server_settings();
         let (pg_container, postgres) =
             start_postgres(&pg_image, &settings, options.pg_port, &session, options.startup_timeout).await?;
-        let (redis_container, redis) =
-            match start_redis(&redis_image, options.redis_port, &session, options.startup_timeout).await {
-                Ok(started) => started,
+        let (redis_container, redis) = match &redis_image {
+            Some(image) => match start_redis(image, options.redis_port, &session, options.startup_timeout).await {
+                Ok((container, redis)) => (Some(container), Some(redis)),
                 Err(e) => {
                     let _ = pg_container.rm().await;
                     return Err(e);
                 }
-            };
+            },
+            None => (None, None),
+        };
         let servers = DockerServers {
             pg_port: postgres.port,
             pg_container: Some(pg_container),
-            redis_container: Some(redis_container),
+            redis_container,
             pg_image,
             settings,
             session,

@@ -8,10 +8,12 @@ use super::DockerDaemonError;
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// No initdb/postgres found.
-    #[error("no PostgreSQL server binaries found (looked in {searched}): install them (apt-get install -y postgresql) or pass --pg-bin DIR")]
+    #[error("no PostgreSQL server binaries found (looked in {searched}): {how_to_get}, or pass --pg-bin DIR, or use --backend docker")]
     NoServerBinaries {
         /// Places searched, comma-separated.
         searched: String,
+        /// How to get them on this system ([`super::install::how_to_get`]).
+        how_to_get: String,
     },
     /// `--pg-bin` names a directory without the binaries.
     #[error("--pg-bin {dir}: no {missing} there; pass the directory holding initdb and postgres (e.g. /usr/lib/postgresql/15/bin)")]
@@ -21,9 +23,12 @@ pub enum ProvisionError {
         /// The binary that is missing.
         missing: &'static str,
     },
-    /// No redis-server.
-    #[error("redis-server not found on PATH: install it (apt-get install -y redis-server), or use --backend docker or --redis-url")]
-    NoRedisServer,
+    /// No redis-server, and the cells use Redis.
+    #[error("redis-server not found on PATH, and Redis is needed (a cache, the redis-gate strategy, or `contend provision`): {how_to_get}; or use --backend docker, or --backend external with --redis-url")]
+    NoRedisServer {
+        /// How to get it on this system ([`super::install::how_to_get`]).
+        how_to_get: String,
+    },
     /// `max_connections` the server cannot take.
     #[error("max_connections {requested} is not usable: {reason}")]
     InvalidMaxConnections {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::install::{how_to_get, ServerBinary};
 use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::{self, RunAs};
 use super::secret::generate_password;
@@ -82,8 +83,9 @@ pub fn find_pg_bin_dir(chosen: Option<&Path>) -> Result<PathBuf, ProvisionError>
                 .filter(|real| real.join("initdb").is_file())
                 .unwrap_or(dir)
         })
-        .ok_or(ProvisionError::NoServerBinaries {
+        .ok_or_else(|| ProvisionError::NoServerBinaries {
             searched: searched.join(", "),
+            how_to_get: how_to_get(ServerBinary::Postgres),
         })
 }
 
@@ -95,7 +97,9 @@ pub fn find_redis_server() -> Result<PathBuf, ProvisionError> {
         .into_iter()
         .map(|dir| dir.join("redis-server"))
         .find(|candidate| candidate.is_file())
-        .ok_or(ProvisionError::NoRedisServer)
+        .ok_or_else(|| ProvisionError::NoRedisServer {
+            how_to_get: how_to_get(ServerBinary::Redis),
+        })
 }
 
 /// The run directory: created owned by the server account, removed on drop.
@@ -155,12 +159,17 @@ pub(super) struct LocalServers {
 }
 
 impl LocalServers {
-    /// Starts both servers; returns them with the facts about each.
+    /// Starts PostgreSQL, and Redis when `options.with_redis`; returns them
+    /// with the facts about each.
     pub(super) async fn start(
         options: &ProvisionOptions,
-    ) -> Result<(LocalServers, PgServer, RedisServer), ProvisionError> {
+    ) -> Result<(LocalServers, PgServer, Option<RedisServer>), ProvisionError> {
         let bin_dir = find_pg_bin_dir(options.pg_bin.as_deref())?;
-        let redis_binary = find_redis_server()?;
+        // Looked for before anything starts: a missing binary is said at once.
+        let redis_binary = match options.with_redis {
+            true => Some(find_redis_server()?),
+            false => None,
+        };
         let run_as = process::server_account().map_err(|e| ProvisionError::ServerStart {
             server: "PostgreSQL",
             reason: e.to_string(),
@@ -189,19 +198,24 @@ impl LocalServers {
         };
         let postgres = probe_postgres(&url, origin.clone()).await?;
 
-        let redis_password = generate_password();
-        let (redis_process, redis_port) = start_redis(
-            &redis_binary,
-            &dir.path,
-            options.redis_port,
-            &redis_password,
-            run_as.as_ref(),
-            options.startup_timeout,
-        )
-        .await?;
-        servers_so_far.redis = Some(redis_process);
-        let redis_url = format!("redis://default:{redis_password}@127.0.0.1:{redis_port}");
-        let redis = probe_redis(&redis_url, ServerOrigin::Local { binary: redis_binary }).await?;
+        let redis = match redis_binary {
+            Some(redis_binary) => {
+                let redis_password = generate_password();
+                let (redis_process, redis_port) = start_redis(
+                    &redis_binary,
+                    &dir.path,
+                    options.redis_port,
+                    &redis_password,
+                    run_as.as_ref(),
+                    options.startup_timeout,
+                )
+                .await?;
+                servers_so_far.redis = Some(redis_process);
+                let redis_url = format!("redis://default:{redis_password}@127.0.0.1:{redis_port}");
+                Some(probe_redis(&redis_url, ServerOrigin::Local { binary: redis_binary }).await?)
+            }
+            None => None,
+        };
 
         let (postmaster, redis_process) = servers_so_far.keep();
         let servers = LocalServers {

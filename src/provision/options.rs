@@ -51,6 +51,22 @@ pub struct ProvisionOptions {
     pub redis_url: Option<String>,
     /// Time allowed for a server to accept connections. Default: 60 s.
     pub startup_timeout: Duration,
+    /// Whether contend starts a Redis beside PostgreSQL (local and docker
+    /// backends). Default `true` (`contend provision` starts both); `run`,
+    /// `sweep` and `migrate` set it to whether their cells use Redis, so a
+    /// machine without redis-server runs every other cell. Records written
+    /// before it existed read as `true`, which is what they did.
+    #[serde(default = "starts_redis_by_default")]
+    pub with_redis: bool,
+    /// Whether `database_url` came from the `DATABASE_URL` environment
+    /// variable rather than a flag: `auto` then says on stderr that it
+    /// benchmarks that server. Default `false`; never recorded.
+    #[serde(skip)]
+    pub database_url_from_env: bool,
+}
+
+fn starts_redis_by_default() -> bool {
+    true
 }
 
 impl Default for ProvisionOptions {
@@ -68,6 +84,8 @@ impl Default for ProvisionOptions {
             database_url: None,
             redis_url: None,
             startup_timeout: Duration::from_secs(60),
+            with_redis: true,
+            database_url_from_env: false,
         }
     }
 }

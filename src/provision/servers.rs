@@ -117,7 +117,8 @@ pub struct Recovery {
 pub struct Servers {
     /// The PostgreSQL server.
     pub postgres: PgServer,
-    /// The Redis server, when one was started or given.
+    /// The Redis server, when one was started (the cells use Redis) or
+    /// given.
     pub redis: Option<RedisServer>,
     /// The backend serving.
     pub backend: Backend,
@@ -273,19 +274,11 @@ pub async fn provision(options: &ProvisionOptions) -> Result<Servers, ProvisionE
     let (postgres, redis, owned) = match backend {
         Backend::Local => {
             let (servers, pg, redis) = local::LocalServers::start(options).await?;
-            (
-                with_client_role(pg).await?,
-                Some(redis),
-                Owned::Local(Box::new(servers)),
-            )
+            (with_client_role(pg).await?, redis, Owned::Local(Box::new(servers)))
         }
         Backend::Docker => {
             let (servers, pg, redis) = docker::DockerServers::start(options).await?;
-            (
-                with_client_role(pg).await?,
-                Some(redis),
-                Owned::Docker(Box::new(servers)),
-            )
+            (with_client_role(pg).await?, redis, Owned::Docker(Box::new(servers)))
         }
         Backend::External => {
             let (pg, redis) = external::connect(options).await?;

@@ -3,11 +3,11 @@
 //! Each workload is one module here, its SQL under `sql/<name>/` and its
 //! defaults in `workloads/<name>.toml`, both compiled in. Adding one is adding
 //! those three and its line in the `registry!` invocation below, which
-//! declares the module and generates [`WORKLOADS`], [`with_workload`] and
-//! [`validate`] from it. A workload never times anything and never opens
-//! connections: the driver hands it an [`Attempt`] that checks a connection
-//! out (and begins a transaction) when the operation first needs the
-//! database.
+//! declares the module and generates [`WORKLOADS`], [`with_workload`],
+//! [`uses_redis`] and [`validate`] from it. A workload never times anything
+//! and never opens connections: the driver hands it an [`Attempt`] that
+//! checks a connection out (and begins a transaction) when the operation
+//! first needs the database.
 
 mod migration;
 
@@ -66,6 +66,17 @@ macro_rules! registry {
             $(
                 if name == <$module::$workload as WorkloadDef>::NAME {
                     return checked::<$module::$workload>(overrides).map(drop);
+                }
+            )+
+            Err(WorkloadError::Unknown { name: name.to_string() })
+        }
+
+        /// Whether workload `name` built with `overrides` uses Redis (a
+        /// cache, a gate): what decides whether contend starts a Redis.
+        pub fn uses_redis(name: &str, overrides: &WorkloadOverrides) -> Result<bool, WorkloadError> {
+            $(
+                if name == <$module::$workload as WorkloadDef>::NAME {
+                    return checked::<$module::$workload>(overrides).map(|w| Workload::uses_redis(&w));
                 }
             )+
             Err(WorkloadError::Unknown { name: name.to_string() })

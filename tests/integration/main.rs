@@ -3,11 +3,13 @@
 
 mod bad_input;
 mod compare;
+mod completions;
 mod docker;
 mod errors;
 mod exposure;
 mod external;
 mod faults;
+mod first_run;
 mod formats;
 mod layers;
 mod local;

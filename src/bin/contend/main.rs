@@ -48,6 +48,8 @@ fn main() -> ExitCode {
             Command::Migrate(args) => cmd::migrate::run(*args).await,
             Command::Report(args) => cmd::report::run(&args),
             Command::Compare(args) => cmd::compare::run(&args),
+            Command::Completions(args) => cmd::completions::run(&args),
+            Command::Man(args) => cmd::man::run(&args),
         }
     });
     match outcome {

@@ -83,7 +83,8 @@ impl TryFrom<MigrateCommand> for MigratePlan {
                 args.cell.warmup + 2 * args.cell.duration + 2 * args.max_statement_time + Duration::from_secs(60);
             check_schedule(rate, span).map_err(anyhow::Error::msg)?;
         }
-        let provision = ProvisionOptions::try_from(args.servers)?;
+        let mut provision = ProvisionOptions::try_from(args.servers)?;
+        provision.with_redis = contend::exec::cells_need_redis([&cell])?;
         Ok(MigratePlan {
             settings: MigrateSettings {
                 cell,

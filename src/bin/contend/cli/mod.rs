@@ -13,7 +13,9 @@
 
 mod cell;
 mod compare;
+mod completions;
 mod format;
+pub mod man;
 mod migrate;
 mod provision;
 mod recommend;
@@ -27,7 +29,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use self::cell::CellArgs;
 pub use self::compare::CompareCommand;
+pub use self::completions::CompletionsCommand;
 pub use self::format::Format;
+pub use self::man::ManCommand;
 pub use self::migrate::{MigrateCommand, MigratePlan};
 pub use self::provision::ProvisionCommand;
 pub use self::recommend::RecommendCommand;
@@ -71,6 +75,10 @@ pub enum Command {
     /// Compare two runs' cells (goodput, p95/p99 per operation, mean time per
     /// query) and exit 1 on a regression beyond the threshold and the noise.
     Compare(CompareCommand),
+    /// Print a completion script for bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsCommand),
+    /// Print the manual page (roff), or write one per subcommand with --dir.
+    Man(ManCommand),
 }
 
 /// Parses the command line. `sweep` also learns which of its flags were

@@ -56,7 +56,8 @@ impl TryFrom<RunCommand> for RunPlan {
     fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
         let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
         let progress = args.cell.progress;
-        let provision = ProvisionOptions::try_from(args.servers)?;
+        let mut provision = ProvisionOptions::try_from(args.servers)?;
+        provision.with_redis = contend::exec::cells_need_redis([&cell])?;
         Ok(RunPlan {
             cell,
             provision,

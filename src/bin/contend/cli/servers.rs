@@ -130,6 +130,10 @@ impl TryFrom<ServerArgs> for ProvisionOptions {
             BackendChoice::Auto | BackendChoice::External => (args.database_url, args.redis_url),
             BackendChoice::Local | BackendChoice::Docker => (None, None),
         };
+        // clap does not say where a value came from; the same URL in the
+        // environment is reason enough for auto to say where it found it.
+        let database_url_from_env =
+            database_url.is_some() && std::env::var("DATABASE_URL").ok().as_deref() == database_url.as_deref();
         let images_chosen = args.pg_image.is_some() || args.redis_image.is_some();
         let options = ProvisionOptions {
             backend,
@@ -153,6 +157,8 @@ impl TryFrom<ServerArgs> for ProvisionOptions {
             database_url,
             redis_url,
             startup_timeout: Duration::from_secs(args.startup_timeout),
+            database_url_from_env,
+            ..ProvisionOptions::default()
         };
         options.validate()?;
         Ok(options)

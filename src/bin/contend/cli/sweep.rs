@@ -120,6 +120,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
                 }
             }
         }
+        provision.with_redis = contend::exec::cells_need_redis(cells.iter().map(|cell| &cell.settings))?;
         Ok(SweepPlanArgs {
             plan: SweepPlan { cells },
             provision,

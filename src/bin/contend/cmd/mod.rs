@@ -3,6 +3,8 @@
 //! main alone maps outcomes and errors to exit codes.
 
 pub mod compare;
+pub mod completions;
+pub mod man;
 pub mod migrate;
 pub mod progress;
 pub mod provision;
