@@ -27,6 +27,9 @@ fn goal_count_runs_without_redis_server_and_the_cache_says_how_to_get_it() {
             .env("PATH", &bin)
             .args(["run", "--workload", "goal-count", "--backend", "local"])
             .args(["--duration", "1s", "--warmup", "0s", "--clients", "4"])
+            // Redis is the subject here, not whether a 1 s debug-build cell
+            // meets goal-count's objectives.
+            .arg("--no-slo-exit")
             .arg("--results")
             .arg(&results)
             .args(extra)
