@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::AppPool;
 use crate::client::Attempt;
-use crate::measure::{AttemptOutcome, AttemptTiming, IntervalStats, Recorder};
+use crate::measure::{AttemptOutcome, AttemptTiming, IntervalStats, Recorder, TransactionEnd};
 use crate::workload::Workload;
 
 /// How clients start.
@@ -772,7 +772,7 @@ async fn run_client<W: Workload>(mut context: ClientContext<W>) {
     let think = Duration::from_millis(context.workload.think_time_ms());
     while Instant::now() < context.end && !context.live.stop_requested() {
         let started = Instant::now();
-        run_with_retries(&mut context, started).await;
+        run_with_retries(&mut context, started, None).await;
         if !think.is_zero() {
             // Cut at the window's end: a long think time must not hold the
             // cell past it.
@@ -792,6 +792,7 @@ async fn run_open_worker<W: Workload>(
             break;
         }
         let lag = intended.elapsed();
+        context.live.interval.record_lag(lag.as_micros() as u64);
         if intended >= measure_from {
             lag_histogram
                 .lock()
@@ -810,13 +811,14 @@ async fn run_open_worker<W: Workload>(
         }
         // Timed from the intended start: the wait for a free worker is part
         // of what a client arriving then would have seen.
-        run_with_retries(&mut context, intended).await;
+        run_with_retries(&mut context, intended, Some(lag.as_micros() as u64)).await;
     }
 }
 
 /// One transaction, retried while it fails with a retryable class. The first
-/// attempt is timed from `first_started`; retries from their own start.
-async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_started: Instant) {
+/// attempt is timed from `first_started`; retries from their own start. An
+/// open loop's `lag_us` is how late the first attempt was sent.
+async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_started: Instant, lag_us: Option<u64>) {
     context.attempts += 1;
     if context.panic_at_attempt == Some(context.attempts) {
         panic!(
@@ -827,6 +829,7 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
     let pool = &context.pools[context.instance];
     let op = context.workload.choose_operation(&mut context.rng);
     let mut started = first_started;
+    let (mut pool_wait_us, mut in_db_us) = (0u64, 0u64);
     for attempt in 0..=context.max_retries {
         let mut connections = Attempt::new(pool, context.cache.as_mut());
         let result = context
@@ -850,6 +853,8 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
             checked_out: times.checked_out,
         };
         let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
+        pool_wait_us = pool_wait_us.saturating_add(timing.pool_wait_us);
+        in_db_us = in_db_us.saturating_add(timing.in_db_us);
         match &outcome {
             AttemptOutcome::Ok => {
                 context.live.ok.fetch_add(1, Ordering::Relaxed);
@@ -866,10 +871,8 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
         // The transaction's latency, retries included, from its first
         // start: what pgbench holds against --latency-limit.
         let done = !retryable || attempt == context.max_retries || Instant::now() >= context.end;
-        let late = done
-            && context
-                .latency_limit
-                .is_some_and(|limit| first_started.elapsed() > limit);
+        let transaction = first_started.elapsed();
+        let late = done && context.latency_limit.is_some_and(|limit| transaction > limit);
         if late {
             context.live.interval.record_late();
         }
@@ -881,6 +884,23 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
             }
             if late {
                 recorder.count_late(first_started);
+            }
+            if done {
+                let failure = match &outcome {
+                    AttemptOutcome::Ok => None,
+                    AttemptOutcome::Failed(class) => Some(class),
+                };
+                recorder.record_transaction(
+                    first_started,
+                    &TransactionEnd {
+                        failure,
+                        latency_us: transaction.as_micros() as u64,
+                        lag_us,
+                        tries: attempt + 1,
+                        pool_wait_us,
+                        in_db_us,
+                    },
+                );
             }
         }
         if done {

@@ -155,7 +155,8 @@ async fn measure<W: Workload>(
     let server = harness.stop_load().await;
     let output = output?;
     let invariants = harness.check_invariants(&*workload).await;
-    let metrics = output.recorder.summarize(output.measured_s);
+    let mut metrics = output.recorder.summarize(output.measured_s);
+    metrics.window_started_unix_ms = unix_ms(output.recorder.measure_from());
     let schedule = match (settings.driver.load, &output.schedule_lag) {
         (Load::Open { rate_per_s, .. }, Some(lag)) => Some(ScheduleReport {
             target_rate_per_s: rate_per_s,
@@ -180,6 +181,15 @@ async fn measure<W: Workload>(
         slo,
         strategy: workload.strategy().map(str::to_string),
     })
+}
+
+/// `instant` on the wall clock, Unix milliseconds (`None` before 1970 or
+/// beyond what the clocks can say).
+fn unix_ms(instant: std::time::Instant) -> Option<u64> {
+    let ago = std::time::Instant::now().saturating_duration_since(instant);
+    let at = SystemTime::now().checked_sub(ago)?;
+    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_millis()).ok()
 }
 
 /// Starts the servers for a run whose directory [`crate::results::RunDir`] made;

@@ -50,6 +50,8 @@ pub enum SweepEvent {
     },
     /// A cell finished and was appended.
     Finished {
+        /// Its place in the plan, from 1 (the same on a resume).
+        number: usize,
         /// The record appended.
         record: Box<CellRecord>,
     },
@@ -118,6 +120,11 @@ pub async fn run_sweep(
                 append_cell(dir, &record)?;
                 outcome.finished += 1;
                 on_event(SweepEvent::Finished {
+                    number: plan
+                        .cells
+                        .iter()
+                        .position(|planned| std::ptr::eq(planned, *cell))
+                        .map_or(0, |at| at + 1),
                     record: Box::new(record),
                 });
                 continue;

@@ -132,6 +132,8 @@ pub struct IntervalStats {
     failed: [AtomicU64; CLASSES],
     late: AtomicU64,
     skipped: AtomicU64,
+    lag_sum_us: AtomicU64,
+    lagged: AtomicU64,
 }
 
 impl std::fmt::Debug for IntervalStats {
@@ -170,6 +172,12 @@ impl IntervalStats {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An open loop's arrival was sent `lag_us` after its intended start.
+    pub fn record_lag(&self, lag_us: u64) {
+        self.lag_sum_us.fetch_add(lag_us, Ordering::Relaxed);
+        self.lagged.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The interval's figures, zeroing them for the next interval.
     pub fn take(&self) -> IntervalSnapshot {
         let ok = self.ok.swap(0, Ordering::Relaxed);
@@ -197,6 +205,15 @@ impl IntervalStats {
                 .collect(),
             late: self.late.swap(0, Ordering::Relaxed),
             skipped: self.skipped.swap(0, Ordering::Relaxed),
+            lag_mean_us: {
+                let lagged = self.lagged.swap(0, Ordering::Relaxed);
+                let sum = self.lag_sum_us.swap(0, Ordering::Relaxed);
+                if lagged > 0 {
+                    sum as f64 / lagged as f64
+                } else {
+                    0.0
+                }
+            },
         }
     }
 }
@@ -220,6 +237,8 @@ pub struct IntervalSnapshot {
     pub late: u64,
     /// Arrivals skipped for being later than the limit already.
     pub skipped: u64,
+    /// Open loop: mean schedule lag of the arrivals sent, microseconds.
+    pub lag_mean_us: f64,
 }
 
 impl IntervalSnapshot {

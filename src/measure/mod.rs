@@ -15,6 +15,7 @@ mod sampler;
 mod slo;
 mod summary;
 mod timeline;
+mod transactions;
 
 pub use self::explain::{explain_analyze, ExplainError, ExplainQuery, ExplainedQuery, PlanDiff, PlanNode, PlanSummary};
 pub use self::histogram::{
@@ -32,3 +33,4 @@ pub use self::slo::{SloError, SloResult, SloSpec};
 pub use self::summary::{
     CellMetrics, EncodedHistograms, LatencySummary, OperationMetrics, TimelineSecond, WindowSummary,
 };
+pub use self::transactions::{TransactionEnd, TransactionSecond};

@@ -27,6 +27,7 @@ use super::summary::OperationMetrics;
 use super::summary::WindowSummary;
 use crate::measure::operation::{add_counts, OperationRecorder};
 use crate::measure::timeline::{SecondEntry, Timeline};
+use crate::measure::transactions::{TransactionEnd, TransactionSeconds};
 
 /// Measurements of one worker (or, after [`Recorder::merge`], of many) for one benchmark cell.
 ///
@@ -41,6 +42,7 @@ pub struct Recorder {
     warmup_attempts: u64,
     operations: Vec<OperationRecorder>,
     timeline: Timeline,
+    transactions: TransactionSeconds,
     late: u64,
     skipped: u64,
 }
@@ -71,6 +73,7 @@ impl Recorder {
             warmup_attempts: 0,
             operations: operations.iter().map(|&name| OperationRecorder::new(name)).collect(),
             timeline: Timeline::new(),
+            transactions: TransactionSeconds::default(),
             late: 0,
             skipped: 0,
         }
@@ -111,6 +114,21 @@ impl Recorder {
         );
     }
 
+    /// Counts one whole transaction (a first attempt and its retries, each
+    /// already given to [`Recorder::record`]) whose first attempt was meant to
+    /// start at `first_started`, into its second of the per-second
+    /// transaction figures (pgbench's aggregate log); ignored in warmup.
+    pub fn record_transaction(&mut self, first_started: Instant, end: &TransactionEnd<'_>) {
+        if let Some(since_start) = first_started.checked_duration_since(self.measure_from) {
+            self.transactions.record(since_start.as_secs() as usize, end);
+        }
+    }
+
+    /// The start of measurement: second 0 of the timelines.
+    pub fn measure_from(&self) -> Instant {
+        self.measure_from
+    }
+
     /// Counts one business-level result `what` of operation `op` (e.g. `"assigned"`,
     /// `"already_full"`, `"cache_hit"`); ignored when `started` is before `measure_from` (warmup).
     ///
@@ -137,8 +155,9 @@ impl Recorder {
     /// (pgbench's "skipped" under `--rate` and `--latency-limit`); ignored
     /// in warmup.
     pub fn count_skipped(&mut self, intended: Instant) {
-        if intended >= self.measure_from {
+        if let Some(since_start) = intended.checked_duration_since(self.measure_from) {
             self.skipped += 1;
+            self.transactions.record_skipped(since_start.as_secs() as usize);
         }
     }
 
@@ -166,6 +185,7 @@ impl Recorder {
             mine.merge(theirs);
         }
         self.timeline.merge(&other.timeline);
+        self.transactions.merge(&other.transactions);
     }
 
     /// Summarises everything recorded over a measured window of `measured_s` seconds (rates are 0
@@ -206,6 +226,8 @@ impl Recorder {
             errors_by_class,
             operations,
             timeline: self.timeline.summarize(),
+            transactions: self.transactions.seconds(),
+            window_started_unix_ms: None,
             late: self.late,
             skipped: self.skipped,
         }

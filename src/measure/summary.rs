@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::transactions::TransactionSecond;
+
 #[cfg(doc)]
 use super::histogram::decode_histogram;
 #[cfg(doc)]
@@ -46,6 +48,15 @@ pub struct CellMetrics {
     pub operations: Vec<OperationMetrics>,
     /// One entry per whole second since the start of the measured window, all operations.
     pub timeline: Vec<TimelineSecond>,
+    /// Whole transactions (a first attempt and its retries) per second of
+    /// the measured window, with exact latency sums: what pgbench's
+    /// aggregate log is made of. Empty in cells recorded before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<TransactionSecond>,
+    /// When the measured window started (second 0 of the timelines), Unix
+    /// time in milliseconds; `None` in cells recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_started_unix_ms: Option<u64>,
     /// With a latency limit: measured transactions (retries included in
     /// their latency) that finished later than it. 0 without a limit, and
     /// in cells recorded before the field existed.

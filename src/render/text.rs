@@ -37,6 +37,22 @@ fn load_text(driver: &DriverSettings) -> String {
     }
 }
 
+/// A sweep's line for a finished cell: its pools, max_connections,
+/// goodput, worst p99 and errors, aligned across cells.
+pub fn sweep_cell_line(record: &CellRecord) -> String {
+    let pools = match record.settings.pool.kind {
+        crate::client::PoolKind::None => format!("no pool × {}", record.settings.instances),
+        _ => format!("pool {:>3} × {}", record.settings.pool.size, record.settings.instances),
+    };
+    format!(
+        "{pools} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
+        record.postgres.max_connections,
+        record.business.goodput_per_s,
+        record.metrics.worst_p99_ms(),
+        errors_text(&record.metrics.errors_by_class)
+    )
+}
+
 /// The pools as the cell had them: `pool deadpool × 2 instance(s) of size
 /// 10`, or, with `--pool none`, what a cell without a pool does.
 fn pool_text(settings: &crate::record::CellSettings) -> String {
@@ -628,4 +644,38 @@ pub fn failed_cell_line(failed: &crate::record::FailedCell) -> String {
         line.push_str(&format!("; {how} in {took:.2} s"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first cell of a sweep recorded by an earlier build.
+    fn recorded_cell() -> CellRecord {
+        let cells = include_str!("../../tests/fixtures/results-7f0d7fe/sweep-sleep/cells.jsonl");
+        serde_json::from_str(cells.lines().next().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_sweep_line_names_the_pool_as_the_cell_had_it() {
+        let mut record = recorded_cell();
+        let pooled = sweep_cell_line(&record);
+        assert!(
+            pooled.starts_with(&format!(
+                "pool {:>3} × {} · max_connections",
+                record.settings.pool.size, record.settings.instances
+            )),
+            "{pooled}"
+        );
+        record.settings.pool.kind = crate::client::PoolKind::None;
+        let unpooled = sweep_cell_line(&record);
+        assert!(
+            unpooled.starts_with(&format!("no pool × {} · max_connections", record.settings.instances)),
+            "{unpooled}"
+        );
+        assert_eq!(
+            pooled.split(" · ").skip(1).collect::<Vec<_>>(),
+            unpooled.split(" · ").skip(1).collect::<Vec<_>>()
+        );
+    }
 }

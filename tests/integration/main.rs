@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL and Redis: one test binary, so
 //! the crate links once and the machine is prepared once.
 
+mod aggregate_log;
 mod bad_input;
 mod compare;
 mod completions;

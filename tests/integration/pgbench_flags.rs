@@ -161,4 +161,14 @@ fn rate_with_latency_limit_skips_arrivals_already_late() {
             .any(|l| l.ends_with(" skipped") && !l.ends_with(", 0 skipped")),
         "{stderr}"
     );
+    // Under -R, pgbench's lag after the stddev; an overloaded schedule
+    // shows a lag of at least some milliseconds.
+    let lags: Vec<f64> = progress
+        .iter()
+        .map(|l| {
+            let after = l.split(", lag ").nth(1).unwrap_or_else(|| panic!("no lag in {l}"));
+            after.split(" ms").next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(lags.iter().any(|&lag| lag >= 1.0), "{lags:?}\n{stderr}");
 }

@@ -26,7 +26,7 @@ pgbench's letters: -c clients, -j driver threads, -T duration, -R rate, -L laten
 -P progress, -C a connection per transaction (--pool none), -f script, -s scale (script workload). \
 Left out because contend means something else or has no such thing: -t (contend runs for a time, \
 not a count of transactions), -h/-p/-U/-d (-h is help here; give --database-url), -D (--set sets \
-the workload's TOML, not script variables), -l (see the run's results directory), -n/-v, -S/-N/-b \
+the workload's TOML, not script variables), -l only beside --aggregate-interval (no per-transaction log), -n/-v, -S/-N/-b \
 (workloads are named with --workload), -r; -M is not offered yet.";
 
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.

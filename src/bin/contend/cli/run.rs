@@ -29,6 +29,9 @@ pub struct RunCommand {
     /// Where the servers come from.
     #[command(flatten)]
     pub servers: ServerArgs,
+    /// pgbench's aggregate log.
+    #[command(flatten)]
+    pub log: super::AggregateLogArgs,
     /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
     #[arg(long)]
     pub no_slo_exit: bool,
@@ -48,6 +51,8 @@ pub struct RunPlan {
     pub results_root: PathBuf,
     /// `--progress`: seconds between progress lines.
     pub progress: Option<f64>,
+    /// `--aggregate-interval`: pgbench's aggregate log.
+    pub aggregate_log: Option<super::AggregateLog>,
 }
 
 impl TryFrom<RunCommand> for RunPlan {
@@ -63,6 +68,7 @@ impl TryFrom<RunCommand> for RunPlan {
             provision,
             results_root: args.results,
             progress,
+            aggregate_log: args.log.chosen(),
         })
     }
 }

@@ -63,6 +63,9 @@ pub struct SweepCommand {
     /// by [`super::parse`].
     #[arg(skip)]
     pub given: Vec<String>,
+    /// pgbench's aggregate log, one file per cell.
+    #[command(flatten)]
+    pub log: super::AggregateLogArgs,
     /// Exit 0, not 99, when an objective of the workload's `[slo]` FAILs.
     #[arg(long)]
     pub no_slo_exit: bool,
@@ -85,6 +88,8 @@ pub struct SweepPlanArgs {
     pub recommend: RecommendOptions,
     /// `--progress`: seconds between progress lines.
     pub progress: Option<f64>,
+    /// `--aggregate-interval`: pgbench's aggregate log of each cell.
+    pub aggregate_log: Option<super::AggregateLog>,
 }
 
 impl TryFrom<SweepCommand> for SweepPlanArgs {
@@ -127,6 +132,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             results_root: args.results,
             recommend,
             progress: args.cell.progress,
+            aggregate_log: args.log.chosen(),
         })
     }
 }
@@ -290,6 +296,10 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "formulas",
     "no_slo_exit",
     "format",
+    "aggregate_interval",
+    "log_prefix",
+    "log",
+    "log_contend_columns",
 ];
 
 impl SweepCommand {
@@ -323,6 +333,7 @@ impl SweepCommand {
         }
         let results_root = self.results.clone();
         let progress = self.cell.progress;
+        let aggregate_log = self.log.chosen();
         let mut cells = run.cells.clone();
         // How long a stalled cell is waited for is not what a cell measures.
         if is_given("cell_grace") {
@@ -339,6 +350,7 @@ impl SweepCommand {
             results_root,
             recommend,
             progress,
+            aggregate_log,
         })
     }
 

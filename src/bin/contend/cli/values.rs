@@ -164,6 +164,17 @@ pub(super) fn parse_progress(raw: &str) -> Result<f64, String> {
     Ok(seconds)
 }
 
+/// `--aggregate-interval`: whole seconds, 1 to 86400 (pgbench's unit).
+pub(super) fn parse_aggregate_interval(raw: &str) -> Result<u32, String> {
+    count(
+        raw,
+        1,
+        86_400,
+        "an interval is at least one second (pgbench's --aggregate-interval counts whole seconds)",
+        "seconds per interval",
+    )
+}
+
 /// `--pgbench-scale`: 1 to [`MAX_PGBENCH_SCALE`].
 pub(super) fn parse_pgbench_scale(raw: &str) -> Result<u32, String> {
     count(

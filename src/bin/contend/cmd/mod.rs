@@ -2,6 +2,7 @@
 //! calls and shows progress, and says how it ended as an [`Outcome`];
 //! main alone maps outcomes and errors to exit codes.
 
+pub mod aggregate_log;
 pub mod compare;
 pub mod completions;
 pub mod man;

@@ -29,6 +29,8 @@ pub struct ProgressLines {
     late: bool,
     /// A latency limit in an open loop: show skipped arrivals.
     skipped: bool,
+    /// An open loop: show the schedule lag, as pgbench does under -R.
+    lag: bool,
 }
 
 impl ProgressLines {
@@ -45,6 +47,7 @@ impl ProgressLines {
             every: Duration::from_secs_f64(every_s),
             late: limit,
             skipped: limit && matches!(cell.driver.load, Load::Open { .. }),
+            lag: matches!(cell.driver.load, Load::Open { .. }),
         })
     }
 
@@ -98,8 +101,13 @@ impl ProgressLines {
         } else {
             0.0
         };
+        let lag = if self.lag {
+            format!(", lag {:.3} ms", ms(figures.lag_mean_us))
+        } else {
+            String::new()
+        };
         let mut line = format!(
-            "progress: {elapsed_s:.1} s, {tps:.1} tps, lat {:.3} ms stddev {:.3}, p99 {:.3} ms, pool wait p99 {:.3} ms, {} failed",
+            "progress: {elapsed_s:.1} s, {tps:.1} tps, lat {:.3} ms stddev {:.3}{lag}, p99 {:.3} ms, pool wait p99 {:.3} ms, {} failed",
             ms(figures.latency_mean_us),
             ms(figures.latency_stddev_us),
             ms(figures.latency_p99_us as f64),
@@ -231,6 +239,7 @@ mod tests {
             every: Duration::from_secs(5),
             late: true,
             skipped: true,
+            lag: true,
         };
         let figures = IntervalSnapshot {
             ok: 6172,
@@ -241,10 +250,11 @@ mod tests {
             failed_by_class: vec![("pool_timeout", 2)],
             late: 3,
             skipped: 1,
+            lag_mean_us: 79.0,
         };
         assert_eq!(
             lines.line(5.0, 5.0, &figures),
-            "progress: 5.0 s, 1234.4 tps, lat 0.810 ms stddev 0.112, p99 1.250 ms, pool wait p99 0.030 ms, 2 failed (pool_timeout 2), 3 late, 1 skipped"
+            "progress: 5.0 s, 1234.4 tps, lat 0.810 ms stddev 0.112, lag 0.079 ms, p99 1.250 ms, pool wait p99 0.030 ms, 2 failed (pool_timeout 2), 3 late, 1 skipped"
         );
     }
 }

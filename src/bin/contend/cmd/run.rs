@@ -115,6 +115,10 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
         Format::Csv => print!("{}", cells_csv(std::slice::from_ref(&record))?),
     }
     eprintln!("contend: cell appended to {}", path.display());
+    if let Some(log) = &plan.aggregate_log {
+        let written = super::aggregate_log::write(log, &dir, None, &record.metrics)?;
+        eprintln!("contend: aggregate log: {}", written.display());
+    }
     let (_, written) = contend::exec::publish(&dir, &Default::default())?;
     eprintln!("contend: report: {}", written.index.display());
     if !record.invariants_hold() {

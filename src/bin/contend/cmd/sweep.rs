@@ -83,20 +83,18 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
                 format!("server restarted with max_connections {max_connections} in {took_s:.2} s"),
             );
         }
-        SweepEvent::Finished { record } => {
+        SweepEvent::Finished { number, record } => {
             violated |= !record.invariants_hold();
-            say(
-                &bar,
-                format!(
-                    "pool {:>3} × {} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
-                    record.settings.pool.size,
-                    record.settings.instances,
-                    record.postgres.max_connections,
-                    record.business.goodput_per_s,
-                    record.metrics.worst_p99_ms(),
-                    contend::render::errors_text(&record.metrics.errors_by_class)
-                ),
-            );
+            if let Some(log) = &plan.aggregate_log {
+                match super::aggregate_log::write(log, &dir, Some(number), &record.metrics) {
+                    Ok(path) => say(&bar, format!("aggregate log: {}", path.display())),
+                    Err(error) => say(
+                        &bar,
+                        format!("contend: error: aggregate log of cell {number}: {error:#}"),
+                    ),
+                }
+            }
+            say(&bar, contend::render::sweep_cell_line(&record));
             bar.inc(1);
         }
         SweepEvent::Failed { failed } => {
