@@ -283,3 +283,38 @@ fn retries_and_serialization_failures_are_in_their_columns_and_contends_after() 
     let in_db: u64 = intervals.iter().map(|i| i.extra[1]).sum();
     assert!(in_db > 0 && u128::from(in_db) <= intervals.iter().map(|i| i.sum_latency).sum::<u128>());
 }
+
+#[test]
+fn a_sweep_writes_a_log_per_cell_numbered_as_its_plan() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let prefix = tmp.path().join("agg");
+    let output = tmp
+        .contend()
+        .args(["sweep", "--workload", "sleep", "--backend", "local", "--pool-sizes", "1,2"])
+        .args(["-c", "2", "-T", "1s", "--warmup", "0s", "--no-slo-exit", "--aggregate-interval", "1"])
+        .arg("--log-prefix")
+        .arg(&prefix)
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let logs = logs_named(tmp.path(), "agg");
+    let names: Vec<String> = logs
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with(".1") && names[1].ends_with(".2"), "{names:?}");
+    let run = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
+    let cells = contend::results::read_cells(&run).unwrap();
+    for (log, cell) in logs.iter().zip(&cells) {
+        let intervals = parse_log(&std::fs::read_to_string(log).unwrap());
+        assert_sane(&intervals, 1);
+        let total: u64 = intervals.iter().map(|i| i.num_transactions).sum();
+        assert_eq!(total, cell.metrics.ok, "{}", log.display());
+    }
+}
