@@ -292,8 +292,26 @@ fn a_sweep_writes_a_log_per_cell_numbered_as_its_plan() {
     let prefix = tmp.path().join("agg");
     let output = tmp
         .contend()
-        .args(["sweep", "--workload", "sleep", "--backend", "local", "--pool-sizes", "1,2"])
-        .args(["-c", "2", "-T", "1s", "--warmup", "0s", "--no-slo-exit", "--aggregate-interval", "1"])
+        .args([
+            "sweep",
+            "--workload",
+            "sleep",
+            "--backend",
+            "local",
+            "--pool-sizes",
+            "1,2",
+        ])
+        .args([
+            "-c",
+            "2",
+            "-T",
+            "1s",
+            "--warmup",
+            "0s",
+            "--no-slo-exit",
+            "--aggregate-interval",
+            "1",
+        ])
         .arg("--log-prefix")
         .arg(&prefix)
         .arg("--results")

@@ -147,7 +147,9 @@ async fn redis_gate_survives_redis_going_away_without_overselling() {
 
 /// A violation is reported, not hidden: a template whose counter was
 /// corrupted by hand (as a buggy strategy would leave it) is copied into the
-/// cell, and `contend run` says FAIL and exits 1.
+/// cell, and `contend run` says FAIL and exits 1 — 1, not the SLO's 99,
+/// though an objective set out of reach FAILs too (the exit table's
+/// precedence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
     let servers = local_servers(Some(40)).await;
@@ -188,6 +190,8 @@ async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
             "1s",
             "--warmup",
             "0s",
+            "--set",
+            "slo.p95_ms={ reserve = 0.001 }",
             "--results",
         ])
         .arg(tmp.path().join("results"))
@@ -200,5 +204,7 @@ async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
         "{stdout}"
     );
     assert!(stderr.contains("an invariant was violated"), "{stderr}");
+    assert!(stderr.contains("FAILed too (exit status 1 beats 99)"), "{stderr}");
+    assert!(stdout.contains("  FAIL  p95"), "{stdout}");
     servers.shutdown().await;
 }

@@ -122,7 +122,13 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let (_, written) = contend::exec::publish(&dir, &Default::default())?;
     eprintln!("contend: report: {}", written.index.display());
     if !record.invariants_hold() {
-        eprintln!("contend: an invariant was violated (see above); the cell is recorded as failed");
+        let failed_slos = record.slo.results.iter().filter(|r| !r.pass).count();
+        let also = if failed_slos > 0 {
+            format!("; {failed_slos} objective(s) of the workload's [slo] FAILed too (exit status 1 beats 99)")
+        } else {
+            String::new()
+        };
+        eprintln!("contend: an invariant was violated (see above); the cell is recorded as failed{also}");
         return Ok(Outcome::FailedCheck(FailedCheck::Invariant));
     }
     Ok(super::slo_outcome(
