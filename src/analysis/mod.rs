@@ -6,6 +6,7 @@
 //! for people (render does; compare's Markdown table is its output format).
 
 mod compare;
+mod diagnosis;
 mod formula;
 mod recommend;
 mod stats;
@@ -14,6 +15,7 @@ mod usl;
 pub use self::compare::{
     compare, configuration, markdown, CompareError, CompareOptions, Comparison, MetricComparison, Verdict, Worse,
 };
+pub use self::diagnosis::diagnose;
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
 pub use self::recommend::{
     recommend, recommend_each, CellPoint, FormulaVerdict, Knee, LittleCheck, MaxConnectionsAdvice, OverBudget,

@@ -14,7 +14,7 @@ use super::error::RunError;
 use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
 use crate::provision::Servers;
-use crate::record::{BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, CELL_SCHEMA};
+use crate::record::{BusinessSummary, CellRecord, CellSettings, ClientCpu, ScheduleReport, Scorecard, CELL_SCHEMA};
 use crate::results::remove_if_empty;
 use crate::workload::{with_workload, InvariantCheck, Migration, Workload, WorkloadUser};
 
@@ -76,8 +76,9 @@ impl CellRun<'_> {
             business,
             slo,
             strategy,
+            client_cpu,
         } = harness.finish(outcome).await?;
-        Ok(CellRecord {
+        let mut record = CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
             started_at,
@@ -94,7 +95,11 @@ impl CellRun<'_> {
             business,
             slo,
             invariants,
-        })
+            client_cpu,
+            diagnosis: None,
+        };
+        record.diagnosis = Some(crate::analysis::diagnose(&record));
+        Ok(record)
     }
 }
 
@@ -138,6 +143,7 @@ struct Measured {
     business: BusinessSummary,
     slo: Scorecard,
     strategy: Option<String>,
+    client_cpu: Option<ClientCpu>,
 }
 
 async fn measure<W: Workload>(
@@ -151,7 +157,13 @@ async fn measure<W: Workload>(
     harness.prepare(&mut workload).await?;
     harness.start_load(settings).await?;
     let workload = Arc::new(workload);
+    let cpu_before = process_cpu_s();
+    let wall_before = std::time::Instant::now();
     let output = harness.drive(Arc::clone(&workload), settings.driver).await;
+    let client_cpu = cpu_before.zip(process_cpu_s()).map(|(before, after)| ClientCpu {
+        cpu_s: after - before,
+        wall_s: wall_before.elapsed().as_secs_f64(),
+    });
     let server = harness.stop_load().await;
     let output = output?;
     let invariants = harness.check_invariants(&*workload).await;
@@ -180,7 +192,16 @@ async fn measure<W: Workload>(
         business,
         slo,
         strategy: workload.strategy().map(str::to_string),
+        client_cpu,
     })
+}
+
+/// contend's CPU time so far (user + system, every thread), seconds.
+fn process_cpu_s() -> Option<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(seconds(usage.user_time()) + seconds(usage.system_time()))
 }
 
 /// `instant` on the wall clock, Unix milliseconds (`None` before 1970 or

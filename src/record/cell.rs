@@ -12,6 +12,8 @@ use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloS
 use crate::provision::{Backend, PgServer, RedisServer};
 use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
 
+use super::diagnosis::Diagnosis;
+
 /// Version of the cell record's schema; bumped on any incompatible change.
 pub const CELL_SCHEMA: &str = "contend.cell/1";
 
@@ -84,6 +86,23 @@ pub struct CellRecord {
     pub slo: Scorecard,
     /// Invariants checked on the data after the run.
     pub invariants: Vec<InvariantCheck>,
+    /// contend's own CPU while it drove the cell; `None` in cells recorded
+    /// before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu: Option<ClientCpu>,
+    /// Where the time went; `None` in cells recorded before diagnoses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
+}
+
+/// contend's process CPU time (user + system) over the drive of a cell:
+/// warmup, window and drain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClientCpu {
+    /// CPU seconds used.
+    pub cpu_s: f64,
+    /// Wall seconds they were used in.
+    pub wall_s: f64,
 }
 
 impl CellRecord {

@@ -7,14 +7,16 @@
 //! read them; exec fills them.
 
 mod cell;
+mod diagnosis;
 mod failed;
 mod migration;
 mod plan;
 
 pub use self::cell::{
-    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, TemplateInfo,
-    CELL_SCHEMA,
+    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ClientCpu, ScheduleReport, Scorecard,
+    TemplateInfo, CELL_SCHEMA,
 };
+pub use self::diagnosis::{Bottleneck, Diagnosis, TimeShares};
 pub use self::failed::{FailedCell, FailureCause, ServerLoss, FAILED_CELL_SCHEMA};
 pub use self::migration::{
     BuildProgressSample, ForegroundWindows, IndexCheck, MigrateSettings, MigrationRecord, PhaseSpan, PhaseWindow,

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::plots::{self, Plot};
-use super::text::{errors_text, recommendation_text, scorecard_text};
+use super::text::{bottleneck_name, diagnosis_text, errors_text, recommendation_text, scorecard_text};
 use crate::record::{cell_key, record_key, CellRecord, MigrationRecord};
 use crate::results::{write_whole, ResultsError, RunFile};
 
@@ -62,6 +62,30 @@ pub fn write_report(dir: &Path, run: &RunFile) -> Result<Written, SiteError> {
 use super::markup::{escape_html as escape, slug};
 
 /// Rows of the scorecard table: one per cell.
+const DIAGNOSIS_HEADER: [&str; 4] = ["cell", "pools", "bottleneck", "why"];
+
+/// One row per diagnosed cell (cells recorded before diagnoses have none).
+fn diagnosis_rows(cells: &[CellRecord]) -> Vec<[String; 4]> {
+    cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, cell)| {
+            let diagnosis = cell.diagnosis.as_ref()?;
+            let sentence = diagnosis_text(diagnosis);
+            let why = sentence
+                .split_once(" — ")
+                .map_or(sentence.as_str(), |(_, why)| why)
+                .to_string();
+            Some([
+                format!("#{}", i + 1),
+                format!("{} × {}", cell.settings.instances, cell.settings.pool.size),
+                bottleneck_name(diagnosis.bottleneck).to_string(),
+                why,
+            ])
+        })
+        .collect()
+}
+
 fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
     cells
         .iter()
@@ -313,6 +337,11 @@ pub fn summary_markdown(run: &RunFile, plots: &[Plot]) -> String {
         let _ = writeln!(out, "\n## SLO scorecard\n");
         markdown_table(&mut out, SCORECARD_HEADER, &scorecard_rows(&run.cells));
     }
+    let diagnosed = diagnosis_rows(&run.cells);
+    if !diagnosed.is_empty() {
+        let _ = writeln!(out, "\n## Where the time went\n");
+        markdown_table(&mut out, DIAGNOSIS_HEADER, &diagnosed);
+    }
     if !run.failed_cells.is_empty() {
         let _ = writeln!(out, "\n## Cells the server died under\n");
         markdown_table(&mut out, FAILED_HEADER, &failed_rows(run));
@@ -381,6 +410,11 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
     if !run.cells.is_empty() {
         out.push_str("<h2 id=\"scorecard\">SLO scorecard</h2>\n");
         html_table(&mut out, SCORECARD_HEADER, &scorecard_rows(&run.cells));
+        let diagnosed = diagnosis_rows(&run.cells);
+        if !diagnosed.is_empty() {
+            out.push_str("<h2 id=\"bottlenecks\">Where the time went</h2>\n");
+            html_table(&mut out, DIAGNOSIS_HEADER, &diagnosed);
+        }
         for best in run.recommendations.iter().filter_map(|r| r.knee.as_ref()) {
             if let Some(cell) = best
                 .cells

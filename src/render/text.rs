@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::driver::{DriverSettings, Load, Ramp};
-use crate::record::CellRecord;
+use crate::record::{Bottleneck, CellRecord, Diagnosis};
 use crate::{client::ErrorClass, measure::LatencySummary};
 
 fn ms(us: u64) -> String {
@@ -37,6 +37,110 @@ fn load_text(driver: &DriverSettings) -> String {
     }
 }
 
+/// The bottleneck class in a few words.
+pub fn bottleneck_name(bottleneck: Bottleneck) -> &'static str {
+    match bottleneck {
+        Bottleneck::Pool => "the pool",
+        Bottleneck::Connections => "connections",
+        Bottleneck::ServerLocks => "the server's locks",
+        Bottleneck::ServerIo => "the server's I/O",
+        Bottleneck::ServerCpu => "the server's CPU",
+        Bottleneck::Client => "contend itself (the client)",
+        Bottleneck::None => "none",
+    }
+}
+
+/// The diagnosis in one sentence: the class, then the figures that decided it.
+pub fn diagnosis_text(d: &Diagnosis) -> String {
+    let pct = |share: f64| format!("{:.0}%", share * 100.0);
+    let waits = |kinds: &[&str]| {
+        let parts: Vec<String> = kinds
+            .iter()
+            .filter_map(|k| {
+                d.wait_shares
+                    .get(*k)
+                    .filter(|s| **s > 0.0)
+                    .map(|s| format!("{k} {}", pct(*s)))
+            })
+            .collect();
+        parts.join(", ")
+    };
+    let share_of = |kinds: &[&str]| {
+        kinds
+            .iter()
+            .map(|k| d.wait_shares.get(*k).copied().unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let held = match d.pool_connections {
+        Some(n) => format!("one of {n} pooled connection(s)"),
+        None => "a connection".to_string(),
+    };
+    let why = match d.bottleneck {
+        Bottleneck::Pool => format!(
+            "{} of each attempt's {:.2} ms waiting for {held}{}, while the database was busy on {:.1} connection(s) on average (throughput × time in the database)",
+            pct(d.time_shares.pool_wait),
+            d.mean_end_to_end_ms,
+            if d.pool_timeout_share > 0.0 {
+                format!(", {} of attempts timing out", pct(d.pool_timeout_share))
+            } else {
+                String::new()
+            },
+            d.busy_in_db
+        ),
+        Bottleneck::Connections => format!(
+            "{} of attempts were refused a connection (53300 too many clients, or the connection failed) and opening connections took {} of the time",
+            pct(d.refused_share),
+            pct(d.time_shares.connect)
+        ),
+        Bottleneck::ServerLocks => format!(
+            "{} of active backends waited on locks ({}); {} of the time was in the database",
+            pct(share_of(&["Lock", "LWLock"])),
+            waits(&["Lock", "LWLock"]),
+            pct(d.time_shares.in_db)
+        ),
+        Bottleneck::ServerIo => format!(
+            "{} of active backends waited on I/O; {} of the time was in the database",
+            pct(share_of(&["IO"])),
+            pct(d.time_shares.in_db)
+        ),
+        Bottleneck::ServerCpu => format!(
+            "{} of the time was in the database with {} of active backends on CPU, {:.1} active on average",
+            pct(d.time_shares.in_db),
+            pct(share_of(&["CPU"])),
+            d.mean_active
+        ),
+        Bottleneck::Client => format!(
+            "its CPU was busy {} of the time on each driver thread, so these figures understate what the server can do (more --driver-threads, or more load machines)",
+            pct(d.client_cpu_share.unwrap_or(0.0))
+        ),
+        Bottleneck::None => format!(
+            "nothing saturated: pool wait {}, in the database {}, the client's own time {} of each attempt",
+            pct(d.time_shares.pool_wait),
+            pct(d.time_shares.in_db),
+            pct(d.time_shares.outside)
+        ),
+    };
+    format!("{} — {why}", bottleneck_name(d.bottleneck))
+}
+
+/// Where the mean attempt's time went, by clock.
+fn time_shares_text(d: &Diagnosis) -> String {
+    let t = &d.time_shares;
+    let mut text = format!(
+        "{:.2} ms an attempt: pool wait {:.0}% · connect {:.0}% · in the database {:.0}% · outside {:.0}% · {:.1} active backends on average",
+        d.mean_end_to_end_ms,
+        t.pool_wait * 100.0,
+        t.connect * 100.0,
+        t.in_db * 100.0,
+        t.outside * 100.0,
+        d.mean_active
+    );
+    if let Some(share) = d.client_cpu_share {
+        let _ = write!(text, " · contend's CPU {:.0}% of its driver threads", share * 100.0);
+    }
+    text
+}
+
 /// A sweep's line for a finished cell: its pools, max_connections,
 /// goodput, worst p99 and errors, aligned across cells.
 pub fn sweep_cell_line(record: &CellRecord) -> String {
@@ -44,13 +148,17 @@ pub fn sweep_cell_line(record: &CellRecord) -> String {
         crate::client::PoolKind::None => format!("no pool × {}", record.settings.instances),
         _ => format!("pool {:>3} × {}", record.settings.pool.size, record.settings.instances),
     };
-    format!(
+    let mut line = format!(
         "{pools} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
         record.postgres.max_connections,
         record.business.goodput_per_s,
         record.metrics.worst_p99_ms(),
         errors_text(&record.metrics.errors_by_class)
-    )
+    );
+    if let Some(diagnosis) = &record.diagnosis {
+        let _ = write!(line, " · bottleneck: {}", bottleneck_name(diagnosis.bottleneck));
+    }
+    line
 }
 
 /// The pools as the cell had them: `pool deadpool × 2 instance(s) of size
@@ -276,6 +384,10 @@ pub fn cell_summary(record: &CellRecord) -> String {
     }
     if !server.sampling_errors.is_empty() {
         let _ = writeln!(out, "sampling errors: {}", server.sampling_errors.join("; "));
+    }
+    if let Some(diagnosis) = &record.diagnosis {
+        let _ = writeln!(out, "\nbottleneck: {}", diagnosis_text(diagnosis));
+        let _ = writeln!(out, "time: {}", time_shares_text(diagnosis));
     }
     if !record.invariants.is_empty() {
         let _ = writeln!(out, "\ninvariants:");

@@ -5,6 +5,7 @@ mod aggregate_log;
 mod bad_input;
 mod compare;
 mod completions;
+mod diagnosis;
 mod docker;
 mod errors;
 mod exposure;
