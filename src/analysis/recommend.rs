@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::formula::{Bindings, Formula, Sizes};
 use super::stats::median;
 use super::usl::{fit, UslFit};
-use crate::record::CellRecord;
+use crate::record::{Bottleneck, CellRecord};
 
 /// A USL fit explaining less than this share of the variance is not trusted
 /// to smooth the knee.
@@ -83,6 +83,12 @@ pub struct CellPoint {
     pub observed_active: f64,
     /// Concurrent clients (closed loop), if any.
     pub clients: Option<u32>,
+    /// The cell's bottleneck class; `None` for cells recorded before diagnoses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottleneck: Option<Bottleneck>,
+    /// Share of its active backends waiting on Lock or LWLock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_share: Option<f64>,
 }
 
 impl CellPoint {
@@ -123,8 +129,70 @@ impl CellPoint {
                 crate::driver::Load::Closed { clients } => Some(clients),
                 crate::driver::Load::Open { .. } => None,
             },
+            bottleneck: record.diagnosis.as_ref().map(|d| d.bottleneck),
+            lock_wait_share: record.diagnosis.as_ref().map(|d| {
+                ["Lock", "LWLock"]
+                    .iter()
+                    .map(|k| d.wait_shares.get(*k).copied().unwrap_or(0.0))
+                    .sum()
+            }),
         }
     }
+}
+
+/// Why the knee is where it is: the bottleneck on each side of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeVerdict {
+    /// Cells with a smaller total pool than the knee's.
+    pub below: Option<SideVerdict>,
+    /// The knee's own cells.
+    pub at: Option<SideVerdict>,
+    /// Cells with a larger total pool.
+    pub above: Option<SideVerdict>,
+}
+
+/// The bottleneck most of one side's cells had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideVerdict {
+    /// The class most of them had (the first of the tied, by cell order).
+    pub bottleneck: Bottleneck,
+    /// Those cells.
+    pub cells: Vec<usize>,
+    /// Mean share of their active backends waiting on Lock or LWLock.
+    pub lock_wait_share: f64,
+}
+
+/// The verdict of `cells` around a knee at `knee_pool`; `None` when no
+/// cell was diagnosed (cells recorded before diagnoses).
+fn knee_verdict(cells: &[CellPoint], knee_pool: u32) -> Option<KneeVerdict> {
+    let side = |keep: &dyn Fn(u32) -> bool| -> Option<SideVerdict> {
+        let diagnosed: Vec<&CellPoint> = cells
+            .iter()
+            .filter(|c| keep(c.total_pool) && c.bottleneck.is_some())
+            .collect();
+        let mut counts: Vec<(Bottleneck, usize)> = Vec::new();
+        for cell in &diagnosed {
+            let class = cell.bottleneck?;
+            match counts.iter_mut().find(|(b, _)| *b == class) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((class, 1)),
+            }
+        }
+        let most = counts.iter().map(|(_, n)| *n).max()?;
+        let bottleneck = counts.iter().find(|(_, n)| *n == most)?.0;
+        let chosen: Vec<&&CellPoint> = diagnosed.iter().filter(|c| c.bottleneck == Some(bottleneck)).collect();
+        Some(SideVerdict {
+            bottleneck,
+            cells: chosen.iter().map(|c| c.cell).collect(),
+            lock_wait_share: chosen.iter().filter_map(|c| c.lock_wait_share).sum::<f64>() / chosen.len() as f64,
+        })
+    };
+    let verdict = KneeVerdict {
+        below: side(&|pool| pool < knee_pool),
+        at: side(&|pool| pool == knee_pool),
+        above: side(&|pool| pool > knee_pool),
+    };
+    (verdict.below.is_some() || verdict.at.is_some() || verdict.above.is_some()).then_some(verdict)
 }
 
 /// The smallest total pool that reaches the goodput share within the SLO.
@@ -247,6 +315,10 @@ pub struct Recommendation {
     pub max_connections: Option<MaxConnectionsAdvice>,
     /// Verdicts on popular formulas.
     pub formulas: Vec<FormulaVerdict>,
+    /// The bottleneck on each side of the knee; `None` without a knee or
+    /// without diagnosed cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee_verdict: Option<KneeVerdict>,
 }
 
 /// Recommends from `records` (in cells.jsonl order), all taken as one
@@ -407,6 +479,7 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
     });
 
     let formulas = verdicts(&cells, knee.as_ref(), max_connections.as_ref(), options);
+    let knee_verdict = knee.as_ref().and_then(|knee| knee_verdict(&cells, knee.total_pool));
     Recommendation {
         workload: records.first().map(|r| r.settings.workload.clone()).unwrap_or_default(),
         options: options.clone(),
@@ -417,6 +490,7 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
         littles_law,
         max_connections,
         formulas,
+        knee_verdict,
     }
 }
 

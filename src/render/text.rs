@@ -472,6 +472,27 @@ pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
             if let Some((ms, source)) = &rec.p99_bound {
                 let _ = writeln!(out, "  (p99 had to stay within {ms} ms: {source})");
             }
+            if let Some(verdict) = &rec.knee_verdict {
+                let side = |name: &str, side: &Option<crate::analysis::SideVerdict>| {
+                    side.as_ref().map(|s| {
+                        format!(
+                            "{name} {}: {} (lock waits {:.0}% of active backends)",
+                            cells(&s.cells),
+                            bottleneck_name(s.bottleneck),
+                            s.lock_wait_share * 100.0
+                        )
+                    })
+                };
+                let parts: Vec<String> = [
+                    side("below it", &verdict.below),
+                    side("at it", &verdict.at),
+                    side("above it", &verdict.above),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let _ = writeln!(out, "- why the knee is there: {}", parts.join("; "));
+            }
         }
         None => {
             let _ = writeln!(

@@ -106,3 +106,42 @@ fn naive_transfers_through_a_big_pool_wait_on_the_servers_locks() {
         .client_cpu
         .is_some_and(|cpu| cpu.cpu_s > 0.0 && cpu.wall_s >= 3.0));
 }
+
+/// Eight clients of 10 ms transactions over total pools 1 to 12: below
+/// the knee they wait for the pool, from it on nothing saturates; the
+/// recommendation says so, and each sweep line names its cell's class.
+#[test]
+fn a_sweep_says_why_the_knee_is_where_it_is() {
+    prepare_machine();
+    let tmp = IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args([
+            "sweep",
+            "--workload",
+            "sleep",
+            "--backend",
+            "local",
+            "--pool-sizes",
+            "1,2,4,8,12",
+        ])
+        .args(["-c", "8", "-T", "1s", "--warmup", "0s", "--no-slo-exit"])
+        .args(["--set", "traffic.delay_us=10000"])
+        .arg("--results")
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(" · goodput ")).collect();
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(lines[0].ends_with("bottleneck: the pool"), "{}", lines[0]);
+    assert!(lines[4].ends_with("bottleneck: none"), "{}", lines[4]);
+    let why = stdout
+        .lines()
+        .find(|l| l.starts_with("- why the knee is there: "))
+        .unwrap_or_else(|| panic!("no verdict in {stdout}"));
+    assert!(why.contains("below it cells #1 #2"), "{why}");
+    assert!(why.contains(": the pool (lock waits"), "{why}");
+    assert!(why.contains("above it cells") && why.contains(": none ("), "{why}");
+}
