@@ -18,8 +18,9 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
+use super::run::pool_connections;
 use crate::driver::LiveCounts;
-use crate::measure::{explain_analyze, CellMetrics, ExplainError, ExplainedQuery, PlanDiff, ServerSamples};
+use crate::measure::{explain_analyze, CellMetrics, ExplainError, ExplainedQuery, PlanDiff, ServerSamples, SloContext};
 use crate::provision::Servers;
 use crate::record::{
     BuildProgressSample, ForegroundWindows, IndexCheck, MigrateSettings, MigrationRecord, PhaseSpan, PhaseWindow,
@@ -156,7 +157,13 @@ impl WorkloadUser for MigrateRun<'_> {
         let succeeded = m.statements.iter().all(|s| s.error.is_none()) && m.indexes.iter().all(|i| i.valid);
         let goodput_per_s = BusinessSummary::of(&m.metrics, goodput_outcomes).goodput_per_s;
         let slo = Scorecard {
-            results: slo_spec.evaluate(&m.metrics, goodput_per_s),
+            results: slo_spec.evaluate(
+                &m.metrics,
+                &SloContext {
+                    goodput_per_s,
+                    pool_connections: pool_connections(&self.settings.cell),
+                },
+            ),
             spec: slo_spec,
         };
         Ok(MigrationRecord {

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
 use crate::driver::{panic_message, LiveCounts, Load};
-use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
+use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloContext};
 use crate::provision::Servers;
 use crate::record::{BusinessSummary, CellRecord, CellSettings, ClientCpu, ScheduleReport, Scorecard, CELL_SCHEMA};
 use crate::results::remove_if_empty;
@@ -181,7 +181,13 @@ async fn measure<W: Workload>(
     let business = BusinessSummary::of(&metrics, workload.goodput_outcomes());
     let spec = workload.slo();
     let slo = Scorecard {
-        results: spec.evaluate(&metrics, business.goodput_per_s),
+        results: spec.evaluate(
+            &metrics,
+            &SloContext {
+                goodput_per_s: business.goodput_per_s,
+                pool_connections: pool_connections(settings),
+            },
+        ),
         spec,
     };
     Ok(Measured {
@@ -194,6 +200,14 @@ async fn measure<W: Workload>(
         strategy: workload.strategy().map(str::to_string),
         client_cpu,
     })
+}
+
+/// Connections the cell's pools could hold (`None` with `--pool none`).
+pub(super) fn pool_connections(settings: &CellSettings) -> Option<u32> {
+    match settings.pool.kind {
+        crate::client::PoolKind::None => None,
+        _ => Some(settings.instances * settings.pool.size),
+    }
 }
 
 /// contend's CPU time so far (user + system, every thread), seconds.

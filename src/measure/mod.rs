@@ -29,7 +29,7 @@ pub use self::sampler::{
     ActivitySample, DatabaseDelta, RedisDelta, SamplerError, SamplerSettings, ServerSampler, ServerSamples,
     StatementStats, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
 };
-pub use self::slo::{SloError, SloResult, SloSpec};
+pub use self::slo::{ShareOver, SloContext, SloError, SloResult, SloSpec, SloUnit};
 pub use self::summary::{
     CellMetrics, EncodedHistograms, LatencySummary, OperationMetrics, TimelineSecond, WindowSummary,
 };

@@ -6,12 +6,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::measure::histogram::decode_histogram;
 use crate::measure::CellMetrics;
 
 /// The `[slo]` table of `workloads/<name>.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloSpec {
+    /// p50 end-to-end per operation, milliseconds; `"*"` as for p95.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub p50_ms: BTreeMap<String, f64>,
+    /// p90 end-to-end per operation, milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub p90_ms: BTreeMap<String, f64>,
     /// p95 end-to-end per operation, milliseconds; `"*"` for every
     /// operation without its own entry.
     #[serde(default)]
@@ -19,12 +26,81 @@ pub struct SloSpec {
     /// p99 end-to-end per operation, milliseconds; `"*"` as above.
     #[serde(default)]
     pub p99_ms: BTreeMap<String, f64>,
+    /// p99.9 end-to-end per operation, milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub p999_ms: BTreeMap<String, f64>,
+    /// Pool wait p95 per operation, milliseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_wait_p95_ms: BTreeMap<String, f64>,
+    /// Connect time p99 per operation, milliseconds (cells that connect).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connect_p99_ms: BTreeMap<String, f64>,
+    /// At most this share of attempts slower than a latency, all operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_share_over: Option<ShareOver>,
+    /// Retries over first attempts, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_rate: Option<f64>,
+    /// Attempts failed on a deadlock (40P01) over attempts, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deadlock_rate: Option<f64>,
+    /// Failed attempts of one class (its key, e.g. "53300", "pool_timeout")
+    /// over attempts, at most.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_error_rate_by_class: BTreeMap<String, f64>,
+    /// Pool utilisation at most: connections held (throughput × time held
+    /// per attempt) over the pools' connections. Judged only with pools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pool_utilisation: Option<f64>,
+    /// Cache hits over cache lookups, at least. Judged only when the cell
+    /// used a cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cache_hit_rate: Option<f64>,
+    /// Compensations that succeeded over those attempted, at least. Judged
+    /// only when a compensation was attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_compensation_success: Option<f64>,
+    /// Successful attempts per second per operation, at least.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_ok_per_s: BTreeMap<String, f64>,
     /// Failed attempts over attempts, at most (0.01 = 1%).
     #[serde(default)]
     pub max_error_rate: Option<f64>,
     /// Business successes per second, at least.
     #[serde(default)]
     pub min_goodput_per_s: Option<f64>,
+}
+
+/// `max_share_over = { ms = 1000, share = 0.01 }`: at most `share` of
+/// attempts slower than `ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareOver {
+    /// The latency, milliseconds.
+    pub ms: f64,
+    /// The share of attempts, 0..=1.
+    pub share: f64,
+}
+
+/// What a scorecard needs besides the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SloContext {
+    /// Business successes per second.
+    pub goodput_per_s: f64,
+    /// Connections the cell's pools could hold; `None` without pools.
+    pub pool_connections: Option<u32>,
+}
+
+/// The unit a result's measured value and limit are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloUnit {
+    /// Milliseconds.
+    Ms,
+    /// A share 0..=1, shown as a percentage.
+    Share,
+    /// Per second.
+    PerS,
 }
 
 /// An `[slo]` limit that makes no sense; the message names the key and
@@ -47,6 +123,22 @@ pub enum SloError {
         /// The share given.
         rate: f64,
     },
+    /// A share outside 0..=1.
+    #[error("[slo] {key} = {share}: give a share from 0 to 1, e.g. 0.01")]
+    Share {
+        /// The key.
+        key: String,
+        /// The share given.
+        share: f64,
+    },
+    /// A per-operation floor that is negative or not a number.
+    #[error("[slo] {key} = {floor}: give a number of successes per second")]
+    Floor {
+        /// The key.
+        key: String,
+        /// The floor given.
+        floor: f64,
+    },
     /// A goodput floor that is negative or not a number.
     #[error("[slo] min_goodput_per_s = {goodput}: give a number of successes per second")]
     Goodput {
@@ -66,12 +158,33 @@ pub struct SloResult {
     pub limit: f64,
     /// Whether it was met.
     pub pass: bool,
+    /// The unit of `measured` and `limit`; `None` in cells recorded before
+    /// units (read from the objective's words then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<SloUnit>,
+}
+
+impl SloResult {
+    /// The unit, from the objective's words for results recorded without one.
+    pub fn unit(&self) -> SloUnit {
+        self.unit.unwrap_or(if self.objective.starts_with("error rate") {
+            SloUnit::Share
+        } else if self.objective.starts_with("goodput") {
+            SloUnit::PerS
+        } else {
+            SloUnit::Ms
+        })
+    }
 }
 
 impl SloSpec {
     /// Checks the limits make sense; the error names the key.
     pub fn validate(&self) -> Result<(), SloError> {
-        for (table, limits) in [("p95_ms", &self.p95_ms), ("p99_ms", &self.p99_ms)] {
+        for (table, limits) in self
+            .latency_tables()
+            .into_iter()
+            .map(|(table, _, limits, _)| (table, limits))
+        {
             for (operation, &limit) in limits {
                 if !(limit > 0.0 && limit.is_finite()) {
                     return Err(SloError::Latency {
@@ -92,7 +205,80 @@ impl SloSpec {
                 return Err(SloError::Goodput { goodput });
             }
         }
+        let mut shares: Vec<(String, f64)> = [
+            ("max_retry_rate", self.max_retry_rate),
+            ("max_deadlock_rate", self.max_deadlock_rate),
+            ("max_pool_utilisation", self.max_pool_utilisation),
+            ("min_cache_hit_rate", self.min_cache_hit_rate),
+            ("min_compensation_success", self.min_compensation_success),
+            ("max_share_over.share", self.max_share_over.map(|o| o.share)),
+        ]
+        .into_iter()
+        .filter_map(|(key, share)| share.map(|s| (key.to_string(), s)))
+        .collect();
+        shares.extend(
+            self.max_error_rate_by_class
+                .iter()
+                .map(|(class, &s)| (format!("max_error_rate_by_class.{class}"), s)),
+        );
+        if let Some((key, share)) = shares.into_iter().find(|(_, s)| !(0.0..=1.0).contains(s)) {
+            return Err(SloError::Share { key, share });
+        }
+        if let Some(over) = self.max_share_over {
+            if !(over.ms > 0.0 && over.ms.is_finite()) {
+                return Err(SloError::Latency {
+                    table: "max_share_over",
+                    operation: "ms".into(),
+                    limit: over.ms,
+                });
+            }
+        }
+        for (operation, &floor) in &self.min_ok_per_s {
+            if !(floor >= 0.0 && floor.is_finite()) {
+                return Err(SloError::Floor {
+                    key: format!("min_ok_per_s.{operation}"),
+                    floor,
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The per-operation latency tables: key, label, limits, and which
+    /// figure of an operation each judges (microseconds, and how many
+    /// values it has).
+    #[allow(clippy::type_complexity)]
+    fn latency_tables(
+        &self,
+    ) -> [(
+        &'static str,
+        &'static str,
+        &BTreeMap<String, f64>,
+        fn(&crate::measure::OperationMetrics) -> (u64, u64),
+    ); 7] {
+        [
+            ("p50_ms", "p50", &self.p50_ms, |op| {
+                (op.end_to_end.p50_us, op.end_to_end.count)
+            }),
+            ("p90_ms", "p90", &self.p90_ms, |op| {
+                (op.end_to_end.p90_us, op.end_to_end.count)
+            }),
+            ("p95_ms", "p95", &self.p95_ms, |op| {
+                (op.end_to_end.p95_us, op.end_to_end.count)
+            }),
+            ("p99_ms", "p99", &self.p99_ms, |op| {
+                (op.end_to_end.p99_us, op.end_to_end.count)
+            }),
+            ("p999_ms", "p99.9", &self.p999_ms, |op| {
+                (op.end_to_end.p999_us, op.end_to_end.count)
+            }),
+            ("pool_wait_p95_ms", "pool wait p95", &self.pool_wait_p95_ms, |op| {
+                (op.pool_wait.p95_us, op.pool_wait.count)
+            }),
+            ("connect_p99_ms", "connect p99", &self.connect_p99_ms, |op| {
+                (op.connect.p99_us, op.connect.count)
+            }),
+        ]
     }
 
     /// The p99 limit for `operation`: its own, else `"*"`.
@@ -111,53 +297,166 @@ impl SloSpec {
 
     /// Whether it declares anything.
     pub fn is_empty(&self) -> bool {
-        self.p95_ms.is_empty()
-            && self.p99_ms.is_empty()
-            && self.max_error_rate.is_none()
-            && self.min_goodput_per_s.is_none()
+        *self == SloSpec::default()
     }
 
     /// The scorecard of a cell: each declared objective, PASS or FAIL.
-    /// Operations the cell never ran are skipped (nothing to judge).
-    pub fn evaluate(&self, metrics: &CellMetrics, goodput_per_s: f64) -> Vec<SloResult> {
+    /// Objectives with nothing to judge (an operation the cell never ran, a
+    /// cache it did not use, no compensation, no pool) are left out.
+    pub fn evaluate(&self, metrics: &CellMetrics, context: &SloContext) -> Vec<SloResult> {
         let mut out = Vec::new();
-        for (label, limits, quantile) in [("p95", &self.p95_ms, 95), ("p99", &self.p99_ms, 99)] {
+        let mut push = |objective: String, measured: f64, limit: f64, at_most: bool, unit: SloUnit| {
+            out.push(SloResult {
+                objective,
+                measured,
+                limit,
+                pass: if at_most { measured <= limit } else { measured >= limit },
+                unit: Some(unit),
+            });
+        };
+        for (_, label, limits, figure) in self.latency_tables() {
             for operation in &metrics.operations {
-                if operation.end_to_end.count == 0 {
+                let (value_us, count) = figure(operation);
+                if count == 0 {
                     continue;
                 }
                 let Some(&limit) = limits.get(&operation.name).or_else(|| limits.get("*")) else {
                     continue;
                 };
-                let measured_us = if quantile == 95 {
-                    operation.end_to_end.p95_us
-                } else {
-                    operation.end_to_end.p99_us
-                };
-                let measured = measured_us as f64 / 1000.0;
-                out.push(SloResult {
-                    objective: format!("{label} {} <= {limit} ms", operation.name),
-                    measured,
+                push(
+                    format!("{label} {} <= {limit} ms", operation.name),
+                    value_us as f64 / 1000.0,
                     limit,
-                    pass: measured <= limit,
-                });
+                    true,
+                    SloUnit::Ms,
+                );
             }
         }
+        let attempts = metrics.attempts.max(1) as f64;
+        let pct = |share: f64| format!("{}%", share * 100.0);
+        if let Some(over) = self.max_share_over {
+            let slower: u64 = metrics
+                .operations
+                .iter()
+                .filter_map(|op| decode_histogram(&op.histograms.end_to_end).ok())
+                .map(|h| h.len() - h.count_between(0, (over.ms * 1000.0) as u64).min(h.len()))
+                .sum();
+            push(
+                format!("attempts over {} ms <= {}", over.ms, pct(over.share)),
+                slower as f64 / attempts,
+                over.share,
+                true,
+                SloUnit::Share,
+            );
+        }
         if let Some(limit) = self.max_error_rate {
-            out.push(SloResult {
-                objective: format!("error rate <= {}%", limit * 100.0),
-                measured: metrics.error_rate,
+            push(
+                format!("error rate <= {}", pct(limit)),
+                metrics.error_rate,
                 limit,
-                pass: metrics.error_rate <= limit,
-            });
+                true,
+                SloUnit::Share,
+            );
+        }
+        for (class, &limit) in &self.max_error_rate_by_class {
+            let failed = metrics.errors_by_class.get(class).copied().unwrap_or(0);
+            push(
+                format!("{class} errors <= {}", pct(limit)),
+                failed as f64 / attempts,
+                limit,
+                true,
+                SloUnit::Share,
+            );
+        }
+        if let Some(limit) = self.max_deadlock_rate {
+            let deadlocks = metrics.errors_by_class.get("40P01").copied().unwrap_or(0);
+            push(
+                format!("deadlocks <= {}", pct(limit)),
+                deadlocks as f64 / attempts,
+                limit,
+                true,
+                SloUnit::Share,
+            );
+        }
+        if let Some(limit) = self.max_retry_rate {
+            let rate = metrics.retries as f64 / metrics.first_attempts.max(1) as f64;
+            push(
+                format!("retry rate <= {}", pct(limit)),
+                rate,
+                limit,
+                true,
+                SloUnit::Share,
+            );
+        }
+        if let (Some(limit), Some(connections)) = (self.max_pool_utilisation, context.pool_connections) {
+            let held_us: f64 = metrics
+                .operations
+                .iter()
+                .map(|op| (op.end_to_end.mean_us - op.pool_wait.mean_us).max(0.0) * op.end_to_end.count as f64)
+                .sum();
+            let held = metrics.throughput_per_s * held_us / attempts / 1e6;
+            push(
+                format!("pool utilisation <= {}", pct(limit)),
+                held / f64::from(connections.max(1)),
+                limit,
+                true,
+                SloUnit::Share,
+            );
+        }
+        let count = |what: &str| -> u64 { metrics.operations.iter().filter_map(|op| op.counts.get(what)).sum() };
+        if let Some(limit) = self.min_cache_hit_rate {
+            let (hits, misses) = (count("cache_hit"), count("cache_miss"));
+            if hits + misses > 0 {
+                push(
+                    format!("cache hit rate >= {}", pct(limit)),
+                    hits as f64 / (hits + misses) as f64,
+                    limit,
+                    false,
+                    SloUnit::Share,
+                );
+            }
+        }
+        if let Some(limit) = self.min_compensation_success {
+            let attempted = count("compensation_attempted");
+            if attempted > 0 {
+                push(
+                    format!("compensation success >= {}", pct(limit)),
+                    count("compensation_succeeded") as f64 / attempted as f64,
+                    limit,
+                    false,
+                    SloUnit::Share,
+                );
+            }
+        }
+        for operation in &metrics.operations {
+            let Some(&floor) = self
+                .min_ok_per_s
+                .get(&operation.name)
+                .or_else(|| self.min_ok_per_s.get("*"))
+            else {
+                continue;
+            };
+            let rate = if metrics.measured_s > 0.0 {
+                operation.ok as f64 / metrics.measured_s
+            } else {
+                0.0
+            };
+            push(
+                format!("{} ok >= {floor}/s", operation.name),
+                rate,
+                floor,
+                false,
+                SloUnit::PerS,
+            );
         }
         if let Some(limit) = self.min_goodput_per_s {
-            out.push(SloResult {
-                objective: format!("goodput >= {limit}/s"),
-                measured: goodput_per_s,
+            push(
+                format!("goodput >= {limit}/s"),
+                context.goodput_per_s,
                 limit,
-                pass: goodput_per_s >= limit,
-            });
+                false,
+                SloUnit::PerS,
+            );
         }
         out
     }
@@ -201,7 +500,11 @@ mod tests {
         )
         .unwrap();
         spec.validate().unwrap();
-        let card = spec.evaluate(&metrics(&[("initialize", 200), ("claim", 150)], 0.02), 60.0);
+        let context = SloContext {
+            goodput_per_s: 60.0,
+            pool_connections: None,
+        };
+        let card = spec.evaluate(&metrics(&[("initialize", 200), ("claim", 150)], 0.02), &context);
         let line = |objective: &str| card.iter().find(|r| r.objective == objective).unwrap().clone();
         assert!(line("p95 initialize <= 300 ms").pass);
         let claim = line("p95 claim <= 100 ms");
@@ -219,6 +522,85 @@ mod tests {
     }
 
     #[test]
+    fn a_teams_whole_sheet_is_judged_in_each_objectives_unit() {
+        let spec: SloSpec = toml::from_str(
+            "p50_ms = { \"*\" = 5 }\np90_ms = { \"*\" = 5 }\np999_ms = { \"*\" = 5000 }\n\
+             pool_wait_p95_ms = { a = 1 }\nmax_share_over = { ms = 100, share = 0.5 }\n\
+             max_retry_rate = 0.1\nmax_deadlock_rate = 0.01\nmax_error_rate_by_class = { \"53300\" = 0 }\n\
+             max_pool_utilisation = 0.7\nmin_cache_hit_rate = 0.9\nmin_compensation_success = 0.999\n\
+             min_ok_per_s = { a = 5 }",
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        let mut m = metrics(&[("a", 200)], 0.0);
+        m.attempts = 100;
+        m.first_attempts = 80;
+        m.retries = 20;
+        m.throughput_per_s = 100.0;
+        m.measured_s = 2.0;
+        m.errors_by_class = BTreeMap::from([("40P01".to_string(), 2), ("53300".to_string(), 1)]);
+        let op = &mut m.operations[0];
+        op.ok = 10;
+        op.end_to_end.mean_us = 20_000.0;
+        op.end_to_end.p50_us = 10_000;
+        op.end_to_end.count = 100;
+        op.counts = BTreeMap::from([("cache_hit".to_string(), 9), ("cache_miss".to_string(), 1)]);
+        let mut histogram = crate::measure::histogram::new_histogram(3);
+        for latency_us in [1_000, 50_000, 150_000, 250_000] {
+            histogram.record(latency_us).unwrap();
+        }
+        op.histograms.end_to_end = crate::measure::encode_histogram(&histogram).unwrap();
+        let context = SloContext {
+            goodput_per_s: 5.0,
+            pool_connections: Some(2),
+        };
+        let card = spec.evaluate(&m, &context);
+        let line = |objective: &str| {
+            card.iter()
+                .find(|r| r.objective == objective)
+                .unwrap_or_else(|| panic!("no {objective:?} in {card:#?}"))
+                .clone()
+        };
+        assert!(!line("p50 a <= 5 ms").pass);
+        let over = line("attempts over 100 ms <= 50%");
+        assert_eq!(
+            (over.measured, over.unit),
+            (2.0 / 100.0, Some(SloUnit::Share)),
+            "2 of 4 recorded, of 100 attempts"
+        );
+        let retries = line("retry rate <= 10%");
+        assert!(!retries.pass && (retries.measured - 0.25).abs() < 1e-12);
+        assert!(!line("deadlocks <= 1%").pass, "2 of 100");
+        assert!(!line("53300 errors <= 0%").pass);
+        // 100/s × 20 ms held = 2 connections held of 2: fully used.
+        let utilisation = line("pool utilisation <= 70%");
+        assert!(
+            !utilisation.pass && (utilisation.measured - 1.0).abs() < 1e-9,
+            "{utilisation:?}"
+        );
+        assert!(line("cache hit rate >= 90%").pass);
+        assert_eq!(line("a ok >= 5/s").measured, 5.0);
+        assert!(
+            card.iter().all(|r| !r.objective.starts_with("compensation")),
+            "nothing compensated, nothing judged"
+        );
+        assert!(
+            card.iter().all(|r| !r.objective.starts_with("pool wait")),
+            "no pool wait values"
+        );
+        let without_pools = spec.evaluate(
+            &m,
+            &SloContext {
+                pool_connections: None,
+                ..context
+            },
+        );
+        assert!(without_pools
+            .iter()
+            .all(|r| !r.objective.starts_with("pool utilisation")));
+    }
+
+    #[test]
     fn nonsense_limits_are_refused_by_name() {
         let spec: SloSpec = toml::from_str("p95_ms = { browse = -1 }").unwrap();
         assert_eq!(
@@ -229,6 +611,11 @@ mod tests {
         assert!(matches!(spec.validate(), Err(SloError::ErrorRate { rate }) if rate == 5.0));
         let spec: SloSpec = toml::from_str("min_goodput_per_s = -3").unwrap();
         assert!(spec.validate().unwrap_err().to_string().contains("min_goodput_per_s"));
-        assert!(toml::from_str::<SloSpec>("p90_ms = {}").is_err());
+        assert!(toml::from_str::<SloSpec>("p42_ms = {}").is_err());
+        let spec: SloSpec = toml::from_str("max_retry_rate = 3").unwrap();
+        assert_eq!(
+            spec.validate().unwrap_err().to_string(),
+            "[slo] max_retry_rate = 3: give a share from 0 to 1, e.g. 0.01"
+        );
     }
 }

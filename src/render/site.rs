@@ -8,7 +8,9 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use super::plots::{self, Plot};
-use super::text::{bottleneck_name, diagnosis_text, errors_text, recommendation_text, scorecard_text};
+use super::text::{
+    bottleneck_name, diagnosis_text, errors_text, recommendation_text, scorecard_text, slo_measured_text,
+};
 use crate::record::{cell_key, record_key, CellRecord, MigrationRecord};
 use crate::results::{write_whole, ResultsError, RunFile};
 
@@ -97,7 +99,7 @@ fn scorecard_rows(cells: &[CellRecord]) -> Vec<[String; 8]> {
                 .results
                 .iter()
                 .filter(|r| !r.pass)
-                .map(|r| format!("{} (measured {:.1})", r.objective, r.measured))
+                .map(|r| format!("{} (measured {})", r.objective, slo_measured_text(r)))
                 .collect();
             [
                 format!("#{}", i + 1),

@@ -414,19 +414,31 @@ pub fn cell_summary(record: &CellRecord) -> String {
     out
 }
 
-/// One line per objective: PASS or FAIL, the objective, the measured value.
+/// A result's measured value in its objective's unit and precision.
+pub fn slo_measured_text(result: &crate::measure::SloResult) -> String {
+    match result.unit() {
+        crate::measure::SloUnit::Share => format!("{:.2}%", result.measured * 100.0),
+        crate::measure::SloUnit::PerS => format!("{:.1}/s", result.measured),
+        crate::measure::SloUnit::Ms => format!("{:.1} ms", result.measured),
+    }
+}
+
+/// One line per objective: PASS or FAIL, the objective, the measured
+/// value; then how many of them were met.
 pub fn scorecard_text(results: &[crate::measure::SloResult]) -> String {
     let mut out = String::new();
     for result in results {
         let verdict = if result.pass { "PASS" } else { "FAIL" };
-        let measured = if result.objective.starts_with("error rate") {
-            format!("{:.2}%", result.measured * 100.0)
-        } else if result.objective.starts_with("goodput") {
-            format!("{:.1}/s", result.measured)
-        } else {
-            format!("{:.1} ms", result.measured)
-        };
-        let _ = writeln!(out, "  {verdict}  {:<32} measured {measured}", result.objective);
+        let _ = writeln!(
+            out,
+            "  {verdict}  {:<32} measured {}",
+            result.objective,
+            slo_measured_text(result)
+        );
+    }
+    if !results.is_empty() {
+        let met = results.iter().filter(|r| r.pass).count();
+        let _ = writeln!(out, "  {met} of {} objectives met", results.len());
     }
     out
 }

@@ -208,3 +208,63 @@ async fn a_violated_invariant_fails_the_run_and_its_exit_status() {
     assert!(stdout.contains("  FAIL  p95"), "{stdout}");
     servers.shutdown().await;
 }
+
+/// seat-reservation's defaults carry seed scenario 1's sheet: every
+/// objective contend can judge for this cell is on the scorecard, each
+/// PASS or FAIL in its unit, and the count met closes it.
+#[test]
+fn the_registration_teams_sheet_is_scored_objective_by_objective() {
+    crate::util::prepare_machine();
+    let tmp = crate::util::IsolatedTmp::new();
+    let output = tmp
+        .contend()
+        .args(["run", "--workload", "seat-reservation", "--backend", "local"])
+        .args(["-c", "4", "-T", "2s", "--warmup", "0s", "--no-slo-exit", "--results"])
+        .arg(tmp.path().join("results"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = crate::util::text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let objectives = [
+        "p50 reserve <= 120 ms",
+        "p95 reserve <= 40 ms",
+        "p99 reserve <= 600 ms",
+        "attempts over 1000 ms <= 1%",
+        "error rate <= 1%",
+        "deadlocks <= 0.1%",
+        "retry rate <= 3%",
+        "pool utilisation <= 70%",
+        "goodput >= 40/s",
+    ];
+    let mut passes = 0;
+    for objective in objectives {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(objective))
+            .unwrap_or_else(|| panic!("{objective} not on the scorecard:\n{stdout}"));
+        assert!(
+            line.trim_start().starts_with("PASS") || line.trim_start().starts_with("FAIL"),
+            "{line}"
+        );
+        passes += usize::from(line.trim_start().starts_with("PASS"));
+        let unit = if objective.ends_with("ms") && !objective.starts_with("attempts") {
+            " ms"
+        } else if objective.ends_with("/s") {
+            "/s"
+        } else {
+            "%"
+        };
+        assert!(
+            line.trim_end().ends_with(unit),
+            "measured in the objective's unit: {line}"
+        );
+    }
+    let met = stdout
+        .lines()
+        .find(|l| {
+            l.trim_end()
+                .ends_with(&format!("of {} objectives met", objectives.len()))
+        })
+        .unwrap_or_else(|| panic!("no count of objectives met:\n{stdout}"));
+    assert!(met.trim_start().starts_with(&format!("{passes} of ")), "{met}");
+}
