@@ -18,8 +18,8 @@ pub use self::compare::{
 pub use self::diagnosis::diagnose;
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
 pub use self::recommend::{
-    recommend, recommend_each, CellPoint, FormulaVerdict, Knee, KneeVerdict, LittleCheck, MaxConnectionsAdvice,
-    OverBudget, RecommendOptions, Recommendation, SideVerdict, UslReport, BUILT_IN_FORMULAS,
+    recommend, recommend_each, BestMeasured, CellPoint, FormulaVerdict, Knee, KneeVerdict, LittleCheck,
+    MaxConnectionsAdvice, OverBudget, RecommendOptions, Recommendation, SideVerdict, UslReport, BUILT_IN_FORMULAS,
 };
 pub use self::stats::median;
 pub use self::usl::{fit, UslFit};

@@ -214,6 +214,22 @@ pub struct Knee {
     pub pool_per_instance: BTreeMap<u32, u32>,
     /// What the share of peak was judged on: the fitted curve or the medians.
     pub basis: String,
+    /// The total pool whose measured median goodput was highest, that
+    /// median, and its cells: what was measured, beside the peak the knee
+    /// was judged against (the same group unless the curve was used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_measured: Option<BestMeasured>,
+}
+
+/// The best measured total pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestMeasured {
+    /// Instances × pool size.
+    pub total_pool: u32,
+    /// Its median goodput, per second.
+    pub goodput_per_s: f64,
+    /// Its cells.
+    pub cells: Vec<usize>,
 }
 
 /// The USL fit and the cells it used.
@@ -414,6 +430,11 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
     };
     let p99_bound = p99_bound_source.as_ref().map(|(ms, _)| *ms);
     let peak = groups.iter().max_by(|a, b| level(a).total_cmp(&level(b)));
+    let best_measured = groups.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|g| BestMeasured {
+        total_pool: g.0,
+        goodput_per_s: g.1,
+        cells: g.3.clone(),
+    });
     let knee = peak.and_then(|peak| {
         let peak_level = level(peak);
         groups
@@ -438,6 +459,7 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
                         ),
                         None => "measured median goodput per total pool".into(),
                     },
+                    best_measured: best_measured.clone(),
                 }
             })
     });
@@ -551,4 +573,50 @@ fn verdicts(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cells of one sweep: the first cell an earlier build recorded, at
+    /// each pool size with the goodput given.
+    fn sweep(goodputs: &[(u32, f64)]) -> Vec<CellRecord> {
+        let cells = include_str!("../../tests/fixtures/results-7f0d7fe/sweep-sleep/cells.jsonl");
+        let template: CellRecord = serde_json::from_str(cells.lines().next().unwrap()).unwrap();
+        goodputs
+            .iter()
+            .map(|&(pool, goodput)| {
+                let mut record = template.clone();
+                record.settings.pool.size = pool;
+                record.settings.instances = 1;
+                record.postgres.max_connections = 100;
+                record.business.goodput_per_s = goodput;
+                record.metrics.errors_by_class.clear();
+                record
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_curves_peak_and_the_best_measured_cell_are_named_apart() {
+        // A smooth rise with one lucky cell at pool 6: the fitted curve
+        // peaks elsewhere than the best measured cell.
+        let records = sweep(&[
+            (1, 1000.0),
+            (2, 1900.0),
+            (4, 3300.0),
+            (6, 4100.0),
+            (8, 4000.0),
+            (12, 3950.0),
+            (16, 3700.0),
+        ]);
+        let rec = recommend(&records, &RecommendOptions::default());
+        let knee = rec.knee.expect("a knee");
+        let best = knee.best_measured.clone().expect("the best measured");
+        assert_eq!((best.total_pool, best.cells.clone()), (6, vec![4]), "{knee:?}");
+        assert!(knee.basis.starts_with("the USL curve"), "{knee:?}");
+        assert_eq!(knee.peak_cells, [5], "the curve peaks at pool 8: {knee:?}");
+        assert_eq!(knee.peak_goodput_per_s, 4000.0, "the peak group's measured median");
+    }
 }

@@ -468,16 +468,31 @@ pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
                 .iter()
                 .map(|(instances, pool)| format!("{pool} per instance with {instances} instance(s)"))
                 .collect();
+            // Judged on the curve, its peak is the curve's and may sit on
+            // another group than the best measured: both, by name.
+            let peak = match &knee.best_measured {
+                Some(best) if best.cells != knee.peak_cells => format!(
+                    "the curve peaks at {}, measured {:.1}/s; best measured: total pool {}, {:.1}/s, {}",
+                    cells(&knee.peak_cells),
+                    knee.peak_goodput_per_s,
+                    best.total_pool,
+                    best.goodput_per_s,
+                    cells(&best.cells)
+                ),
+                _ => format!(
+                    "peak cell(s) {:.1}/s, {}",
+                    knee.peak_goodput_per_s,
+                    cells(&knee.peak_cells)
+                ),
+            };
             let _ = writeln!(
                 out,
-                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput, judged on {}; measured there {:.1}/s (peak cell(s) {:.1}/s, {}), p99 {:.1} ms — {}",
+                "- knee: total pool {} ({}) reaches {:.0}% of peak goodput, judged on {}; measured there {:.1}/s ({peak}), p99 {:.1} ms — {}",
                 knee.total_pool,
                 per_instance.join(", "),
                 rec.options.goodput_share * 100.0,
                 knee.basis,
                 knee.goodput_per_s,
-                knee.peak_goodput_per_s,
-                cells(&knee.peak_cells),
                 knee.p99_ms,
                 cells(&knee.cells)
             );
