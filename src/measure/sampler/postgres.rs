@@ -143,14 +143,16 @@ pub(super) async fn connect_postgres(url: &str, database: &str) -> Result<Client
         url: mask_url(&database_url(url, database)),
         reason,
     };
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| connect_error(format!("not a valid URL ({e})")))?;
-    config
+    let mut target = crate::provision::tls::PgTarget::parse(url).map_err(|e| match e {
+        crate::provision::tls::TargetError::Url(e) => connect_error(format!("not a valid URL ({e})")),
+        crate::provision::tls::TargetError::Tls(e) => connect_error(e.to_string()),
+    })?;
+    target
+        .config
         .dbname(database)
         .application_name(APPLICATION_NAME)
         .connect_timeout(CONNECT_TIMEOUT);
-    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tokio_postgres::NoTls))
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, target.connect())
         .await
         .map_err(|_| {
             connect_error(format!(
