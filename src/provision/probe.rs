@@ -24,6 +24,8 @@ const RECORDED_SETTINGS: &[&str] = &[
     "shared_preload_libraries",
     "jit",
     "max_worker_processes",
+    // on with --tls: what a cell's connect times were paid with.
+    "ssl",
     "max_parallel_workers_per_gather",
 ];
 
