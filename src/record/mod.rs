@@ -12,7 +12,7 @@ mod migration;
 mod plan;
 
 pub use self::cell::{
-    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, TemplateInfo,
+    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, CellTls, ScheduleReport, Scorecard, TemplateInfo,
     CELL_SCHEMA,
 };
 pub use self::failed::{FailedCell, FailureCause, ServerLoss, FAILED_CELL_SCHEMA};

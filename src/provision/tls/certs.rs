@@ -37,7 +37,12 @@ impl ServerCertificates {
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.distinguished_name = named("contend run CA");
+        // A name of its own per run: another run's CA is then an unknown
+        // issuer, not a namesake with a wrong signature.
+        ca.distinguished_name = named(&format!(
+            "contend run CA {}",
+            &crate::provision::generate_password()[..12]
+        ));
         let ca_cert = ca.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca, ca_key);
 

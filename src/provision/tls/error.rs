@@ -128,7 +128,9 @@ impl TlsRefusal {
         use rustls::{AlertDescription, CertificateError};
         match error {
             rustls::Error::InvalidCertificate(certificate) => match certificate {
-                CertificateError::UnknownIssuer => TlsRefusal::UnknownCa,
+                // BadSignature: a root of the same name, another key (two
+                // runs' CAs, or a CA re-keyed): not the CA that signed it.
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => TlsRefusal::UnknownCa,
                 CertificateError::NotValidForNameContext { expected, presented } => TlsRefusal::WrongHost {
                     expected: server_name(expected),
                     presented: presented.join(", "),
