@@ -193,3 +193,45 @@ pub(crate) fn rustls_error<'e>(error: &'e (dyn std::error::Error + 'static)) -> 
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{AlertDescription, CertificateError};
+
+    #[test]
+    fn handshake_failures_name_the_setting_to_change() {
+        let of = |error: rustls::Error| TlsRefusal::from_rustls(&error).to_string();
+        assert!(of(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)).contains("sslrootcert"));
+        assert!(of(rustls::Error::InvalidCertificate(CertificateError::BadSignature)).contains("sslrootcert"));
+        assert!(of(rustls::Error::InvalidCertificate(CertificateError::Expired)).contains("expired"));
+        let wrong_host = of(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForNameContext {
+                expected: rustls::pki_types::ServerName::try_from("db.example.com").unwrap(),
+                presented: vec!["localhost".into(), "127.0.0.1".into()],
+            },
+        ));
+        assert!(
+            wrong_host.contains("for localhost, 127.0.0.1, not db.example.com"),
+            "{wrong_host}"
+        );
+        assert!(wrong_host.contains("sslmode=verify-ca"), "{wrong_host}");
+        for alert in [AlertDescription::BadCertificate, AlertDescription::UnknownCA] {
+            let refused = of(rustls::Error::AlertReceived(alert));
+            assert!(refused.contains("sslcert and sslkey"), "{refused}");
+        }
+        assert!(of(rustls::Error::AlertReceived(AlertDescription::CertificateRequired)).contains("sslcert=PATH"));
+    }
+
+    #[test]
+    fn the_error_is_found_inside_the_io_error_tokio_rustls_wraps_it_in() {
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert!(matches!(
+            rustls_error(&wrapped),
+            Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+        ));
+    }
+}
