@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 
 use crate::client::ErrorClass;
+use crate::provision::tls::{PgTarget, TargetError, TlsError};
 
 /// `application_name` of the application pools' connections, so they can
 /// be told apart from contend's own in `pg_stat_activity`.
@@ -92,6 +93,10 @@ pub enum PoolError {
     /// pool only).
     #[error("bad database URL: {0}")]
     SqlxUrl(#[source] sqlx::Error),
+    /// The URL's TLS settings cannot be used (a bad sslmode, a missing
+    /// sslrootcert, …).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// deadpool refused to build the pool.
     #[error("building the deadpool pool: {0}")]
     Deadpool(#[source] managed::BuildError),
@@ -172,6 +177,28 @@ tokio::task_local! {
     static CONNECT_US: Cell<u64>;
 }
 
+/// How deadpool-postgres opens a connection: through [`PgTarget::connect`],
+/// with libpq's TLS settings.
+struct TargetConnect(PgTarget);
+
+impl deadpool_postgres::Connect for TargetConnect {
+    fn connect(
+        &self,
+        _config: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        Box::pin(async move {
+            let (client, connection) = self.0.connect().await?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok((client, task))
+        })
+    }
+}
+
 /// deadpool-postgres's manager, timing each connection it opens.
 pub struct TimedManager(deadpool_postgres::Manager);
 
@@ -198,15 +225,19 @@ pub enum AppPool {
     Deadpool(managed::Pool<TimedManager>),
     /// sqlx.
     Sqlx(sqlx::PgPool),
-    /// No pool: the config to connect with (boxed: it is large and the
+    /// No pool: the server to connect to (boxed: it is large and the
     /// pools are otherwise a pointer each).
-    None(Box<tokio_postgres::Config>),
+    None(Box<PgTarget>),
 }
 
 impl AppPool {
     /// Builds a pool for `url`; opens no connection yet.
     pub fn new(url: &str, settings: &PoolSettings) -> Result<AppPool, PoolError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(PoolError::Url)?;
+        let mut target = PgTarget::parse(url).map_err(|e| match e {
+            TargetError::Url(e) => PoolError::Url(e),
+            TargetError::Tls(e) => PoolError::Tls(e),
+        })?;
+        let config = &mut target.config;
         config.connect_timeout(settings.connect_timeout);
         config.application_name(POOL_APPLICATION_NAME);
         if let Some(timeout) = settings.statement_timeout {
@@ -214,9 +245,9 @@ impl AppPool {
         }
         match settings.kind {
             PoolKind::Deadpool => {
-                let manager = deadpool_postgres::Manager::from_config(
-                    config,
-                    tokio_postgres::NoTls,
+                let manager = deadpool_postgres::Manager::from_connect(
+                    target.config.clone(),
+                    TargetConnect(target),
                     deadpool_postgres::ManagerConfig {
                         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
                     },
@@ -231,7 +262,7 @@ impl AppPool {
                     .map_err(PoolError::Deadpool)
             }
             PoolKind::Sqlx => {
-                let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(PoolError::SqlxUrl)?;
+                let mut options = target.sqlx_options().map_err(PoolError::SqlxUrl)?;
                 options = options.application_name(POOL_APPLICATION_NAME);
                 if let Some(timeout) = settings.statement_timeout {
                     options = options.options([("statement_timeout", format!("{}", timeout.as_millis()))]);
@@ -245,7 +276,7 @@ impl AppPool {
                     .connect_lazy_with(options);
                 Ok(AppPool::Sqlx(pool))
             }
-            PoolKind::None => Ok(AppPool::None(Box::new(config))),
+            PoolKind::None => Ok(AppPool::None(Box::new(target))),
         }
     }
 
@@ -274,8 +305,8 @@ impl AppPool {
                 };
                 (got.map(Session::Sqlx).map_err(|e| ErrorClass::from_sqlx(&e)), timing)
             }
-            AppPool::None(config) => {
-                let connected = config.connect(tokio_postgres::NoTls).await;
+            AppPool::None(target) => {
+                let connected = target.connect().await;
                 let timing = AcquireTiming {
                     pool_wait_us: 0,
                     connect_us: started.elapsed().as_micros() as u64,

@@ -30,14 +30,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Connection, NoTls, Socket};
+use tokio_postgres::Client;
 
 use super::error::RunError;
 use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_cell_to};
 use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
+use crate::provision::tls::{PgConnection, PgTarget, TargetError};
 use crate::provision::{database_url, Servers};
 use crate::record::{CellSettings, ServerLoss, TemplateInfo};
 use crate::workload::{uses_redis, CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
@@ -485,11 +485,14 @@ pub(super) async fn connect(
     url: &str,
     application: &str,
     what: &'static str,
-) -> Result<(Client, Connection<Socket, NoTlsStream>), RunError> {
+) -> Result<(Client, PgConnection), RunError> {
     let database = |error| RunError::Database { what, error };
-    let mut config: tokio_postgres::Config = url.parse().map_err(database)?;
-    config.application_name(application);
-    config.connect(NoTls).await.map_err(database)
+    let mut target = PgTarget::parse(url).map_err(|e| match e {
+        TargetError::Url(e) => database(e),
+        TargetError::Tls(e) => RunError::Tls(e),
+    })?;
+    target.config.application_name(application);
+    target.connect().await.map_err(database)
 }
 
 /// [`connect`], with the connection spawned; the task ends with it.

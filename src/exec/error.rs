@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use crate::client::{PoolError, RedisError};
 use crate::driver::DriveError;
 use crate::measure::SamplerError;
+use crate::provision::tls::TlsError;
 use crate::provision::ProvisionError;
 use crate::record::ServerLoss;
 use crate::results::ResultsError;
@@ -37,6 +38,9 @@ pub enum RunError {
         /// What the server or the socket said.
         error: tokio_postgres::Error,
     },
+    /// A URL's TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Redis could not be reached.
     #[error(transparent)]
     Redis(#[from] RedisError),

@@ -13,8 +13,11 @@ use super::cell::{connect_spawned, CellClock, CellHarness};
 use super::error::RunError;
 use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloContext};
+use crate::provision::tls::{SslMode, TlsSettings};
 use crate::provision::Servers;
-use crate::record::{BusinessSummary, CellRecord, CellSettings, ClientCpu, ScheduleReport, Scorecard, CELL_SCHEMA};
+use crate::record::{
+    BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, ScheduleReport, Scorecard, CELL_SCHEMA,
+};
 use crate::results::remove_if_empty;
 use crate::workload::{with_workload, InvariantCheck, Migration, Workload, WorkloadUser};
 
@@ -61,6 +64,12 @@ impl WorkloadUser for CellRun<'_> {
     }
 }
 
+/// The `sslmode` the clients of `url` use (libpq's default when the URL
+/// cannot be read, which the pools would have refused already).
+fn client_sslmode(url: &str) -> SslMode {
+    TlsSettings::from_url(url).map_or(SslMode::Prefer, |(_, settings)| settings.mode)
+}
+
 impl CellRun<'_> {
     async fn run_cell<W: Workload>(self, workload: W, clock: Arc<CellClock>) -> Result<CellRecord, RunError> {
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -90,6 +99,7 @@ impl CellRun<'_> {
             copy_ms: copy.as_secs_f64() * 1000.0,
             metrics,
             schedule,
+            tls: CellTls::of(client_sslmode(&self.servers.postgres.client_url), &server.tls_sessions),
             server,
             strategy,
             business,

@@ -10,20 +10,32 @@
 use std::time::{Duration, Instant};
 
 use super::pg_error::{connection_lost, pg_reason};
+use crate::provision::tls::{PgTarget, TargetError, TlsError};
 use crate::provision::{database_url, mask_url};
 use crate::record::TemplateInfo;
 use crate::workload::DataPlan;
 
 /// Loading, copying, granting or dropping failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{step} on {url}: {}", pg_reason(.error))]
-pub struct TemplateError {
-    /// What was being done, e.g. "copying the template for the cell".
-    step: &'static str,
-    /// The URL it was done on, password masked.
-    url: String,
-    /// What the server or the socket said.
-    error: tokio_postgres::Error,
+pub enum TemplateError {
+    /// The server or the socket refused a step.
+    #[error("{step} on {url}: {}", pg_reason(.error))]
+    Database {
+        /// What was being done, e.g. "copying the template for the cell".
+        step: &'static str,
+        /// The URL it was done on, password masked.
+        url: String,
+        /// What the server or the socket said.
+        error: tokio_postgres::Error,
+    },
+    /// The URL's TLS settings cannot be used.
+    #[error("connecting to {url}: {error}")]
+    Tls {
+        /// The URL, password masked.
+        url: String,
+        /// What is wrong with its settings.
+        error: TlsError,
+    },
 }
 
 impl TemplateError {
@@ -31,14 +43,22 @@ impl TemplateError {
     ///
     /// [`RunError::is_connection_loss`]: super::RunError::is_connection_loss
     pub fn is_connection_loss(&self) -> bool {
-        connection_lost(&self.error)
+        match self {
+            TemplateError::Database { error, .. } => connection_lost(error),
+            TemplateError::Tls { .. } => false,
+        }
     }
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client, TemplateError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| db_error("connecting", url, e))?;
+    let target = PgTarget::parse(url).map_err(|e| match e {
+        TargetError::Url(e) => db_error("connecting", url, e),
+        TargetError::Tls(error) => TemplateError::Tls {
+            url: mask_url(url),
+            error,
+        },
+    })?;
+    let (client, connection) = target.connect().await.map_err(|e| db_error("connecting", url, e))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -46,7 +66,7 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, TemplateError> {
 }
 
 fn db_error(step: &'static str, url: &str, error: tokio_postgres::Error) -> TemplateError {
-    TemplateError {
+    TemplateError::Database {
         step,
         url: mask_url(url),
         error,

@@ -27,7 +27,7 @@ pub use self::operation::{AttemptOutcome, AttemptTiming};
 pub use self::recorder::Recorder;
 pub use self::sampler::{
     ActivitySample, DatabaseDelta, RedisDelta, SamplerError, SamplerSettings, ServerSampler, ServerSamples,
-    StatementStats, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
+    StatementStats, TlsSessions, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
 };
 pub use self::slo::{ShareOver, SloContext, SloError, SloResult, SloSpec, SloUnit};
 pub use self::summary::{

@@ -67,7 +67,11 @@ pub(super) async fn choose_backend(options: &ProvisionOptions) -> Result<(Backen
                 }
                 return Ok((Backend::External, "a database URL was given".into()));
             }
-            let docker_reason = match docker::DockerStatus::probe(options).await {
+            let docker_status = match options.tls {
+                true => DockerStatus::Unusable("--tls is for the local backend only, for now".into()),
+                false => docker::DockerStatus::probe(options).await,
+            };
+            let docker_reason = match docker_status {
                 DockerStatus::Usable { pg_image, redis_image } => {
                     let images = match redis_image {
                         Some(redis_image) => format!("{pg_image} and {redis_image} are"),

@@ -21,6 +21,7 @@ use super::install::{how_to_get, ServerBinary};
 use super::ports::{on_a_free_port, says_port_taken, StartFailure};
 use super::process::{self, RunAs};
 use super::secret::generate_password;
+use super::tls::{ServerCertificates, LOCAL_SERVER_NAMES};
 use super::{probe_postgres, probe_redis, PgServer, ProvisionError, ProvisionOptions, RedisServer, ServerOrigin};
 
 /// Prefix of run directories under the temp dir; [`super::stale`] looks for it.
@@ -178,7 +179,11 @@ impl LocalServers {
         let password = generate_password();
         initdb(&bin_dir, &dir.path, &password, run_as.as_ref()).await?;
 
-        let settings = options.server_settings();
+        let mut settings = options.server_settings();
+        let tls_query = match options.tls {
+            true => Some(serve_tls_only(&dir.path, run_as.as_ref(), &mut settings)?),
+            false => None,
+        };
         let (postmaster, port) = start_postmaster(
             &bin_dir,
             &dir.path,
@@ -192,7 +197,10 @@ impl LocalServers {
             postmaster: Some(postmaster),
             redis: None,
         };
-        let url = format!("postgres://{DB_USER}:{password}@127.0.0.1:{port}/postgres");
+        let mut url = format!("postgres://{DB_USER}:{password}@127.0.0.1:{port}/postgres");
+        if let Some(query) = &tls_query {
+            url = format!("{url}?{query}");
+        }
         let origin = ServerOrigin::Local {
             binary: bin_dir.join("postgres"),
         };
@@ -410,6 +418,50 @@ async fn initdb(bin_dir: &Path, run_dir: &Path, password: &str, run_as: Option<&
         });
     }
     Ok(())
+}
+
+/// `--tls`: writes a CA, a server certificate for [`LOCAL_SERVER_NAMES`]
+/// and its key (mode 0600, the server account's) into the run directory,
+/// leaves pg_hba.conf with `hostssl` lines only, and adds the settings that
+/// turn TLS on. Returns the query string contend's clients connect with.
+fn serve_tls_only(
+    run_dir: &Path,
+    run_as: Option<&RunAs>,
+    settings: &mut Vec<(String, String)>,
+) -> Result<String, ProvisionError> {
+    let certificates = ServerCertificates::generate(&LOCAL_SERVER_NAMES).map_err(|e| ProvisionError::ServerStart {
+        server: "PostgreSQL",
+        reason: format!("making its TLS certificate: {e}"),
+    })?;
+    let ca = run_dir.join("ca.crt");
+    let cert = run_dir.join("server.crt");
+    let key = run_dir.join("server.key");
+    for (path, text) in [
+        (&ca, &certificates.ca_cert_pem),
+        (&cert, &certificates.server_cert_pem),
+        (&key, &certificates.server_key_pem),
+    ] {
+        write_private(path, text.as_bytes(), run_as)
+            .map_err(ProvisionError::io(format!("writing {}", path.display())))?;
+    }
+    // The socket in the run directory stays (nothing of contend's uses it
+    // over the network); every TCP connection must be TLS.
+    let hba = run_dir.join("data").join("pg_hba.conf");
+    fs::write(
+        &hba,
+        "# written by contend --tls: TLS only over TCP\n\
+         local all all trust\n\
+         hostssl all all 127.0.0.1/32 scram-sha-256\n\
+         hostssl all all ::1/128 scram-sha-256\n",
+    )
+    .map_err(ProvisionError::io(format!("writing {}", hba.display())))?;
+    settings.push(("ssl".into(), "on".into()));
+    settings.push(("ssl_cert_file".into(), cert.display().to_string()));
+    settings.push(("ssl_key_file".into(), key.display().to_string()));
+    let mut query = ::url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("sslmode", "verify-full");
+    query.append_pair("sslrootcert", &ca.display().to_string());
+    Ok(query.finish())
 }
 
 /// Spawns the postmaster and waits until it accepts connections, retrying on

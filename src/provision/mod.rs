@@ -23,6 +23,7 @@ pub(crate) mod process;
 mod secret;
 mod servers;
 mod stale;
+pub mod tls;
 mod url;
 
 pub use choose::{Backend, BackendChoice};

@@ -58,6 +58,13 @@ pub struct ProvisionOptions {
     /// before it existed read as `true`, which is what they did.
     #[serde(default = "starts_redis_by_default")]
     pub with_redis: bool,
+    /// Whether servers contend starts take TLS only (`--tls`): a CA and a
+    /// server certificate made at start, `ssl = on`, pg_hba `hostssl`
+    /// lines only, and contend's clients given the CA with
+    /// `sslmode=verify-full`. Local backend only for now. Default `false`;
+    /// records written before it existed read as `false`.
+    #[serde(default)]
+    pub tls: bool,
     /// Whether `database_url` came from the `DATABASE_URL` environment
     /// variable rather than a flag: `auto` then says on stderr that it
     /// benchmarks that server. Default `false`; never recorded.
@@ -85,6 +92,7 @@ impl Default for ProvisionOptions {
             redis_url: None,
             startup_timeout: Duration::from_secs(60),
             with_redis: true,
+            tls: false,
             database_url_from_env: false,
         }
     }
@@ -113,6 +121,22 @@ impl ProvisionOptions {
                 return Err(ProvisionError::InvalidSetting {
                     setting: key.clone(),
                     reason: "use --max-connections, which contend tracks and validates".into(),
+                });
+            }
+        }
+        if self.tls {
+            let external = self.backend == BackendChoice::External
+                || (self.backend == BackendChoice::Auto && self.database_url.is_some());
+            if external {
+                return Err(ProvisionError::InvalidSetting {
+                    setting: "--tls".into(),
+                    reason: "starts contend's own servers with TLS; for a server of yours, put sslmode=verify-full&sslrootcert=PATH in --database-url".into(),
+                });
+            }
+            if self.backend == BackendChoice::Docker {
+                return Err(ProvisionError::InvalidSetting {
+                    setting: "--tls".into(),
+                    reason: "the docker backend has no TLS yet: use --backend local".into(),
                 });
             }
         }

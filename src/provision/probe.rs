@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::tls::{PgTarget, TargetError, TlsRefusal};
 use super::{generate_password, mask_url, PgServer, ProvisionError, RedisServer, ServerOrigin};
 
 /// Server settings that shape benchmark results; every result records them.
@@ -23,6 +24,8 @@ const RECORDED_SETTINGS: &[&str] = &[
     "shared_preload_libraries",
     "jit",
     "max_worker_processes",
+    // on with --tls: what a cell's connect times were paid with.
+    "ssl",
     "max_parallel_workers_per_gather",
 ];
 
@@ -39,9 +42,11 @@ pub(crate) async fn with_client_role(mut postgres: PgServer) -> Result<PgServer,
         url: postgres.masked_url(),
         reason: format!("creating the clients' role {CLIENT_ROLE}: {reason}"),
     };
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+    let target = PgTarget::parse(&postgres.url).map_err(|e| failed(e.to_string()))?;
+    let (client, connection) = target
+        .connect()
         .await
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| failed(explain_pg_connect_error(&e)))?;
     let connection_task = tokio::spawn(connection);
     // The server gets a SCRAM verifier, never the password: the statement's
     // text is kept by pg_stat_statements (utility statements verbatim) and
@@ -80,10 +85,11 @@ pub(crate) async fn probe_postgres(url: &str, origin: ServerOrigin) -> Result<Pg
         url: mask_url(url),
         reason,
     };
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| connect_error(format!("not a valid URL ({e})")))?;
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), config.connect(tokio_postgres::NoTls))
+    let target = PgTarget::parse(url).map_err(|e| match e {
+        TargetError::Url(e) => connect_error(format!("not a valid URL ({e})")),
+        TargetError::Tls(e) => connect_error(e.to_string()),
+    })?;
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(10), target.connect())
         .await
         .map_err(|_| connect_error("no answer within 10 s: check host and port".into()))?
         .map_err(|e| connect_error(explain_pg_connect_error(&e)))?;
@@ -110,7 +116,7 @@ pub(crate) async fn probe_postgres(url: &str, origin: ServerOrigin) -> Result<Pg
     let version_num = number("server_version_num") / 10_000;
     let version = all.remove("server_version").unwrap_or_default();
     all.remove("server_version_num");
-    let (host, port) = config_host_port(&config);
+    let (host, port) = config_host_port(&target.config);
     Ok(PgServer {
         url: url.to_string(),
         client_url: url.to_string(),
@@ -199,6 +205,9 @@ fn with_unit(setting: &str, unit: Option<&str>) -> String {
 
 /// Turns a connection error into what a user should check.
 pub(crate) fn explain_pg_connect_error(error: &tokio_postgres::Error) -> String {
+    if let Some(refusal) = TlsRefusal::of(error) {
+        return refusal.to_string();
+    }
     if let Some(db) = error.as_db_error() {
         return match db.code().code() {
             "28P01" => format!("{}: check the password in the URL", db.message()),

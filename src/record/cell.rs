@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::PoolSettings;
 use crate::driver::{DriverSettings, Load};
-use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec};
+use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec, TlsSessions};
+use crate::provision::tls::SslMode;
 use crate::provision::{Backend, PgServer, RedisServer};
 use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
 
@@ -77,6 +78,10 @@ pub struct CellRecord {
     pub schedule: Option<ScheduleReport>,
     /// What the server was doing meanwhile (sampled outside the pools).
     pub server: ServerSamples,
+    /// TLS of the pools' connections; absent for a plain cell (and in
+    /// records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<CellTls>,
     /// The workload's strategy, where it has several.
     pub strategy: Option<String>,
     /// Business successes (goodput in the workload's own terms).
@@ -103,6 +108,42 @@ pub struct ClientCpu {
     pub cpu_s: f64,
     /// Wall seconds they were used in.
     pub wall_s: f64,
+}
+
+/// How the cell's application pools talked to the server: the `sslmode`
+/// they were given, and the TLS version and cipher the server reports for
+/// their sessions (`pg_stat_ssl`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CellTls {
+    /// The clients' `sslmode`.
+    pub mode: SslMode,
+    /// TLS version of most of their sessions, e.g. "TLSv1.3".
+    pub version: String,
+    /// Cipher of those sessions, e.g. "TLS_AES_256_GCM_SHA384".
+    pub cipher: String,
+    /// Most sessions seen at once without TLS beside them (0 unless
+    /// `allow` or `prefer` fell back to plain for some).
+    #[serde(default)]
+    pub plain_sessions: u32,
+}
+
+impl CellTls {
+    /// From what the sampler saw: `None` when no session used TLS (a plain
+    /// cell, or one whose sessions the sampler never caught).
+    pub fn of(mode: SslMode, sessions: &[TlsSessions]) -> Option<CellTls> {
+        let most = sessions.iter().filter(|s| s.ssl).max_by_key(|s| s.sessions)?;
+        Some(CellTls {
+            mode,
+            version: most.version.clone().unwrap_or_default(),
+            cipher: most.cipher.clone().unwrap_or_default(),
+            plain_sessions: sessions
+                .iter()
+                .filter(|s| !s.ssl)
+                .map(|s| s.sessions)
+                .max()
+                .unwrap_or(0),
+        })
+    }
 }
 
 impl CellRecord {

@@ -228,6 +228,17 @@ pub fn cell_summary(record: &CellRecord) -> String {
             .map_or("the URL's user".to_string(), |role| format!("{role} (not a superuser)")),
         s.driver.threads
     );
+    if let Some(tls) = &record.tls {
+        let plain = match tls.plain_sessions {
+            0 => String::new(),
+            n => format!(" · {n} session(s) plain"),
+        };
+        let _ = writeln!(
+            out,
+            "tls: {} · {} · sslmode={}{plain}",
+            tls.version, tls.cipher, tls.mode
+        );
+    }
     if let Some(strategy) = &record.strategy {
         let _ = writeln!(out, "strategy: {strategy}");
     }

@@ -29,5 +29,6 @@ mod signals;
 mod stalls;
 mod sweep;
 mod threads;
+mod tls;
 mod util;
 mod wallet;

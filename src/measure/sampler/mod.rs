@@ -23,7 +23,7 @@
 mod postgres;
 mod redis;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -38,12 +38,13 @@ use tokio_postgres::{Client, Statement};
 
 use self::postgres::{
     connect_postgres, database_counters, database_delta, prepare_statements_query, read_activity, read_database,
-    read_statements, statement_deltas, statements_unavailable, timed_pg, PgFailure, StatementCounters, ACTIVITY_SQL,
-    DATABASE_SQL, SESSIONS_SQL,
+    read_statements, read_tls, statement_deltas, statements_unavailable, timed_pg, PgFailure, StatementCounters,
+    ACTIVITY_SQL, DATABASE_SQL, SESSIONS_SQL, TLS_SQL,
 };
-pub use self::postgres::{ActivitySample, DatabaseDelta, StatementStats};
+pub use self::postgres::{ActivitySample, DatabaseDelta, StatementStats, TlsSessions};
 pub use self::redis::RedisDelta;
 use self::redis::{connect_redis, read_redis_clients, read_redis_counters, redis_delta, timed_redis, RedisSide};
+use crate::client::POOL_APPLICATION_NAME;
 use crate::provision::mask_url;
 
 /// Default time between two activity samples: 500 ms.
@@ -178,6 +179,11 @@ pub struct ServerSamples {
     /// Redis counters over the window, when Redis was sampled and both
     /// snapshots succeeded.
     pub redis: Option<RedisDelta>,
+    /// The application pools' sessions by encryption (`pg_stat_ssl`), the
+    /// most of each seen in one sample; empty when none was seen (or in a
+    /// record written before it existed).
+    #[serde(default)]
+    pub tls_sessions: Vec<TlsSessions>,
     /// Failed samples and snapshots, each as `"at <t> ms: <what>"` (time
     /// since start), at most [`MAX_SAMPLING_ERRORS`] plus one line counting
     /// the rest.
@@ -224,7 +230,7 @@ impl ServerSampler {
                 reason: failure.to_string(),
             }
         };
-        let (activity_statement, database_statement) = tokio::try_join!(
+        let (activity_statement, database_statement, tls_statement) = tokio::try_join!(
             async {
                 timed_pg(client.prepare(ACTIVITY_SQL))
                     .await
@@ -234,6 +240,11 @@ impl ServerSampler {
                 timed_pg(client.prepare(DATABASE_SQL))
                     .await
                     .map_err(query_error("prepare the pg_stat_database query"))
+            },
+            async {
+                timed_pg(client.prepare(TLS_SQL))
+                    .await
+                    .map_err(query_error("prepare the pg_stat_ssl query"))
             },
         )?;
         let mut start_errors = ErrorLog::default();
@@ -297,6 +308,8 @@ impl ServerSampler {
         let sampling = Sampling {
             client: Arc::clone(&client),
             activity: activity_statement,
+            tls: tls_statement,
+            tls_seen: BTreeMap::new(),
             database: database.clone(),
             redis: redis.as_ref().map(|side| side.connection.clone()),
             started,
@@ -339,14 +352,14 @@ impl ServerSampler {
     pub async fn stop_after(self, closing: impl Future<Output = ()>, sessions: Option<&str>) -> ServerSamples {
         let _ = self.stop_sender.send(true);
         let mut errors = self.start_errors;
-        let (samples, mut max_connected_clients) = match self.task.await {
+        let (samples, mut max_connected_clients, tls_sessions) = match self.task.await {
             Ok(output) => {
                 errors.append(output.errors);
-                (output.samples, output.max_connected_clients)
+                (output.samples, output.max_connected_clients, output.tls_sessions)
             }
             Err(e) => {
                 errors.push(elapsed_ms(self.started), format!("the sampling task failed: {e}"));
-                (Vec::new(), 0)
+                (Vec::new(), 0, Vec::new())
             }
         };
         closing.await;
@@ -432,6 +445,7 @@ impl ServerSampler {
             database: delta,
             top_statements,
             redis,
+            tls_sessions,
             sampling_errors: errors.into_vec(),
         }
     }
@@ -495,12 +509,15 @@ struct TaskOutput {
     samples: Vec<ActivitySample>,
     errors: ErrorLog,
     max_connected_clients: u64,
+    tls_sessions: Vec<TlsSessions>,
 }
 
 /// State of the sampling task.
 struct Sampling {
     client: Arc<Client>,
     activity: Statement,
+    tls: Statement,
+    tls_seen: BTreeMap<(bool, Option<String>, Option<String>), u32>,
     database: String,
     redis: Option<MultiplexedConnection>,
     started: Instant,
@@ -531,6 +548,16 @@ impl Sampling {
             samples: self.samples,
             errors: self.errors,
             max_connected_clients: self.max_connected_clients,
+            tls_sessions: self
+                .tls_seen
+                .into_iter()
+                .map(|((ssl, version, cipher), sessions)| TlsSessions {
+                    ssl,
+                    version,
+                    cipher,
+                    sessions,
+                })
+                .collect(),
         }
     }
 
@@ -541,13 +568,21 @@ impl Sampling {
         let activity = &self.activity;
         let database = self.database.as_str();
         let redis = self.redis.as_mut();
-        let (activity_result, redis_result) =
-            tokio::join!(timed_pg(read_activity(client, activity, database, t_ms)), async {
+        let tls = &self.tls;
+        let tls_seen = &mut self.tls_seen;
+        let (activity_result, tls_result, redis_result) = tokio::join!(
+            timed_pg(read_activity(client, activity, database, t_ms)),
+            timed_pg(read_tls(client, tls, database, POOL_APPLICATION_NAME, tls_seen)),
+            async {
                 match redis {
                     Some(connection) => Some(timed_redis(read_redis_clients(connection)).await),
                     None => None,
                 }
-            },);
+            },
+        );
+        if let Err(reason) = tls_result {
+            self.errors.push(t_ms, format!("pg_stat_ssl sample failed: {reason}"));
+        }
         match activity_result {
             Ok(sample) => self.samples.push(sample),
             Err(reason) => self.errors.push(t_ms, format!("activity sample failed: {reason}")),
@@ -617,6 +652,12 @@ mod tests {
                 shared_blks_read: 0,
             }],
             redis: Some(RedisDelta::default()),
+            tls_sessions: vec![TlsSessions {
+                ssl: true,
+                version: Some("TLSv1.3".into()),
+                cipher: Some("TLS_AES_256_GCM_SHA384".into()),
+                sessions: 2,
+            }],
             sampling_errors: vec!["at 0 ms: x".into()],
         };
         let json = serde_json::to_string(&samples).expect("serializes");

@@ -41,6 +41,14 @@ SELECT coalesce(state, 'unknown') AS state,
 FROM sessions
 GROUP BY 1, 2";
 
+/// The pools' sessions of a database by how they are encrypted, as the
+/// server reports in `pg_stat_ssl`.
+pub(super) const TLS_SQL: &str = "\
+SELECT s.ssl, s.version, s.cipher, count(*) AS sessions
+FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+WHERE a.datname = $1 AND a.application_name = $2 AND a.pid <> pg_backend_pid()
+GROUP BY 1, 2, 3";
+
 /// Counters of `pg_stat_database`, in [`DatabaseDelta`] field order.
 pub(super) const DATABASE_SQL: &str = "\
 SELECT xact_commit, xact_rollback, deadlocks, conflicts, blks_hit, blks_read, temp_bytes,
@@ -84,6 +92,39 @@ pub struct ActivitySample {
     /// Ungranted `pg_locks` entries of those backends: how many wait for a
     /// lock (row-lock waits included).
     pub lock_waiters: u32,
+}
+
+/// Sessions of the application pools seen with one encryption, as
+/// `pg_stat_ssl` reports them: the most at once over the samples.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TlsSessions {
+    /// Whether they use TLS (`pg_stat_ssl.ssl`).
+    pub ssl: bool,
+    /// TLS version, e.g. "TLSv1.3"; `None` for plain sessions.
+    pub version: Option<String>,
+    /// Cipher, e.g. "TLS_AES_256_GCM_SHA384"; `None` for plain sessions.
+    pub cipher: Option<String>,
+    /// Most such sessions seen in one sample.
+    pub sessions: u32,
+}
+
+/// One reading of [`TLS_SQL`] (prepared as `statement`), folded into
+/// `seen` as the most sessions per encryption.
+pub(super) async fn read_tls(
+    client: &Client,
+    statement: &Statement,
+    database: &str,
+    application: &str,
+    seen: &mut BTreeMap<(bool, Option<String>, Option<String>), u32>,
+) -> Result<(), PgFailure> {
+    let rows = client.query(statement, &[&database, &application]).await?;
+    for row in &rows {
+        let key = (column(row, 0)?, column(row, 1)?, column(row, 2)?);
+        let sessions = saturating_u32(column(row, 3)?);
+        let most = seen.entry(key).or_insert(0);
+        *most = (*most).max(sessions);
+    }
+    Ok(())
 }
 
 /// End minus start of the database's `pg_stat_database` counters (counts;
@@ -143,14 +184,16 @@ pub(super) async fn connect_postgres(url: &str, database: &str) -> Result<Client
         url: mask_url(&database_url(url, database)),
         reason,
     };
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| connect_error(format!("not a valid URL ({e})")))?;
-    config
+    let mut target = crate::provision::tls::PgTarget::parse(url).map_err(|e| match e {
+        crate::provision::tls::TargetError::Url(e) => connect_error(format!("not a valid URL ({e})")),
+        crate::provision::tls::TargetError::Tls(e) => connect_error(e.to_string()),
+    })?;
+    target
+        .config
         .dbname(database)
         .application_name(APPLICATION_NAME)
         .connect_timeout(CONNECT_TIMEOUT);
-    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tokio_postgres::NoTls))
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, target.connect())
         .await
         .map_err(|_| {
             connect_error(format!(

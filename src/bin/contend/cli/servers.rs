@@ -96,6 +96,11 @@ pub struct ServerArgs {
     /// Redis URL of an existing server (external backend).
     #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Start PostgreSQL with TLS only (local backend): a CA and a server
+    /// certificate made for the run, pg_hba hostssl lines only, contend's
+    /// clients on sslmode=verify-full.
+    #[arg(long)]
+    pub tls: bool,
     /// Seconds a server may take to accept connections.
     #[arg(long, value_name = "SECONDS", default_value_t = ProvisionOptions::default().startup_timeout.as_secs(), value_parser = parse_startup_seconds)]
     pub startup_timeout: u64,
@@ -158,6 +163,7 @@ impl TryFrom<ServerArgs> for ProvisionOptions {
             redis_url,
             startup_timeout: Duration::from_secs(args.startup_timeout),
             database_url_from_env,
+            tls: args.tls,
             ..ProvisionOptions::default()
         };
         options.validate()?;
