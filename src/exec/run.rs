@@ -14,7 +14,9 @@ use super::error::RunError;
 use crate::driver::{panic_message, LiveCounts, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples};
 use crate::provision::Servers;
-use crate::record::{BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, CELL_SCHEMA};
+use crate::record::{
+    BusinessSummary, CellRecord, CellSettings, NetworkMeasured, ScheduleReport, Scorecard, CELL_SCHEMA,
+};
 use crate::results::remove_if_empty;
 use crate::workload::{with_workload, InvariantCheck, Migration, Workload, WorkloadUser};
 
@@ -68,6 +70,7 @@ impl CellRun<'_> {
         let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live, clock).await?;
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
+        let proxy_report = harness.proxy_report.take();
         let Measured {
             metrics,
             schedule,
@@ -76,7 +79,9 @@ impl CellRun<'_> {
             business,
             slo,
             strategy,
+            mut network,
         } = harness.finish(outcome).await?;
+        network.proxy = proxy_report;
         Ok(CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -94,6 +99,7 @@ impl CellRun<'_> {
             business,
             slo,
             invariants,
+            network: Some(network),
         })
     }
 }
@@ -138,6 +144,7 @@ struct Measured {
     business: BusinessSummary,
     slo: Scorecard,
     strategy: Option<String>,
+    network: NetworkMeasured,
 }
 
 async fn measure<W: Workload>(
@@ -150,6 +157,7 @@ async fn measure<W: Workload>(
     }
     harness.prepare(&mut workload).await?;
     harness.start_load(settings).await?;
+    let network = harness.measure_network(settings).await?;
     let workload = Arc::new(workload);
     let output = harness.drive(Arc::clone(&workload), settings.driver).await;
     let server = harness.stop_load().await;
@@ -179,6 +187,7 @@ async fn measure<W: Workload>(
         business,
         slo,
         strategy: workload.strategy().map(str::to_string),
+        network,
     })
 }
 

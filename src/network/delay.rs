@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// How long before a deadline the waiting thread stops sleeping and spins:
 /// enough to cover a sleep's wake-up latency on a busy two-core machine,
 /// short enough that spinning costs little CPU per chunk.
-pub const SPIN: Duration = Duration::from_micros(60);
+pub const SPIN: Duration = Duration::from_micros(50);
 
 /// Makes the calling thread precise: 1 ns of timer slack (the default
 /// 50 µs would be the error) and, where allowed (root), nice -10, so that

@@ -69,6 +69,12 @@ pub enum ProxyError {
     /// No thread for it.
     #[error("the network proxy cannot start a thread: {0}; lower --pool-size or --instances")]
     Spawn(#[source] std::io::Error),
+    /// The server's address cannot be proxied.
+    #[error("--network-rtt: {reason}; give the server as postgres://HOST:PORT/...")]
+    Upstream {
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// A running proxy; [`DelayProxy::stop`] ends it and gives its report
@@ -307,8 +313,16 @@ impl Shared {
                 to: Arc::clone(&to),
                 bytes,
             };
-            locked(&self.queue).push(chunk, now + delay, &mut last_deadline);
-            self.queued.notify_one();
+            let mut queue = locked(&self.queue);
+            let deadline = queue.push(chunk, now + delay, &mut last_deadline);
+            // The deliverer sleeps until the earliest deadline: wake it only
+            // when this chunk is the new earliest (with a fixed delay, only
+            // into an empty queue), not once per chunk.
+            let earliest = queue.next_deadline() == Some(deadline);
+            drop(queue);
+            if earliest {
+                self.queued.notify_one();
+            }
             if ended {
                 break;
             }

@@ -71,6 +71,35 @@ fn measured_text(driver: &DriverSettings, measured_s: f64) -> String {
     }
 }
 
+/// The network line: the round trip the pools saw against what was set
+/// and the direct one, and the proxy's cost when one was in the path.
+fn network_text(network: &crate::record::NetworkMeasured) -> String {
+    let mut line = if network.proxy.is_some() {
+        format!(
+            "network: RTT {:.2} ms measured (set {} ms; direct {:.2} ms)",
+            network.rtt_pooled_ms, network.rtt_set_ms, network.rtt_direct_ms
+        )
+    } else {
+        format!(
+            "network: direct, RTT {:.2} ms measured (loopback and server)",
+            network.rtt_pooled_ms
+        )
+    };
+    if let Some(proxy) = &network.proxy {
+        let jitter = if proxy.jitter_ms > 0.0 {
+            format!(", jitter {} ms", proxy.jitter_ms)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            line,
+            ", proxy CPU {:.2} s{jitter}, its timer late {:.0} µs median, {:.0} µs p99",
+            proxy.cpu_s, proxy.timer_late_p50_us, proxy.timer_late_p99_us
+        );
+    }
+    line
+}
+
 /// A readable summary of one cell.
 pub fn cell_summary(record: &CellRecord) -> String {
     let s = &record.settings;
@@ -104,6 +133,9 @@ pub fn cell_summary(record: &CellRecord) -> String {
             .map_or("the URL's user".to_string(), |role| format!("{role} (not a superuser)")),
         s.driver.threads
     );
+    if let Some(network) = &record.network {
+        let _ = writeln!(out, "{}", network_text(network));
+    }
     if let Some(strategy) = &record.strategy {
         let _ = writeln!(out, "strategy: {strategy}");
     }
