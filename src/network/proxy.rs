@@ -4,7 +4,9 @@
 //!
 //! Threads, not tasks: one accepting, two per connection reading (one per
 //! direction, each stamping what it read with its deadline), and one
-//! delivering everything at its deadline ([`super::wait_until`]). They are
+//! delivering everything at its deadline ([`super::wait_until`]). A
+//! chunk's deadline counts from when the kernel received it (its receive
+//! timestamp), not from when its reader woke. They are
 //! the proxy's own, so its CPU is not the driver's and is measured apart
 //! (each thread's own CPU clock, summed as it ends). Writes are blocking:
 //! a peer that stops reading for a second fails its connection, never the
@@ -13,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,8 +40,14 @@ const READ_BUFFER: usize = 64 * 1024;
 /// What the proxy did and cost over its life (one cell).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProxyReport {
-    /// Delay added each way, milliseconds (half the round trip).
+    /// Delay added each way, milliseconds: half the round trip, less what
+    /// the proxy's own path was found to add ([`DelayProxy::trim`]).
     pub one_way_ms: f64,
+    /// What the proxy's own path (two more loopback hops, its threads
+    /// waking) was found to add to a round trip before it was trimmed off
+    /// the delay, milliseconds. 0 when not trimmed.
+    #[serde(default)]
+    pub trimmed_ms: f64,
     /// Jitter asked for, milliseconds (the full width of the variation).
     pub jitter_ms: f64,
     /// Client connections accepted.
@@ -48,6 +56,10 @@ pub struct ProxyReport {
     pub chunks: u64,
     /// Bytes delivered, both directions.
     pub bytes: u64,
+    /// Chunks whose delay counted from the kernel's receive timestamp
+    /// (the rest: from when their reader woke).
+    #[serde(default)]
+    pub chunks_kernel_stamped: u64,
     /// CPU seconds of all the proxy's threads (user + system).
     pub cpu_s: f64,
     /// How late chunks were written after their deadline, mean, µs.
@@ -89,7 +101,10 @@ pub struct DelayProxy {
 /// What the proxy's threads share.
 struct Shared {
     upstream: SocketAddr,
-    one_way: Duration,
+    /// Nanoseconds; [`DelayProxy::trim`] lowers it.
+    one_way_ns: AtomicU64,
+    /// Nanoseconds trimmed off each way's delay.
+    trimmed_ns: AtomicU64,
     /// Full width of the one-way delay's variation.
     jitter: Duration,
     /// Set by stop: the acceptor ends.
@@ -116,6 +131,7 @@ struct Stats {
     connections: u64,
     chunks: u64,
     bytes: u64,
+    kernel_stamped: u64,
     cpu_ns: u64,
     late_ns: Option<Histogram<u64>>,
 }
@@ -129,6 +145,43 @@ struct Chunk {
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Asks the kernel to stamp what `socket` receives (SO_TIMESTAMPNS);
+/// whether it will.
+fn enable_receive_timestamps(socket: &TcpStream) -> bool {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true).is_ok()
+}
+
+/// Reads from `socket` with the moment its bytes arrived: the kernel's
+/// receive timestamp carried over to the monotonic clock, so a reader
+/// woken late (a busy machine) still delays from the arrival, as a wire
+/// would; `None` when the kernel gave no stamp.
+fn read_stamped(socket: &TcpStream, buffer: &mut [u8]) -> (std::io::Result<usize>, Option<Instant>) {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buffer)];
+    let received = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty());
+    let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
+    let message = match received {
+        Ok(message) => message,
+        Err(errno) => return (Err(errno.into()), None),
+    };
+    let arrived = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(stamp) => {
+                let at = std::time::UNIX_EPOCH + Duration::new(stamp.tv_sec() as u64, stamp.tv_nsec() as u32);
+                // A stamp in the future or implausibly old (the wall clock
+                // stepped) is not used.
+                let age = wall_now.duration_since(at).ok()?;
+                (age < Duration::from_millis(100)).then(|| now - age)
+            }
+            _ => None,
+        })
+    });
+    (Ok(message.bytes), arrived)
 }
 
 /// CPU time of the calling thread, nanoseconds (0 if the clock is unreadable).
@@ -146,7 +199,8 @@ impl DelayProxy {
         let local = listener.local_addr().map_err(ProxyError::Bind)?;
         let shared = Arc::new(Shared {
             upstream,
-            one_way: Duration::from_secs_f64(network.rtt_ms.max(0.0) / 2000.0),
+            one_way_ns: AtomicU64::new((network.rtt_ms.max(0.0) * 500_000.0) as u64),
+            trimmed_ns: AtomicU64::new(0),
             jitter: Duration::from_secs_f64(network.jitter_ms.max(0.0) / 1000.0),
             stopping: AtomicBool::new(false),
             draining: AtomicBool::new(false),
@@ -187,6 +241,17 @@ impl DelayProxy {
         self.local
     }
 
+    /// Takes `excess` (what the proxy's own path was measured to add to a
+    /// round trip, beyond the delay and the direct round trip) off the
+    /// delay, half each way, never below zero; the report says how much.
+    pub fn trim(&self, excess: Duration) {
+        let half = (excess.as_nanos() / 2) as u64;
+        let before = self.shared.one_way_ns.load(Ordering::Relaxed);
+        let taken = half.min(before);
+        self.shared.one_way_ns.store(before - taken, Ordering::Relaxed);
+        self.shared.trimmed_ns.fetch_add(taken, Ordering::Relaxed);
+    }
+
     /// Closes every connection still open, ends the threads and reports.
     pub fn stop(mut self) -> ProxyReport {
         self.shut();
@@ -194,11 +259,13 @@ impl DelayProxy {
         let late = stats.late_ns.as_ref();
         let us = |ns: f64| ns / 1000.0;
         ProxyReport {
-            one_way_ms: self.shared.one_way.as_secs_f64() * 1000.0,
+            one_way_ms: self.shared.one_way().as_secs_f64() * 1000.0,
+            trimmed_ms: self.shared.trimmed_ns.load(Ordering::Relaxed) as f64 * 2.0 / 1e6,
             jitter_ms: self.shared.jitter.as_secs_f64() * 1000.0,
             connections: stats.connections,
             chunks: stats.chunks,
             bytes: stats.bytes,
+            chunks_kernel_stamped: stats.kernel_stamped,
             cpu_s: stats.cpu_ns as f64 / 1e9,
             timer_late_mean_us: late.map_or(0.0, |h| us(h.mean())),
             timer_late_p50_us: late.map_or(0.0, |h| us(h.value_at_quantile(0.5) as f64)),
@@ -243,6 +310,9 @@ impl Drop for DelayProxy {
 }
 
 impl Shared {
+    fn one_way(&self) -> Duration {
+        Duration::from_nanos(self.one_way_ns.load(Ordering::Relaxed))
+    }
     /// Accepts clients until stopped; each gets its server connection and
     /// two readers.
     fn accept(self: Arc<Self>, listener: TcpListener) {
@@ -295,14 +365,23 @@ impl Shared {
         let mut buffer = vec![0u8; READ_BUFFER];
         let mut last_deadline = None;
         let mut rng = rand::rng();
+        let stamped = enable_receive_timestamps(&from);
+        let mut kernel_stamped = 0u64;
         loop {
-            let read = (&*from).read(&mut buffer);
-            let now = Instant::now();
+            let (read, now) = if stamped {
+                let (read, arrived) = read_stamped(&from, &mut buffer);
+                kernel_stamped += u64::from(arrived.is_some());
+                (read, arrived.unwrap_or_else(Instant::now))
+            } else {
+                let read = (&*from).read(&mut buffer);
+                (read, Instant::now())
+            };
+            let one_way = self.one_way();
             let delay = if self.jitter.is_zero() {
-                self.one_way
+                one_way
             } else {
                 let half = self.jitter.as_secs_f64() / 2.0;
-                Duration::from_secs_f64((self.one_way.as_secs_f64() + rng.random_range(-half..=half)).max(0.0))
+                Duration::from_secs_f64((one_way.as_secs_f64() + rng.random_range(-half..=half)).max(0.0))
             };
             let bytes = match read {
                 Ok(0) | Err(_) => None,
@@ -327,6 +406,7 @@ impl Shared {
                 break;
             }
         }
+        locked(&self.stats).kernel_stamped += kernel_stamped;
         self.reader_ended(id, thread_cpu_ns());
     }
 
@@ -473,6 +553,10 @@ mod tests {
             assert_eq!(report.connections, 1);
             assert_eq!(report.chunks, 200, "each message once each way");
             assert_eq!(report.bytes, 1600);
+            assert!(
+                report.chunks_kernel_stamped >= 190,
+                "Linux stamps what TCP receives: {report:?}"
+            );
             assert!(report.cpu_s > 0.0, "the threads' CPU is read");
             // A 1 ms timer would be ~500 µs late at the median; the p99 is
             // the machine's (a busy scheduler), printed above, not asserted.

@@ -103,8 +103,9 @@ pub struct NetworkMeasured {
     /// The round trip asked for (`--network-rtt`), milliseconds.
     pub rtt_set_ms: f64,
     /// `SELECT 1` timed on a connection of its own over the pools' path
-    /// (through the proxy when there is one), median, milliseconds: the
-    /// round trip the clients saw, server included.
+    /// (through the proxy when there is one, after its delay was trimmed by
+    /// what its own path adds: `proxy.trimmed_ms`), median, milliseconds:
+    /// the round trip the clients saw, server included.
     pub rtt_pooled_ms: f64,
     /// The same on a direct connection, median, milliseconds.
     pub rtt_direct_ms: f64,

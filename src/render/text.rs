@@ -93,8 +93,8 @@ fn network_text(network: &crate::record::NetworkMeasured) -> String {
         };
         let _ = write!(
             line,
-            ", proxy CPU {:.2} s{jitter}, its timer late {:.0} µs median, {:.0} µs p99",
-            proxy.cpu_s, proxy.timer_late_p50_us, proxy.timer_late_p99_us
+            ", proxy CPU {:.2} s{jitter}, its own path {:.2} ms (trimmed off the delay), its timer late {:.0} µs median, {:.0} µs p99",
+            proxy.cpu_s, proxy.trimmed_ms, proxy.timer_late_p50_us, proxy.timer_late_p99_us
         );
     }
     line
