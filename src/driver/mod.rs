@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::client::AppPool;
-use crate::client::Attempt;
+use crate::client::{count_round_trips, Attempt};
 use crate::measure::{AttemptOutcome, AttemptTiming, IntervalStats, Recorder};
 use crate::workload::Workload;
 
@@ -828,12 +828,16 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
     let op = context.workload.choose_operation(&mut context.rng);
     let mut started = first_started;
     for attempt in 0..=context.max_retries {
-        let mut connections = Attempt::new(pool, context.cache.as_mut());
-        let result = context
-            .workload
-            .run_operation(op, &mut connections, &mut context.rng)
-            .await;
-        let (times, finished) = connections.finish(result.is_ok()).await;
+        let ((result, (times, finished)), round_trips) = count_round_trips(async {
+            let mut connections = Attempt::new(pool, context.cache.as_mut());
+            let result = context
+                .workload
+                .run_operation(op, &mut connections, &mut context.rng)
+                .await;
+            let finished = connections.finish(result.is_ok()).await;
+            (result, finished)
+        })
+        .await;
         let mut counted = [None; 3];
         let outcome = match result.and_then(|result| finished.map(|()| result)) {
             Ok(result) => {
@@ -848,6 +852,7 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
             in_db_us: times.in_db_us,
             end_to_end_us: started.elapsed().as_micros() as u64,
             checked_out: times.checked_out,
+            round_trips,
         };
         let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
         match &outcome {

@@ -134,7 +134,18 @@ pub fn cell_summary(record: &CellRecord) -> String {
         s.driver.threads
     );
     if let Some(network) = &record.network {
-        let _ = writeln!(out, "{}", network_text(network));
+        let per_op: Vec<String> = m
+            .operations
+            .iter()
+            .filter(|op| op.round_trips_per_attempt > 0.0)
+            .map(|op| format!("{} {:.1}", op.name, op.round_trips_per_attempt))
+            .collect();
+        let round_trips = if per_op.is_empty() {
+            String::new()
+        } else {
+            format!(" · round trips per transaction: {}", per_op.join(", "))
+        };
+        let _ = writeln!(out, "{}{round_trips}", network_text(network));
     }
     if let Some(strategy) = &record.strategy {
         let _ = writeln!(out, "strategy: {strategy}");

@@ -118,6 +118,13 @@ async fn k_statements_at_2ms_spend_k_round_trips_more_in_the_database() {
         "{K} statements at 2 ms: in-DB time rises by {rise_ms:.2} ms, not {expected_ms} ms ± 20%"
     );
     assert!(far.metrics.errors == 0 && direct.metrics.errors == 0);
+    for record in [&direct, &far] {
+        let counted = record.metrics.operations[0].round_trips_per_attempt;
+        assert!(
+            (counted - K as f64).abs() < 0.05,
+            "{K} statements, {counted} round trips counted"
+        );
+    }
 }
 
 #[test]
