@@ -17,7 +17,7 @@ pub use self::compare::{
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
 pub use self::recommend::{
     recommend, recommend_each, CellPoint, FormulaVerdict, Knee, LittleCheck, MaxConnectionsAdvice, OverBudget,
-    RecommendOptions, Recommendation, UslReport, BUILT_IN_FORMULAS,
+    RecommendOptions, Recommendation, RttProjection, UslReport, BUILT_IN_FORMULAS,
 };
 pub use self::stats::median;
 pub use self::usl::{fit, UslFit};

@@ -346,6 +346,26 @@ pub fn scorecard_text(results: &[crate::measure::SloResult]) -> String {
     out
 }
 
+/// Which network a recommendation is for: the pool it names holds
+/// connections for that many round trips.
+fn network_of_recommendation(rec: &crate::analysis::Recommendation) -> String {
+    let measured = if rec.network_rtt_measured_ms > 0.0 {
+        format!(" (clients measured {:.2} ms a round trip)", rec.network_rtt_measured_ms)
+    } else {
+        String::new()
+    };
+    if rec.network_rtt_ms > 0.0 {
+        format!(
+            "- made for a network RTT of {} ms between the app and the database{measured}",
+            rec.network_rtt_ms
+        )
+    } else {
+        format!(
+            "- made for loopback{measured}: an application across a network holds each connection longer per round trip; try --for-rtt, or sweep with --network-rtts"
+        )
+    }
+}
+
 /// A readable recommendation: every figure with the cells it came from.
 pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
     let cells = |list: &[usize]| -> String {
@@ -364,6 +384,40 @@ pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
         rec.workload,
         rec.cells.len()
     );
+    // Cells from before the network was recorded say nothing of it, and
+    // their recommendations read as they always did.
+    if rec.network_rtt_ms > 0.0 || rec.network_rtt_measured_ms > 0.0 {
+        let _ = writeln!(out, "{}", network_of_recommendation(rec));
+    }
+    if let Some(projection) = &rec.projection {
+        let per_instance: Vec<String> = projection
+            .pool_per_instance
+            .iter()
+            .map(|(instances, pool)| format!("{pool} per instance with {instances} instance(s)"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- projection (Little's law, not measured): at RTT {} ms the same throughput needs total pool ≈ {} ({}): {:.1}/s × ({:.2} ms in the database, {:.2} ms of it the server's, + {:.1} round trips × {:+.2} ms) = {:.1} connections busy (the knee's pool {} had {:.1} busy), plus the knee's spare connections × √ of that growth — from {}; a sweep with --network-rtt {}ms checks it",
+            projection.for_rtt_ms,
+            projection.total_pool,
+            per_instance.join(", "),
+            projection.throughput_per_s,
+            projection.in_db_ms,
+            projection.server_ms,
+            projection.round_trips_per_attempt,
+            projection.for_rtt_ms - projection.from_rtt_ms,
+            projection.projected_busy,
+            projection.knee_total_pool,
+            projection.busy_at_knee,
+            cells(&projection.cells),
+            projection.for_rtt_ms,
+        );
+    } else if let Some(for_rtt_ms) = rec.options.for_rtt_ms {
+        let _ = writeln!(
+            out,
+            "- projection for RTT {for_rtt_ms} ms: none (no knee, or its cells counted no round trips: recorded before contend counted them)"
+        );
+    }
     match &rec.knee {
         Some(knee) => {
             let per_instance: Vec<String> = knee

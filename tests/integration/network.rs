@@ -150,3 +150,88 @@ fn network_loss_is_refused_saying_why() {
         "--network-jitter varies a delay: give the delay too",
     );
 }
+
+/// An open-loop sleep sweep at RTT 0 and 2 ms: 300 transactions/s of
+/// BEGIN, a 5 ms pg_sleep, COMMIT (3 round trips) need about 300 × 5.2 ms
+/// ≈ 1.6 connections busy over loopback and 300 × 11.2 ms ≈ 3.4 at 2 ms,
+/// so the knee at 2 ms is larger; the projection from the RTT-0 cells
+/// (`recommend --for-rtt 2ms`) lands within 25% of it.
+#[test]
+fn the_knee_grows_with_the_rtt_and_the_projection_from_loopback_finds_it() {
+    crate::util::prepare_machine();
+    let tmp = crate::util::IsolatedTmp::new();
+    let results = tmp.path().join("results");
+    let output = tmp
+        .contend()
+        .args(["sweep", "--workload", "sleep", "--pool-sizes", "1,2,3,4,6"])
+        .args([
+            "--network-rtts",
+            "0,2ms",
+            "--rate",
+            "300",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0.5s",
+        ])
+        .args([
+            "--set",
+            "traffic.delay_us=5000",
+            "--p99-slo-ms",
+            "10000",
+            "--backend",
+            "local",
+        ])
+        .args(["--no-slo-exit", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = crate::util::text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stdout.contains("made for a network RTT of 2 ms"), "{stdout}");
+    assert!(stdout.contains("made for loopback"), "{stdout}");
+    let dir = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
+    let output = tmp
+        .contend()
+        .args(["recommend", "--json", "--for-rtt", "2ms", "--p99-slo-ms", "10000"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", crate::util::text(&output).1);
+    let recommendations: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(recommendations.len(), 2, "one per round trip");
+    let of_rtt = |rtt: f64| {
+        recommendations
+            .iter()
+            .find(|r| r["network_rtt_ms"].as_f64() == Some(rtt))
+            .unwrap_or_else(|| panic!("a recommendation for RTT {rtt}"))
+    };
+    let (near, far) = (of_rtt(0.0), of_rtt(2.0));
+    let near_knee = near["knee"]["total_pool"].as_u64().expect("a knee at RTT 0");
+    let far_knee = far["knee"]["total_pool"].as_u64().expect("a knee at 2 ms");
+    let projected = near["projection"]["total_pool"]
+        .as_u64()
+        .expect("a projection from RTT 0");
+    let off = (projected as f64 - far_knee as f64).abs() / far_knee as f64;
+    eprintln!(
+        "knee at RTT 0: {near_knee}; at 2 ms: {far_knee}; projected from RTT 0 for 2 ms: {projected} ({:.0}% off); projection {}",
+        off * 100.0,
+        near["projection"]
+    );
+    assert!(
+        far_knee > near_knee,
+        "the knee at 2 ms ({far_knee}) is larger than at 0 ({near_knee})"
+    );
+    assert!(off <= 0.25, "projected {projected} for a measured knee of {far_knee}");
+    let text = tmp
+        .contend()
+        .args(["recommend", "--for-rtt", "2ms", "--p99-slo-ms", "10000"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (stdout, _) = crate::util::text(&text);
+    assert!(
+        stdout.contains("- projection (Little's law, not measured): at RTT 2 ms"),
+        "{stdout}"
+    );
+}

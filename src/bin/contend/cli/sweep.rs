@@ -318,6 +318,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "cores",
     "spindles",
     "formulas",
+    "for_rtt",
     "no_slo_exit",
     "format",
 ];
