@@ -14,6 +14,9 @@
 //! provision  servers and their lifetimes: local (initdb/postgres,
 //!            redis-server), docker (testcontainers), external (URLs);
 //!            generated passwords, URLs masked in every output
+//! network    the network between app pools and server: a delaying TCP
+//!            proxy on threads of its own (--network-rtt), its timer and
+//!            what it cost
 //! client     what an application holds: pools (deadpool | sqlx | none),
 //!            one attempt's lazily checked-out session, Redis connections,
 //!            error classes
@@ -44,6 +47,8 @@
 #![deny(unsafe_code)]
 
 pub mod provision;
+
+pub mod network;
 
 pub mod client;
 

@@ -19,7 +19,8 @@ pub use self::diagnosis::diagnose;
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
 pub use self::recommend::{
     recommend, recommend_each, BestMeasured, CellPoint, FormulaVerdict, Knee, KneeVerdict, LittleCheck,
-    MaxConnectionsAdvice, OverBudget, RecommendOptions, Recommendation, SideVerdict, UslReport, BUILT_IN_FORMULAS,
+    MaxConnectionsAdvice, OverBudget, RecommendOptions, Recommendation, RttProjection, SideVerdict, UslReport,
+    BUILT_IN_FORMULAS,
 };
 pub use self::stats::median;
 pub use self::usl::{fit, UslFit};

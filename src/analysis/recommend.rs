@@ -37,6 +37,10 @@ pub struct RecommendOptions {
     /// Formulas to judge besides the built-in ones.
     #[serde(default)]
     pub formulas: Vec<Formula>,
+    /// Also project the pool the knee's goodput needs at this network
+    /// round trip, milliseconds (`--for-rtt`); `None`: no projection.
+    #[serde(default)]
+    pub for_rtt_ms: Option<f64>,
 }
 
 impl Default for RecommendOptions {
@@ -48,6 +52,7 @@ impl Default for RecommendOptions {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             spindles: 1,
             formulas: Vec::new(),
+            for_rtt_ms: None,
         }
     }
 }
@@ -89,6 +94,17 @@ pub struct CellPoint {
     /// Share of its active backends waiting on Lock or LWLock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_wait_share: Option<f64>,
+    /// Network round trip the cell was run with (`--network-rtt`), ms.
+    #[serde(default)]
+    pub rtt_set_ms: f64,
+    /// Round trip its clients saw (`SELECT 1` over the pools' path), ms;
+    /// 0 in cells recorded before it was measured.
+    #[serde(default)]
+    pub rtt_measured_ms: f64,
+    /// Protocol round trips per attempt, all operations weighted by their
+    /// attempts in the database; 0 in cells recorded before it was counted.
+    #[serde(default)]
+    pub round_trips_per_attempt: f64,
 }
 
 impl CellPoint {
@@ -136,6 +152,21 @@ impl CellPoint {
                     .map(|k| d.wait_shares.get(*k).copied().unwrap_or(0.0))
                     .sum()
             }),
+            rtt_set_ms: record.settings.network.rtt_ms,
+            rtt_measured_ms: record.network.as_ref().map_or(0.0, |n| n.rtt_pooled_ms),
+            round_trips_per_attempt: {
+                let (trips, attempts) = m.operations.iter().fold((0.0, 0u64), |(trips, attempts), op| {
+                    (
+                        trips + op.round_trips_per_attempt * op.in_db.count as f64,
+                        attempts + op.in_db.count,
+                    )
+                });
+                if attempts > 0 {
+                    trips / attempts as f64
+                } else {
+                    0.0
+                }
+            },
         }
     }
 }
@@ -307,6 +338,98 @@ pub struct FormulaVerdict {
     pub distance_from_recommended: f64,
 }
 
+/// The pool the knee's goodput would need at another round trip: a
+/// projection from the knee's cells, not a measurement. Each attempt holds
+/// its connection for its time in the database, which is server time plus
+/// its round trips × the round trip; so at `for_rtt_ms` the hold time is
+/// the measured one plus round trips × (`for_rtt_ms` − the RTT the cells
+/// ran with), and by Little's law the busy connections are throughput ×
+/// that hold time. A pool exactly that busy queues without bound, so the
+/// knee kept some connections spare; the spare ones are carried over
+/// scaled by the square root of the busy ones' growth (square-root
+/// staffing: queueing headroom grows with the square root of the load).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RttProjection {
+    /// The round trip projected for, milliseconds.
+    pub for_rtt_ms: f64,
+    /// The round trip the knee's cells ran with (`--network-rtt`), ms.
+    pub from_rtt_ms: f64,
+    /// The round trip their clients saw, median of the cells, ms.
+    pub from_rtt_measured_ms: f64,
+    /// Attempts per second at the knee (median of its cells).
+    pub throughput_per_s: f64,
+    /// Mean time in the database per attempt at the knee, ms.
+    pub in_db_ms: f64,
+    /// Round trips per attempt at the knee (the driver's count).
+    pub round_trips_per_attempt: f64,
+    /// In-database time less round trips × the measured round trip: the
+    /// server's own time per attempt, ms (never below 0).
+    pub server_ms: f64,
+    /// Hold time per attempt at `for_rtt_ms`, ms.
+    pub projected_in_db_ms: f64,
+    /// Connections busy at the knee: throughput × in-DB time.
+    pub busy_at_knee: f64,
+    /// Connections busy at `for_rtt_ms`: throughput × projected hold time.
+    pub projected_busy: f64,
+    /// The knee's total pool, projected from.
+    pub knee_total_pool: u32,
+    /// Total pool projected: `projected_busy` + the knee's spare
+    /// connections × √(`projected_busy` / `busy_at_knee`), rounded up.
+    pub total_pool: u32,
+    /// Per instance, for each instance count swept.
+    pub pool_per_instance: BTreeMap<u32, u32>,
+    /// The knee's cells it was projected from.
+    pub cells: Vec<usize>,
+}
+
+/// Projects the knee's pool to `for_rtt_ms` (see [`RttProjection`]);
+/// `None` without round trips counted in the knee's cells.
+fn project(cells: &[CellPoint], knee: &Knee, for_rtt_ms: f64) -> Option<RttProjection> {
+    let at_knee: Vec<&CellPoint> = cells.iter().filter(|c| knee.cells.contains(&c.cell)).collect();
+    let median_of = |value: fn(&CellPoint) -> f64| {
+        let mut values: Vec<f64> = at_knee.iter().map(|c| value(c)).collect();
+        median(&mut values)
+    };
+    let round_trips = median_of(|c| c.round_trips_per_attempt);
+    if at_knee.is_empty() || round_trips <= 0.0 {
+        return None;
+    }
+    let throughput = median_of(|c| c.throughput_per_s);
+    let in_db_ms = median_of(|c| c.mean_in_db_ms);
+    let from_rtt_ms = median_of(|c| c.rtt_set_ms);
+    let from_rtt_measured_ms = median_of(|c| c.rtt_measured_ms);
+    let projected_in_db_ms = (in_db_ms + round_trips * (for_rtt_ms - from_rtt_ms)).max(0.0);
+    let busy_at_knee = throughput * in_db_ms / 1000.0;
+    let projected_busy = throughput * projected_in_db_ms / 1000.0;
+    let spare = (f64::from(knee.total_pool) - busy_at_knee).max(0.0);
+    let growth = if busy_at_knee > 0.0 {
+        (projected_busy / busy_at_knee).sqrt()
+    } else {
+        1.0
+    };
+    let total_pool = (projected_busy + spare * growth).ceil().max(1.0) as u32;
+    Some(RttProjection {
+        for_rtt_ms,
+        from_rtt_ms,
+        from_rtt_measured_ms,
+        throughput_per_s: throughput,
+        in_db_ms,
+        round_trips_per_attempt: round_trips,
+        server_ms: (in_db_ms - round_trips * from_rtt_measured_ms).max(0.0),
+        projected_in_db_ms,
+        busy_at_knee,
+        projected_busy,
+        knee_total_pool: knee.total_pool,
+        total_pool,
+        pool_per_instance: knee
+            .pool_per_instance
+            .keys()
+            .map(|&k| (k, total_pool.div_ceil(k)))
+            .collect(),
+        cells: knee.cells.clone(),
+    })
+}
+
 /// Everything recommended from one sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recommendation {
@@ -335,6 +458,17 @@ pub struct Recommendation {
     /// without diagnosed cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knee_verdict: Option<KneeVerdict>,
+    /// The network round trip the cells ran with (`--network-rtt`), ms:
+    /// the recommendation is for that network. 0 (loopback) in
+    /// recommendations made before it was recorded.
+    #[serde(default)]
+    pub network_rtt_ms: f64,
+    /// The round trip the cells' clients saw, median, ms (0: not measured).
+    #[serde(default)]
+    pub network_rtt_measured_ms: f64,
+    /// With `--for-rtt`: the pool projected for that round trip.
+    #[serde(default)]
+    pub projection: Option<RttProjection>,
 }
 
 /// Recommends from `records` (in cells.jsonl order), all taken as one
@@ -344,22 +478,25 @@ pub fn recommend(records: &[CellRecord], options: &RecommendOptions) -> Recommen
     recommend_lines(&numbered, options)
 }
 
-/// One recommendation per workload of `records` (in cells.jsonl order, in
-/// the order the workloads first appear), cells still named by their line.
+/// One recommendation per workload and network round trip of `records`
+/// (in cells.jsonl order, in the order they first appear), cells still
+/// named by their line: a knee found over cells of two networks would be
+/// neither's.
 pub fn recommend_each(records: &[CellRecord], options: &RecommendOptions) -> Vec<Recommendation> {
-    let mut workloads: Vec<&str> = Vec::new();
+    let group = |r: &CellRecord| (r.settings.workload.clone(), r.settings.network.rtt_ms.to_bits());
+    let mut groups: Vec<(String, u64)> = Vec::new();
     for record in records {
-        if !workloads.contains(&record.settings.workload.as_str()) {
-            workloads.push(&record.settings.workload);
+        if !groups.contains(&group(record)) {
+            groups.push(group(record));
         }
     }
-    workloads
+    groups
         .iter()
-        .map(|workload| {
+        .map(|wanted| {
             let numbered: Vec<(usize, &CellRecord)> = records
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.settings.workload == *workload)
+                .filter(|(_, r)| group(r) == *wanted)
                 .map(|(i, r)| (i + 1, r))
                 .collect();
             recommend_lines(&numbered, options)
@@ -502,7 +639,22 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
 
     let formulas = verdicts(&cells, knee.as_ref(), max_connections.as_ref(), options);
     let knee_verdict = knee.as_ref().and_then(|knee| knee_verdict(&cells, knee.total_pool));
+    let projection = match (options.for_rtt_ms, knee.as_ref()) {
+        (Some(for_rtt_ms), Some(knee)) => project(&cells, knee, for_rtt_ms),
+        _ => None,
+    };
+    let network_rtt_ms = {
+        let mut set: Vec<f64> = cells.iter().map(|c| c.rtt_set_ms).collect();
+        median(&mut set)
+    };
+    let network_rtt_measured_ms = {
+        let mut seen: Vec<f64> = cells.iter().map(|c| c.rtt_measured_ms).collect();
+        median(&mut seen)
+    };
     Recommendation {
+        network_rtt_ms,
+        network_rtt_measured_ms,
+        projection,
         workload: records.first().map(|r| r.settings.workload.clone()).unwrap_or_default(),
         options: options.clone(),
         cells,
@@ -618,5 +770,64 @@ mod tests {
         assert!(knee.basis.starts_with("the USL curve"), "{knee:?}");
         assert_eq!(knee.peak_cells, [5], "the curve peaks at pool 8: {knee:?}");
         assert_eq!(knee.peak_goodput_per_s, 4000.0, "the peak group's measured median");
+    }
+
+    fn point(cell: usize, total_pool: u32, throughput_per_s: f64, mean_in_db_ms: f64) -> CellPoint {
+        CellPoint {
+            cell,
+            total_pool,
+            instances: 1,
+            pool_size: total_pool,
+            max_connections: 100,
+            goodput_per_s: throughput_per_s,
+            throughput_per_s,
+            p99_ms: 10.0,
+            refused: 0,
+            pool_timeouts: 0,
+            error_rate: 0.0,
+            mean_in_db_ms,
+            observed_active: 0.0,
+            clients: None,
+            rtt_set_ms: 0.0,
+            rtt_measured_ms: 0.1,
+            round_trips_per_attempt: 3.0,
+            bottleneck: None,
+            lock_wait_share: None,
+        }
+    }
+
+    #[test]
+    fn the_projection_adds_round_trips_times_the_rtt_and_keeps_the_knees_spare_share() {
+        let cells = vec![point(1, 2, 150.0, 6.0), point(2, 3, 300.0, 6.0)];
+        let knee = Knee {
+            total_pool: 3,
+            goodput_per_s: 300.0,
+            p99_ms: 10.0,
+            peak_goodput_per_s: 300.0,
+            peak_cells: vec![2],
+            cells: vec![2],
+            pool_per_instance: [(1, 3), (2, 2)].into_iter().collect(),
+            basis: "test".into(),
+            best_measured: None,
+        };
+        let projection = project(&cells, &knee, 2.0).expect("round trips were counted");
+        // 300/s × (6 ms + 3 × 2 ms) = 3.6 busy; the knee's 1.2 spare × √(3.6/1.8).
+        assert!((projection.projected_in_db_ms - 12.0).abs() < 1e-9);
+        assert!((projection.busy_at_knee - 1.8).abs() < 1e-9);
+        assert!((projection.projected_busy - 3.6).abs() < 1e-9);
+        assert_eq!(projection.total_pool, (3.6 + 1.2 * 2f64.sqrt()).ceil() as u32);
+        assert_eq!(projection.pool_per_instance[&2], projection.total_pool.div_ceil(2));
+        assert!((projection.server_ms - 5.7).abs() < 1e-9, "6 ms less 3 × 0.1 ms");
+        assert_eq!(projection.cells, vec![2]);
+        // Back to the knee's own RTT: the knee itself.
+        assert_eq!(project(&cells, &knee, 0.0).unwrap().total_pool, 3);
+        let uncounted: Vec<CellPoint> = cells
+            .into_iter()
+            .map(|c| CellPoint {
+                round_trips_per_attempt: 0.0,
+                ..c
+            })
+            .collect();
+        assert!(project(&uncounted, &knee, 2.0).is_none(), "no count, no projection");
     }
 }

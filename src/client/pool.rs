@@ -172,6 +172,32 @@ pub struct AcquireTiming {
 }
 
 tokio::task_local! {
+    /// Protocol round trips of the current attempt (see [`count_round_trips`]).
+    static ROUND_TRIPS: Cell<u32>;
+}
+
+/// Runs `attempt`, counting the protocol round trips its sessions make:
+/// one per simple query (BEGIN, COMMIT, a batch) and per execution of a
+/// prepared statement, one more per statement prepared (deadpool's cache
+/// missed; every statement of a `--pool none` connection, which tokio-postgres
+/// prepares unnamed first). sqlx prepares inside its own cache, once per
+/// connection and statement, unseen: counted as one. Connecting is not
+/// counted (the pool's connect time is apart).
+pub async fn count_round_trips<F: std::future::Future>(attempt: F) -> (F::Output, u32) {
+    ROUND_TRIPS
+        .scope(Cell::new(0), async {
+            let output = attempt.await;
+            (output, ROUND_TRIPS.with(Cell::get))
+        })
+        .await
+}
+
+/// Adds `n` to the current attempt's round trips, if one is being counted.
+fn round_trips(n: u32) {
+    let _ = ROUND_TRIPS.try_with(|count| count.set(count.get() + n));
+}
+
+tokio::task_local! {
     /// Connect time of the current acquire: deadpool opens connections
     /// inside `get()` on the caller's task, so the manager can report it here.
     static CONNECT_US: Cell<u64>;
@@ -384,6 +410,7 @@ impl Session {
     /// Runs a statement without parameters through the simple protocol
     /// (BEGIN, COMMIT, ROLLBACK, SET).
     pub async fn simple(&mut self, sql: &str) -> Result<(), ErrorClass> {
+        round_trips(1);
         match self {
             Session::Deadpool(client) => client
                 .batch_execute(sql)
@@ -427,10 +454,8 @@ impl Session {
     ) -> Result<u64, ErrorClass> {
         match self {
             Session::Deadpool(client) => {
-                let statement = client
-                    .prepare_cached(sql)
-                    .await
-                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                let statement = prepare_counted(client, sql).await?;
+                round_trips(1);
                 let rows = client
                     .query_raw(&statement, tokio_params(params))
                     .await
@@ -438,6 +463,7 @@ impl Session {
                 tokio_fetched(rows, columns, first_row).await
             }
             Session::Fresh(client, _) => {
+                round_trips(2);
                 let rows = client
                     .query_raw(sql, tokio_params(params))
                     .await
@@ -446,6 +472,7 @@ impl Session {
             }
             Session::Sqlx(connection) => {
                 use sqlx::Row;
+                round_trips(1);
                 let rows = sqlx_query(sql, params)
                     .fetch_all(&mut **connection)
                     .await
@@ -471,26 +498,46 @@ impl Session {
     pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
         match self {
             Session::Deadpool(client) => {
-                let statement = client
-                    .prepare_cached(sql)
-                    .await
-                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+                let statement = prepare_counted(client, sql).await?;
+                round_trips(1);
                 client
                     .execute_raw(&statement, tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))
             }
-            Session::Fresh(client, _) => client
-                .execute_raw(sql, tokio_params(params))
-                .await
-                .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
-            Session::Sqlx(connection) => sqlx_query(sql, params)
-                .execute(&mut **connection)
-                .await
-                .map(|done| done.rows_affected())
-                .map_err(|e| ErrorClass::from_sqlx(&e)),
+            Session::Fresh(client, _) => {
+                round_trips(2);
+                client
+                    .execute_raw(sql, tokio_params(params))
+                    .await
+                    .map_err(|e| ErrorClass::from_tokio_postgres(&e))
+            }
+            Session::Sqlx(connection) => {
+                round_trips(1);
+                sqlx_query(sql, params)
+                    .execute(&mut **connection)
+                    .await
+                    .map(|done| done.rows_affected())
+                    .map_err(|e| ErrorClass::from_sqlx(&e))
+            }
         }
     }
+}
+
+/// deadpool's cached prepare, counting a round trip when the cache missed.
+async fn prepare_counted(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, ErrorClass> {
+    let cached = client.statement_cache.size();
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+    if client.statement_cache.size() > cached {
+        round_trips(1);
+    }
+    Ok(statement)
 }
 
 impl Session {

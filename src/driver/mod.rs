@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::client::AppPool;
-use crate::client::Attempt;
+use crate::client::{count_round_trips, Attempt};
 use crate::measure::{AttemptOutcome, AttemptTiming, IntervalStats, Recorder, TransactionEnd};
 use crate::workload::Workload;
 
@@ -831,12 +831,16 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
     let mut started = first_started;
     let (mut pool_wait_us, mut in_db_us) = (0u64, 0u64);
     for attempt in 0..=context.max_retries {
-        let mut connections = Attempt::new(pool, context.cache.as_mut());
-        let result = context
-            .workload
-            .run_operation(op, &mut connections, &mut context.rng)
-            .await;
-        let (times, finished) = connections.finish(result.is_ok()).await;
+        let ((result, (times, finished)), round_trips) = count_round_trips(async {
+            let mut connections = Attempt::new(pool, context.cache.as_mut());
+            let result = context
+                .workload
+                .run_operation(op, &mut connections, &mut context.rng)
+                .await;
+            let finished = connections.finish(result.is_ok()).await;
+            (result, finished)
+        })
+        .await;
         let mut counted = [None; 3];
         let outcome = match result.and_then(|result| finished.map(|()| result)) {
             Ok(result) => {
@@ -851,6 +855,7 @@ async fn run_with_retries<W: Workload>(context: &mut ClientContext<W>, first_sta
             in_db_us: times.in_db_us,
             end_to_end_us: started.elapsed().as_micros() as u64,
             checked_out: times.checked_out,
+            round_trips,
         };
         let retryable = matches!(&outcome, AttemptOutcome::Failed(class) if class.is_retryable());
         pool_wait_us = pool_wait_us.saturating_add(timing.pool_wait_us);

@@ -22,6 +22,12 @@
 //! its deadline is abandoned as [`RunError::Unresponsive`]: its clients
 //! stopped, its tasks dropped, nothing of it recorded as measured.
 //!
+//! The network (`--network-rtt`): when the cell asks for a round trip,
+//! [`CellHarness::start_load`] starts a [`DelayProxy`] before the pools and
+//! gives the pools its address instead of the server's (the one seam:
+//! `pools_url`); the checker and the sampler still connect directly. It
+//! is stopped after the pools close, and its report kept for the record.
+//!
 //! Owns the order of those steps and their release; what a cell measures
 //! and records is run's and migrate's.
 
@@ -37,13 +43,21 @@ use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_
 use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
 use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
+use crate::network::{upstream_of, url_through, DelayProxy, ProxyReport};
 use crate::provision::tls::{PgConnection, PgTarget, TargetError};
 use crate::provision::{database_url, Servers};
-use crate::record::{CellSettings, ServerLoss, TemplateInfo};
+use crate::record::{CellSettings, NetworkMeasured, ServerLoss, TemplateInfo};
 use crate::workload::{uses_redis, CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
 
 /// `application_name` of the checker's connection.
 const CHECKER_APPLICATION: &str = "contend-control";
+
+/// `application_name` of the connection that times the pools' round trip.
+const RTT_APPLICATION: &str = "contend-rtt";
+
+/// `SELECT 1`s timed on each connection for the cell's round trips (after
+/// one untimed).
+const RTT_SAMPLES: u32 = 51;
 
 /// How long a failed setup step waits for the checker's connection to end
 /// before taking the failure for what it says: a server that went away
@@ -158,8 +172,15 @@ pub(super) struct CellHarness {
     database: String,
     /// The admin's URL of the cell's database (checks, sampler, migrations).
     cell_url: String,
-    /// The clients' URL of the cell's database (pools).
+    /// The clients' URL of the cell's database.
     client_url: String,
+    /// What the pools connect to: `client_url`, or the proxy's address
+    /// in its place when the cell has a network.
+    pools_url: String,
+    /// The network's proxy while the load runs.
+    proxy: Option<DelayProxy>,
+    /// What the proxy reported when it stopped.
+    pub proxy_report: Option<ProxyReport>,
     redis_url: Option<String>,
     /// The template the copy was made from.
     pub template: TemplateInfo,
@@ -253,6 +274,9 @@ impl CellHarness {
             _disarm: DisarmOnDrop(Arc::clone(&watchdog)),
             clock,
             client_url: database_url(&servers.postgres.client_url, &database),
+            pools_url: String::new(),
+            proxy: None,
+            proxy_report: None,
             redis_url: servers.redis.as_ref().map(|redis| redis.url.clone()),
             admin_url,
             database,
@@ -314,8 +338,14 @@ impl CellHarness {
     pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
         self.clock.bound_from(Some(Instant::now()));
         let started = async {
+            self.pools_url = self.client_url.clone();
+            if !settings.network.is_direct() {
+                let proxy = DelayProxy::start(upstream_of(&self.client_url)?, settings.network)?;
+                self.pools_url = url_through(&self.client_url, proxy.local_addr());
+                self.proxy = Some(proxy);
+            }
             let pools = (0..settings.instances)
-                .map(|_| AppPool::new(&self.client_url, &settings.pool))
+                .map(|_| AppPool::new(&self.pools_url, &settings.pool))
                 .collect::<Result<Vec<_>, _>>()?;
             self.pools = Arc::new(pools);
             let sampler = ServerSampler::start(
@@ -329,6 +359,46 @@ impl CellHarness {
         }
         .await;
         self.unless_lost_in_setup(started).await
+    }
+
+    /// Times the round trip over the pools' path (a connection of its own
+    /// to the pools' URL, so no pool's connection is opened on this
+    /// runtime) and directly (the checker's connection), before the load;
+    /// with a proxy, first trims what its own path adds off its delay.
+    pub async fn measure_network(&self, settings: &CellSettings) -> Result<NetworkMeasured, RunError> {
+        let (pooled, task) = connect_spawned(
+            &self.pools_url,
+            RTT_APPLICATION,
+            "connecting over the pools' path to time its round trip",
+        )
+        .await?;
+        let mut rtt_pooled_ms = median_round_trip_ms(&pooled).await?;
+        let rtt_direct_ms = median_round_trip_ms(&self.checker).await?;
+        // The proxy's own path (two more loopback hops, its threads waking
+        // on a busy machine) adds to the delay asked for: measured here, it
+        // is trimmed off the delay once, and the round trip timed again, so
+        // the clients see the round trip asked for (the record keeps both).
+        if let Some(proxy) = &self.proxy {
+            let excess_ms = rtt_pooled_ms - rtt_direct_ms - settings.network.rtt_ms;
+            if excess_ms > 0.0 {
+                proxy.trim(Duration::from_secs_f64(excess_ms / 1000.0));
+                rtt_pooled_ms = median_round_trip_ms(&pooled).await?;
+            }
+        }
+        drop(pooled);
+        let _ = task.await;
+        let pools_connect_to = match self.proxy.as_ref() {
+            Some(proxy) => proxy.local_addr().to_string(),
+            None => upstream_of(&self.pools_url).map_or_else(|_| String::new(), |addr| addr.to_string()),
+        };
+        Ok(NetworkMeasured {
+            rtt_set_ms: settings.network.rtt_ms,
+            rtt_pooled_ms,
+            rtt_direct_ms,
+            samples: RTT_SAMPLES,
+            pools_connect_to,
+            proxy: None,
+        })
     }
 
     /// Drives `workload` through the pools with the watchdog armed: a
@@ -408,7 +478,18 @@ impl CellHarness {
                 pool.close().await;
             }
         };
-        sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await
+        let samples = sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await;
+        self.stop_proxy().await;
+        samples
+    }
+
+    /// Stops the network's proxy (after the pools: its threads' CPU is
+    /// then whole) and keeps its report.
+    async fn stop_proxy(&mut self) {
+        if let Some(proxy) = self.proxy.take() {
+            // Joining its threads blocks for as long as their last chunks take.
+            self.proxy_report = tokio::task::spawn_blocking(move || proxy.stop()).await.ok();
+        }
     }
 
     /// The workload's invariants, checked on the cell's data.
@@ -428,6 +509,7 @@ impl CellHarness {
         for pool in self.pools.iter() {
             pool.close().await;
         }
+        self.stop_proxy().await;
         let mut lost = false;
         self.watchdog.send_modify(|watch| {
             watch.closing = true;
@@ -506,6 +588,24 @@ pub(super) async fn connect_spawned(
         let _ = connection.await;
     });
     Ok((client, task))
+}
+
+/// The median of [`RTT_SAMPLES`] `SELECT 1` round trips on `client`
+/// (after one untimed), milliseconds.
+async fn median_round_trip_ms(client: &Client) -> Result<f64, RunError> {
+    let timing = |error| RunError::Database {
+        what: "timing the round trip (SELECT 1)",
+        error,
+    };
+    client.simple_query("SELECT 1").await.map_err(timing)?;
+    let mut times = Vec::with_capacity(RTT_SAMPLES as usize);
+    for _ in 0..RTT_SAMPLES {
+        let started = Instant::now();
+        client.simple_query("SELECT 1").await.map_err(timing)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 /// The server's own words when it ended a connection (e.g. "terminating

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use crate::client::{PoolError, RedisError};
 use crate::driver::DriveError;
 use crate::measure::SamplerError;
+use crate::network::ProxyError;
 use crate::provision::tls::TlsError;
 use crate::provision::ProvisionError;
 use crate::record::ServerLoss;
@@ -50,6 +51,9 @@ pub enum RunError {
     /// An application pool could not be built.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The network proxy (`--network-rtt`) could not start.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The server sampler could not start.
     #[error(transparent)]
     Sampler(#[from] SamplerError),

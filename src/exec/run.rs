@@ -16,7 +16,8 @@ use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloContext};
 use crate::provision::tls::{SslMode, TlsSettings};
 use crate::provision::Servers;
 use crate::record::{
-    BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, ScheduleReport, Scorecard, CELL_SCHEMA,
+    BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, NetworkMeasured, ScheduleReport, Scorecard,
+    CELL_SCHEMA,
 };
 use crate::results::remove_if_empty;
 use crate::workload::{with_workload, InvariantCheck, Migration, Workload, WorkloadUser};
@@ -77,6 +78,7 @@ impl CellRun<'_> {
         let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live, clock).await?;
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
+        let proxy_report = harness.proxy_report.take();
         let Measured {
             metrics,
             schedule,
@@ -86,7 +88,9 @@ impl CellRun<'_> {
             slo,
             strategy,
             client_cpu,
+            mut network,
         } = harness.finish(outcome).await?;
+        network.proxy = proxy_report;
         let mut record = CellRecord {
             schema: CELL_SCHEMA.to_string(),
             contend_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -105,6 +109,7 @@ impl CellRun<'_> {
             business,
             slo,
             invariants,
+            network: Some(network),
             client_cpu,
             diagnosis: None,
         };
@@ -154,6 +159,7 @@ struct Measured {
     slo: Scorecard,
     strategy: Option<String>,
     client_cpu: Option<ClientCpu>,
+    network: NetworkMeasured,
 }
 
 async fn measure<W: Workload>(
@@ -166,6 +172,7 @@ async fn measure<W: Workload>(
     }
     harness.prepare(&mut workload).await?;
     harness.start_load(settings).await?;
+    let network = harness.measure_network(settings).await?;
     let workload = Arc::new(workload);
     let cpu_before = process_cpu_s();
     let wall_before = std::time::Instant::now();
@@ -209,6 +216,7 @@ async fn measure<W: Workload>(
         slo,
         strategy: workload.strategy().map(str::to_string),
         client_cpu,
+        network,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct AttemptTiming {
     pub in_db_us: u64,
     /// Microseconds from the attempt's intended start (open loop) or actual start (closed loop) to done.
     pub end_to_end_us: u64,
+    /// Protocol round trips the attempt made (see
+    /// [`crate::client::count_round_trips`]).
+    pub round_trips: u32,
     /// Whether the attempt went to the pool at all. An attempt that did not
     /// (a cache hit) is left out of the pool-wait and in-database
     /// histograms, whose percentiles would otherwise be pulled to zero.
@@ -70,6 +73,10 @@ pub(super) struct OperationRecorder {
     pool_wait: Histogram<u64>,
     connect: Histogram<u64>,
     in_db: Histogram<u64>,
+    /// Round trips of the attempts that reached the database, and how many
+    /// attempts those were.
+    round_trips: u64,
+    attempts_in_db: u64,
 }
 
 impl OperationRecorder {
@@ -86,6 +93,8 @@ impl OperationRecorder {
             pool_wait: new_histogram(LATENCY_SIGNIFICANT_DIGITS),
             connect: new_histogram(LATENCY_SIGNIFICANT_DIGITS),
             in_db: new_histogram(LATENCY_SIGNIFICANT_DIGITS),
+            round_trips: 0,
+            attempts_in_db: 0,
         }
     }
 
@@ -104,6 +113,8 @@ impl OperationRecorder {
         // Zero only when no session was had (a refused or timed-out checkout).
         if timing.in_db_us > 0 {
             self.in_db.saturating_record(timing.in_db_us);
+            self.round_trips += u64::from(timing.round_trips);
+            self.attempts_in_db += 1;
         }
         if timing.connect_us > 0 {
             self.connect.saturating_record(timing.connect_us);
@@ -151,6 +162,8 @@ impl OperationRecorder {
         add_histogram(&mut self.pool_wait, &other.pool_wait);
         add_histogram(&mut self.connect, &other.connect);
         add_histogram(&mut self.in_db, &other.in_db);
+        self.round_trips += other.round_trips;
+        self.attempts_in_db += other.attempts_in_db;
     }
 
     pub(super) fn summarize(&self) -> OperationMetrics {
@@ -174,6 +187,11 @@ impl OperationRecorder {
             pool_wait: LatencySummary::of(&self.pool_wait),
             connect: LatencySummary::of(&self.connect),
             in_db: LatencySummary::of(&self.in_db),
+            round_trips_per_attempt: if self.attempts_in_db > 0 {
+                self.round_trips as f64 / self.attempts_in_db as f64
+            } else {
+                0.0
+            },
             histograms: EncodedHistograms {
                 end_to_end: encode_or_empty(&self.end_to_end),
                 end_to_end_ok: encode_or_empty(&self.end_to_end_ok),

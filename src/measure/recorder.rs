@@ -286,6 +286,10 @@ mod tests {
         assert_eq!(op.end_to_end.count, 2);
         assert_eq!(op.pool_wait.count, 1);
         assert_eq!(op.in_db.count, 1);
+        assert_eq!(
+            op.round_trips_per_attempt, 3.0,
+            "the cache hit made none and is not averaged in"
+        );
         assert!(op.pool_wait.p50_us >= 1_990, "{:?}", op.pool_wait);
     }
 
@@ -296,6 +300,7 @@ mod tests {
             in_db_us,
             end_to_end_us,
             checked_out: true,
+            round_trips: 3,
         }
     }
 

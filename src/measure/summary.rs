@@ -102,6 +102,12 @@ pub struct OperationMetrics {
     pub connect: LatencySummary,
     /// In-database time of all attempts (0 where no statement was sent), microseconds.
     pub in_db: LatencySummary,
+    /// Protocol round trips per attempt that reached the database, BEGIN
+    /// and COMMIT included (the driver's count: see
+    /// [`crate::client::count_round_trips`]); in-DB time is about server
+    /// time + this × the round trip. 0 in cells recorded before it.
+    #[serde(default)]
+    pub round_trips_per_attempt: f64,
     /// Mergeable encodings of the five histograms above.
     pub histograms: EncodedHistograms,
 }
@@ -227,6 +233,7 @@ mod tests {
                 in_db_us: 50 + i,
                 end_to_end_us: 100 + (i * 37) % 90_000,
                 checked_out: true,
+                round_trips: 2,
             };
             recorder.record((i % 2) as usize, started, timing, &outcome, i % 7 == 0);
             if i % 3 == 0 {

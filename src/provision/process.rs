@@ -134,7 +134,7 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 
 /// Arranges for the child to get `signal` when its parent thread dies.
 ///
-/// The one `unsafe` in contend: `pre_exec` runs between fork and exec, where
+/// One of two `unsafe` blocks in contend (network/delay.rs has the other): `pre_exec` runs between fork and exec, where
 /// only async-signal-safe calls are allowed; `prctl` and `getppid` are. std
 /// runs `pre_exec` after the uid/gid switch, which matters because changing
 /// credentials clears the parent-death signal.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::PoolSettings;
 use crate::driver::{DriverSettings, Load};
 use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec, TlsSessions};
+use crate::network::{NetworkSettings, ProxyReport};
 use crate::provision::tls::SslMode;
 use crate::provision::{Backend, PgServer, RedisServer};
 use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
@@ -37,6 +38,11 @@ pub struct CellSettings {
     pub instances: u32,
     /// Driver settings. Default: [`DriverSettings::default`].
     pub driver: DriverSettings,
+    /// The network between the app pools and the server. Default direct
+    /// (no proxy); left out of the record when direct, so that a cell
+    /// recorded before it existed keeps its key.
+    #[serde(default, skip_serializing_if = "NetworkSettings::is_direct")]
+    pub network: NetworkSettings,
 }
 
 impl Default for CellSettings {
@@ -47,6 +53,7 @@ impl Default for CellSettings {
             pool: PoolSettings::default(),
             instances: 1,
             driver: DriverSettings::default(),
+            network: NetworkSettings::default(),
         }
     }
 }
@@ -91,6 +98,10 @@ pub struct CellRecord {
     pub slo: Scorecard,
     /// Invariants checked on the data after the run.
     pub invariants: Vec<InvariantCheck>,
+    /// The round trips the clients saw, and the proxy's report when one
+    /// was in the path. `None` in cells recorded before it existed.
+    #[serde(default)]
+    pub network: Option<NetworkMeasured>,
     /// contend's own CPU while it drove the cell; `None` in cells recorded
     /// before it was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +155,27 @@ impl CellTls {
                 .unwrap_or(0),
         })
     }
+}
+
+/// The network a cell's clients saw, measured before the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkMeasured {
+    /// The round trip asked for (`--network-rtt`), milliseconds.
+    pub rtt_set_ms: f64,
+    /// `SELECT 1` timed on a connection of its own over the pools' path
+    /// (through the proxy when there is one, after its delay was trimmed by
+    /// what its own path adds: `proxy.trimmed_ms`), median, milliseconds:
+    /// the round trip the clients saw, server included.
+    pub rtt_pooled_ms: f64,
+    /// The same on a direct connection, median, milliseconds.
+    pub rtt_direct_ms: f64,
+    /// `SELECT 1`s timed on each connection.
+    pub samples: u32,
+    /// `host:port` the pools connected to: the server's when direct, the
+    /// proxy's otherwise.
+    pub pools_connect_to: String,
+    /// The proxy in the path, when there was one.
+    pub proxy: Option<ProxyReport>,
 }
 
 impl CellRecord {
@@ -248,8 +280,14 @@ pub fn cell_key(settings: &CellSettings, max_connections: u32) -> String {
         Load::Closed { clients } => format!("clients={clients}"),
         Load::Open { rate_per_s, .. } => format!("rate={rate_per_s}"),
     };
+    // Only a delayed network is named: keys of direct cells stay as they were.
+    let network = if settings.network.is_direct() {
+        String::new()
+    } else {
+        format!(" rtt={}ms", settings.network.rtt_ms)
+    };
     format!(
-        "{}{} strategy={} pool={}x{} instances={} {load} max_connections={max_connections} seed={} settings={}",
+        "{}{} strategy={} pool={}x{} instances={} {load}{network} max_connections={max_connections} seed={} settings={}",
         settings.workload,
         if settings.overrides.migrated { " migrated" } else { "" },
         settings.overrides.strategy.as_deref().unwrap_or("default"),
@@ -290,6 +328,10 @@ mod tests {
             assert_ne!(cell_key(&other, 100), key, "{other:?}");
         }
         assert_ne!(cell_key(&planned, 101), key);
+        let mut far = planned.clone();
+        far.network.rtt_ms = 2.0;
+        assert!(cell_key(&far, 100).contains(" rtt=2ms "), "{}", cell_key(&far, 100));
+        assert!(!key.contains("rtt"), "a direct cell's key is as it was: {key}");
         let mut patient = planned.clone();
         patient.driver.grace_s = 300.0;
         assert_eq!(cell_key(&patient, 100), key, "the grace is not a measured setting");

@@ -13,8 +13,8 @@ mod migration;
 mod plan;
 
 pub use self::cell::{
-    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, ScheduleReport, Scorecard,
-    TemplateInfo, CELL_SCHEMA,
+    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, NetworkMeasured,
+    ScheduleReport, Scorecard, TemplateInfo, CELL_SCHEMA,
 };
 pub use self::diagnosis::{Bottleneck, Diagnosis, TimeShares};
 pub use self::failed::{FailedCell, FailureCause, ServerLoss, FAILED_CELL_SCHEMA};

@@ -195,6 +195,35 @@ fn measured_text(driver: &DriverSettings, measured_s: f64) -> String {
     }
 }
 
+/// The network line: the round trip the pools saw against what was set
+/// and the direct one, and the proxy's cost when one was in the path.
+fn network_text(network: &crate::record::NetworkMeasured) -> String {
+    let mut line = if network.proxy.is_some() {
+        format!(
+            "network: RTT {:.2} ms measured (set {} ms; direct {:.2} ms)",
+            network.rtt_pooled_ms, network.rtt_set_ms, network.rtt_direct_ms
+        )
+    } else {
+        format!(
+            "network: direct, RTT {:.2} ms measured (loopback and server)",
+            network.rtt_pooled_ms
+        )
+    };
+    if let Some(proxy) = &network.proxy {
+        let jitter = if proxy.jitter_ms > 0.0 {
+            format!(", jitter {} ms", proxy.jitter_ms)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            line,
+            ", proxy CPU {:.2} s{jitter}, its own path {:.2} ms (trimmed off the delay), its timer late {:.0} µs median, {:.0} µs p99",
+            proxy.cpu_s, proxy.trimmed_ms, proxy.timer_late_p50_us, proxy.timer_late_p99_us
+        );
+    }
+    line
+}
+
 /// A readable summary of one cell.
 pub fn cell_summary(record: &CellRecord) -> String {
     let s = &record.settings;
@@ -238,6 +267,20 @@ pub fn cell_summary(record: &CellRecord) -> String {
             "tls: {} · {} · sslmode={}{plain}",
             tls.version, tls.cipher, tls.mode
         );
+    }
+    if let Some(network) = &record.network {
+        let per_op: Vec<String> = m
+            .operations
+            .iter()
+            .filter(|op| op.round_trips_per_attempt > 0.0)
+            .map(|op| format!("{} {:.1}", op.name, op.round_trips_per_attempt))
+            .collect();
+        let round_trips = if per_op.is_empty() {
+            String::new()
+        } else {
+            format!(" · round trips per transaction: {}", per_op.join(", "))
+        };
+        let _ = writeln!(out, "{}{round_trips}", network_text(network));
     }
     if let Some(strategy) = &record.strategy {
         let _ = writeln!(out, "strategy: {strategy}");
@@ -454,6 +497,26 @@ pub fn scorecard_text(results: &[crate::measure::SloResult]) -> String {
     out
 }
 
+/// Which network a recommendation is for: the pool it names holds
+/// connections for that many round trips.
+fn network_of_recommendation(rec: &crate::analysis::Recommendation) -> String {
+    let measured = if rec.network_rtt_measured_ms > 0.0 {
+        format!(" (clients measured {:.2} ms a round trip)", rec.network_rtt_measured_ms)
+    } else {
+        String::new()
+    };
+    if rec.network_rtt_ms > 0.0 {
+        format!(
+            "- made for a network RTT of {} ms between the app and the database{measured}",
+            rec.network_rtt_ms
+        )
+    } else {
+        format!(
+            "- made for loopback{measured}: an application across a network holds each connection longer per round trip; try --for-rtt, or sweep with --network-rtts"
+        )
+    }
+}
+
 /// A readable recommendation: every figure with the cells it came from.
 pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
     let cells = |list: &[usize]| -> String {
@@ -472,6 +535,40 @@ pub fn recommendation_text(rec: &crate::analysis::Recommendation) -> String {
         rec.workload,
         rec.cells.len()
     );
+    // Cells from before the network was recorded say nothing of it, and
+    // their recommendations read as they always did.
+    if rec.network_rtt_ms > 0.0 || rec.network_rtt_measured_ms > 0.0 {
+        let _ = writeln!(out, "{}", network_of_recommendation(rec));
+    }
+    if let Some(projection) = &rec.projection {
+        let per_instance: Vec<String> = projection
+            .pool_per_instance
+            .iter()
+            .map(|(instances, pool)| format!("{pool} per instance with {instances} instance(s)"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "- projection (Little's law, not measured): at RTT {} ms the same throughput needs total pool ≈ {} ({}): {:.1}/s × ({:.2} ms in the database, {:.2} ms of it the server's, + {:.1} round trips × {:+.2} ms) = {:.1} connections busy (the knee's pool {} had {:.1} busy), plus the knee's spare connections × √ of that growth — from {}; a sweep with --network-rtt {}ms checks it",
+            projection.for_rtt_ms,
+            projection.total_pool,
+            per_instance.join(", "),
+            projection.throughput_per_s,
+            projection.in_db_ms,
+            projection.server_ms,
+            projection.round_trips_per_attempt,
+            projection.for_rtt_ms - projection.from_rtt_ms,
+            projection.projected_busy,
+            projection.knee_total_pool,
+            projection.busy_at_knee,
+            cells(&projection.cells),
+            projection.for_rtt_ms,
+        );
+    } else if let Some(for_rtt_ms) = rec.options.for_rtt_ms {
+        let _ = writeln!(
+            out,
+            "- projection for RTT {for_rtt_ms} ms: none (no knee, or its cells counted no round trips: recorded before contend counted them)"
+        );
+    }
     match &rec.knee {
         Some(knee) => {
             let per_instance: Vec<String> = knee

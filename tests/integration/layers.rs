@@ -22,6 +22,7 @@ use scan::{scan_source, FileScan, ModPath};
 /// small leaf such as a password helper) are checked for cycles only.
 const LAYERS: &[&str] = &[
     "provision",
+    "network",
     "client",
     "measure",
     "workload",

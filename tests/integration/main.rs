@@ -16,6 +16,7 @@ mod formats;
 mod layers;
 mod local;
 mod migrate;
+mod network;
 mod old_results;
 mod panics;
 mod pgbench_flags;

@@ -10,13 +10,15 @@ use clap::{Args, ValueEnum};
 
 use contend::client::{PoolKind, PoolSettings};
 use contend::driver::{DriverSettings, Load, Ramp};
+use contend::network::NetworkSettings;
 use contend::record::CellSettings;
 use contend::workload::script::{ScriptData, ScriptFile, ScriptSettings};
 use contend::workload::WorkloadOverrides;
 
 use super::values::{
     check_schedule, parse_clients, parse_driver_threads, parse_duration, parse_latency_limit, parse_max_in_flight,
-    parse_max_retries, parse_max_tries, parse_pgbench_scale, parse_positive, parse_progress, parse_rate,
+    parse_max_retries, parse_max_tries, parse_network_ms, parse_pgbench_scale, parse_positive, parse_progress,
+    parse_rate,
 };
 
 /// What `--help` says of pgbench's letters: the ones contend takes mean
@@ -122,6 +124,15 @@ pub struct CellArgs {
     /// Threads driving the clients, each owning whole application instances (their clients and connections), as app processes each have a CPU; at most --instances are used [default: the machine's cores].
     #[arg(short = 'j', long, value_name = "N", value_parser = parse_driver_threads)]
     pub driver_threads: Option<u32>,
+    /// Round trip between the app pools and the server, e.g. 2ms or 0.5ms: contend runs a delaying TCP proxy between them (half each way; its sampler and checks still connect directly); 0 connects directly [default: 0].
+    #[arg(long, value_name = "DELAY", value_parser = parse_network_ms)]
+    pub network_rtt: Option<f64>,
+    /// With --network-rtt: each way's delay varies uniformly within ± half this, never reordering a connection's bytes, e.g. 0.2ms.
+    #[arg(long, value_name = "DELAY", value_parser = parse_network_ms)]
+    pub network_jitter: Option<f64>,
+    /// Not offered: refused, saying why (a proxy above TCP cannot lose packets honestly).
+    #[arg(long, value_name = "P")]
+    pub network_loss: Option<String>,
 }
 
 /// `--pool` values.
@@ -165,6 +176,16 @@ impl CellArgs {
             (Some(clients), None) => Load::Closed { clients },
             (None, None) => defaults.driver.load,
         };
+        if let Some(loss) = &self.network_loss {
+            bail!(
+                "--network-loss {loss}: not offered; TCP retransmits what a network loses, so loss shows as \
+                 retransmission stalls (200 ms and more on Linux) inside the kernel, which a proxy above TCP \
+                 cannot produce honestly; use --network-jitter for a variable network"
+            );
+        }
+        if self.network_jitter.is_some() && self.network_rtt.is_none() {
+            bail!("--network-jitter varies a delay: give the delay too, e.g. --network-rtt 2ms");
+        }
         if self.cell_grace.is_zero() {
             bail!("--cell-grace 0s: give the drain and the checks a moment, e.g. --cell-grace 30s");
         }
@@ -222,6 +243,10 @@ impl CellArgs {
                 threads: threads.min(instances),
                 grace_s: self.cell_grace.as_secs_f64(),
                 latency_limit_ms: self.latency_limit,
+            },
+            network: NetworkSettings {
+                rtt_ms: self.network_rtt.unwrap_or(0.0),
+                jitter_ms: self.network_jitter.unwrap_or(0.0),
             },
         };
         // Its message, not its chain of sources: the message already says

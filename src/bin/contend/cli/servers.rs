@@ -36,6 +36,9 @@ pub struct RecommendArgs {
     /// (variables: cores, spindles, vus, clients, eps, instances). Repeatable.
     #[arg(long = "formula", value_name = "SIZES = EXPR")]
     pub formulas: Vec<String>,
+    /// Also project the pool the knee's goodput needs at this network round trip, e.g. 1.5ms, by Little's law from the measured server time and round trips per transaction (a projection, said so).
+    #[arg(long, value_name = "DELAY", value_parser = super::values::parse_network_ms)]
+    pub for_rtt: Option<f64>,
 }
 
 impl TryFrom<&RecommendArgs> for RecommendOptions {
@@ -59,6 +62,7 @@ impl TryFrom<&RecommendArgs> for RecommendOptions {
                 .iter()
                 .map(|text| Formula::parse(text).map_err(|e| anyhow::anyhow!("--formula {e}")))
                 .collect::<Result<_, _>>()?,
+            for_rtt_ms: args.for_rtt,
         })
     }
 }

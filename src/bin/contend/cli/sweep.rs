@@ -12,7 +12,7 @@ use contend::exec::{PlannedCell, SweepPlan};
 use contend::provision::ProvisionOptions;
 use contend::record::SweepPlanRecord;
 
-use super::values::{parse_instances, parse_pool_size, parse_repeat};
+use super::values::{parse_instances, parse_network_ms, parse_pool_size, parse_repeat};
 use super::{CellArgs, RecommendArgs, ServerArgs};
 
 /// `contend sweep`.
@@ -41,6 +41,15 @@ pub struct SweepCommand {
         value_parser = parse_instances
     )]
     pub instances: Vec<u32>,
+    /// Round trips between the app pools and the server, comma-separated, e.g. 0,0.5ms,2ms: each a cell of its own (see --network-rtt).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "DELAY,DELAY,...",
+        conflicts_with = "network_rtt",
+        value_parser = parse_network_ms
+    )]
+    pub network_rtts: Vec<f64>,
     /// Runs of each cell, each with its own seed (seed, seed + 1, …): the
     /// recommendation takes medians, and the spread shows the noise.
     #[arg(long, default_value_t = 1, value_parser = parse_repeat)]
@@ -110,17 +119,32 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
         } else {
             max_connections.iter().copied().map(Some).collect()
         };
+        // One round trip, --network-rtt's (0 without it), unless --network-rtts.
+        let rtts: Vec<Option<f64>> = if args.network_rtts.is_empty() {
+            vec![None]
+        } else {
+            if args.cell.network_rtt.is_none() {
+                // --network-jitter's check needs a delay to vary: the axis gives it.
+                args.cell.network_rtt = Some(0.0);
+            }
+            args.network_rtts.iter().copied().map(Some).collect()
+        };
         for max_connections in budgets {
-            for &instances in &args.instances {
-                for &pool_size in &args.pool_sizes {
-                    let settings = args.cell.cell_settings(pool_size, instances)?;
-                    for run in 0..u64::from(args.repeat) {
-                        let mut settings = settings.clone();
-                        settings.driver.seed = settings.driver.seed.wrapping_add(run);
-                        cells.push(PlannedCell {
-                            max_connections,
-                            settings,
-                        });
+            for &rtt in &rtts {
+                for &instances in &args.instances {
+                    for &pool_size in &args.pool_sizes {
+                        let mut settings = args.cell.cell_settings(pool_size, instances)?;
+                        if let Some(rtt_ms) = rtt {
+                            settings.network.rtt_ms = rtt_ms;
+                        }
+                        for run in 0..u64::from(args.repeat) {
+                            let mut settings = settings.clone();
+                            settings.driver.seed = settings.driver.seed.wrapping_add(run);
+                            cells.push(PlannedCell {
+                                max_connections,
+                                settings,
+                            });
+                        }
                     }
                 }
             }
@@ -202,6 +226,12 @@ const CELL_SETTINGS: &[Setting] = &[
     ),
     setting("--seed/--repeat", &["seed", "repeat"], "/settings/driver/seed"),
     setting("--driver-threads", &["driver_threads"], "/settings/driver/threads"),
+    setting(
+        "--network-rtt/--network-rtts",
+        &["network_rtt", "network_rtts"],
+        "/settings/network/rtt_ms",
+    ),
+    setting("--network-jitter", &["network_jitter"], "/settings/network/jitter_ms"),
     setting("--max-connections", &["max_connections"], "/max_connections"),
 ];
 
@@ -294,6 +324,7 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "cores",
     "spindles",
     "formulas",
+    "for_rtt",
     "no_slo_exit",
     "format",
     "aggregate_interval",

@@ -239,6 +239,32 @@ pub(super) fn check_schedule(rate_per_s: f64, span: Duration) -> Result<(), Stri
     Ok(())
 }
 
+/// Longest network delay `--network-rtt` and `--network-jitter` take.
+const MAX_NETWORK_MS: f64 = 1000.0;
+
+/// `--network-rtt`, `--network-rtts`, `--network-jitter`: a delay with a
+/// unit (`us`, `µs`, `ms`, `s`; fractions allowed: 0.5ms), or a bare 0;
+/// milliseconds, 0 to 1 s.
+pub(super) fn parse_network_ms(raw: &str) -> Result<f64, String> {
+    let text = raw.trim();
+    let (number, per_unit_ms) = [("us", 0.001), ("µs", 0.001), ("ms", 1.0), ("s", 1000.0)]
+        .iter()
+        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|number| (number, *scale)))
+        .unwrap_or((text, 0.0));
+    let value = finite(number).map_err(|_| format!("`{raw}` is not a delay; write it like 2ms, 0.5ms or 300us"))?;
+    if value < 0.0 {
+        return Err(format!("`{raw}` is negative; a network adds time, give e.g. 2ms"));
+    }
+    if per_unit_ms == 0.0 && value != 0.0 {
+        return Err(format!("`{raw}` has no unit: write {value}ms or {value}us"));
+    }
+    let ms = value * per_unit_ms;
+    if ms > MAX_NETWORK_MS {
+        return Err(format!("`{raw}` is over 1 s, the longest round trip contend models"));
+    }
+    Ok(ms)
+}
+
 fn finite(raw: &str) -> Result<f64, String> {
     let value: f64 = raw.trim().parse().map_err(|_| format!("`{raw}` is not a number"))?;
     if !value.is_finite() {
@@ -276,6 +302,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn network_delays_take_fractions_and_units() {
+        assert_eq!(parse_network_ms("0"), Ok(0.0));
+        assert_eq!(parse_network_ms("2ms"), Ok(2.0));
+        assert_eq!(parse_network_ms("0.5ms"), Ok(0.5));
+        assert_eq!(parse_network_ms("300us"), Ok(0.3));
+        assert_eq!(parse_network_ms("0.001s"), Ok(1.0));
+        assert!(parse_network_ms("2").unwrap_err().contains("no unit"));
+        assert!(parse_network_ms("-1ms").unwrap_err().contains("negative"));
+        assert!(parse_network_ms("2s").unwrap_err().contains("over 1 s"));
+        assert!(parse_network_ms("fast").unwrap_err().contains("not a delay"));
+        assert!(parse_network_ms("NaNms").is_err());
+    }
 
     type Parser = fn(&str) -> Result<u32, String>;
 

@@ -1,6 +1,6 @@
 //! `contend recommend`: read a sweep's cells, print the recommendation.
 
-use contend::analysis::{recommend, RecommendOptions};
+use contend::analysis::{recommend, recommend_each, RecommendOptions};
 use contend::render::{recommendation_text, recommendations_csv};
 use contend::results::read_cells;
 
@@ -15,6 +15,24 @@ pub fn run(args: &RecommendCommand) -> anyhow::Result<Outcome> {
             "{} has no finished cells: run a sweep into it first",
             args.dir.display()
         );
+    }
+    // Cells of several network round trips (--network-rtts) get one
+    // recommendation each: a knee over two networks would be neither's.
+    let mut rtts: Vec<u64> = records.iter().map(|r| r.settings.network.rtt_ms.to_bits()).collect();
+    rtts.sort_unstable();
+    rtts.dedup();
+    if rtts.len() > 1 {
+        let recommendations = recommend_each(&records, &options);
+        match if args.json { Format::Json } else { args.format } {
+            Format::Text => {
+                for recommendation in &recommendations {
+                    print!("{}", recommendation_text(recommendation));
+                }
+            }
+            Format::Json => super::print_json(&recommendations)?,
+            Format::Csv => print!("{}", recommendations_csv(&recommendations)?),
+        }
+        return Ok(Outcome::Ok);
     }
     let recommendation = recommend(&records, &options);
     match if args.json { Format::Json } else { args.format } {
