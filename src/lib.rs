@@ -13,7 +13,9 @@
 //! ```text
 //! provision  servers and their lifetimes: local (initdb/postgres,
 //!            redis-server), docker (testcontainers), external (URLs);
-//!            generated passwords, URLs masked in every output
+//!            generated passwords, URLs masked in every output; tls/:
+//!            libpq's sslmode settings read once into the connector every
+//!            PostgreSQL connection uses, certificates for --tls servers
 //! client     what an application holds: pools (deadpool | sqlx | none),
 //!            one attempt's lazily checked-out session, Redis connections,
 //!            error classes
