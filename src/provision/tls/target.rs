@@ -79,8 +79,10 @@ impl PgTarget {
 
     /// Opens a connection the way libpq would with these settings: for
     /// `allow`, plain and then TLS if the server refused plain; for
-    /// `prefer`, TLS if offered and plain if TLS failed (the TLS attempt's
-    /// error is the one returned when both fail); for the others, TLS only.
+    /// `prefer`, TLS if offered and plain if the handshake failed (the TLS
+    /// attempt's error is the one returned when both fail; unlike libpq, a
+    /// server's refusal after a TLS handshake is not tried again in plain);
+    /// for the others, TLS only.
     pub async fn connect(&self) -> Result<(Client, PgConnection), tokio_postgres::Error> {
         // Boxed: two tokio-postgres connects inline would grow every
         // caller's future (a debug build's test thread overflowed its stack).
@@ -94,8 +96,11 @@ impl PgTarget {
                 Err(refused) if refused.as_db_error().is_some() => self.attempt(WireMode::Require).await,
                 other => other,
             },
+            // Plain again only when the handshake failed: a server's refusal
+            // (53300, a password) may have come over plain already, and
+            // repeating it would double every refused connect of a herd.
             SslMode::Prefer => match self.attempt(WireMode::Prefer).await {
-                Err(tls_failed) if tls_failed.as_db_error().is_some() || super::rustls_error(&tls_failed).is_some() => {
+                Err(tls_failed) if super::rustls_error(&tls_failed).is_some() => {
                     self.attempt(WireMode::Disable).await.map_err(|_| tls_failed)
                 }
                 other => other,
