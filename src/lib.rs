@@ -13,7 +13,9 @@
 //! ```text
 //! provision  servers and their lifetimes: local (initdb/postgres,
 //!            redis-server), docker (testcontainers), external (URLs);
-//!            generated passwords, URLs masked in every output
+//!            generated passwords, URLs masked in every output; tls/:
+//!            libpq's sslmode settings read once into the connector every
+//!            PostgreSQL connection uses, certificates for --tls servers
 //! network    the network between app pools and server: a delaying TCP
 //!            proxy on threads of its own (--network-rtt), its timer and
 //!            what it cost

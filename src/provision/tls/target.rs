@@ -79,17 +79,28 @@ impl PgTarget {
 
     /// Opens a connection the way libpq would with these settings: for
     /// `allow`, plain and then TLS if the server refused plain; for
-    /// `prefer`, TLS if offered and plain if TLS failed (the TLS attempt's
-    /// error is the one returned when both fail); for the others, TLS only.
+    /// `prefer`, TLS if offered and plain if the handshake failed (the TLS
+    /// attempt's error is the one returned when both fail; unlike libpq, a
+    /// server's refusal after a TLS handshake is not tried again in plain);
+    /// for the others, TLS only.
     pub async fn connect(&self) -> Result<(Client, PgConnection), tokio_postgres::Error> {
+        // Boxed: two tokio-postgres connects inline would grow every
+        // caller's future (a debug build's test thread overflowed its stack).
+        Box::pin(self.connect_as_libpq()).await
+    }
+
+    async fn connect_as_libpq(&self) -> Result<(Client, PgConnection), tokio_postgres::Error> {
         match self.tls.settings.mode {
             SslMode::Disable => self.attempt(WireMode::Disable).await,
             SslMode::Allow => match self.attempt(WireMode::Disable).await {
                 Err(refused) if refused.as_db_error().is_some() => self.attempt(WireMode::Require).await,
                 other => other,
             },
+            // Plain again only when the handshake failed: a server's refusal
+            // (53300, a password) may have come over plain already, and
+            // repeating it would double every refused connect of a herd.
             SslMode::Prefer => match self.attempt(WireMode::Prefer).await {
-                Err(tls_failed) if tls_failed.as_db_error().is_some() || super::rustls_error(&tls_failed).is_some() => {
+                Err(tls_failed) if super::rustls_error(&tls_failed).is_some() => {
                     self.attempt(WireMode::Disable).await.map_err(|_| tls_failed)
                 }
                 other => other,
@@ -144,6 +155,15 @@ fn provider() -> Arc<CryptoProvider> {
 /// the chain; the chain and the host name) and the client certificate.
 fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
     let provider = provider();
+    if settings.mode == SslMode::Disable {
+        // Never used: files named for TLS are not read (libpq ignores them).
+        return Ok(ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Rustls)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth());
+    }
     let roots = match &settings.root_cert {
         Some((root, _)) => Some(root_store(root)?),
         None if settings.mode.verifies() => return Err(TlsError::NoRootCert { mode: settings.mode }),
@@ -369,6 +389,13 @@ mod tests {
             );
             assert!(error.to_string().contains("sslrootcert"), "{error}");
         }
+    }
+
+    #[test]
+    fn disable_reads_no_tls_file() {
+        let target = PgTarget::parse("postgres://u@127.0.0.1/db?sslmode=disable&sslrootcert=/nonexistent/ca.pem")
+            .expect("files named for TLS are not read when TLS is off");
+        assert_eq!(target.tls_settings().mode, SslMode::Disable);
     }
 
     #[test]
