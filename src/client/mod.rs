@@ -15,6 +15,6 @@ pub use self::attempt::{Attempt, AttemptTimes};
 pub use self::cache::{cache_connections, redis_client, RedisError};
 pub use self::error_class::ErrorClass;
 pub use self::pool::{
-    AcquireTiming, AppPool, Param, PoolError, PoolKind, PoolSettings, QueryResult, Session, TimedManager,
+    AcquireTiming, AppPool, Param, PoolError, PoolKind, PoolSettings, QueryMode, QueryResult, Session, TimedManager,
     UntypedNumber, POOL_APPLICATION_NAME,
 };

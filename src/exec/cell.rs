@@ -37,9 +37,11 @@ use super::error::RunError;
 use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_cell_to};
 use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
-use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
-use crate::provision::{database_url, Servers};
-use crate::record::{CellSettings, ServerLoss, TemplateInfo};
+use crate::measure::{PoolerSampler, SamplerSettings, ServerSampler, ServerSamples, POOLER_INTERVAL};
+use crate::provision::{
+    connect_external_pooler, database_url, start_pgbouncer, CellPooler, ExternalPooler, PgServer, Pooler, Servers,
+};
+use crate::record::{CellSettings, PoolerCell, ServerLoss, TemplateInfo};
 use crate::workload::{uses_redis, CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
 
 /// `application_name` of the checker's connection.
@@ -50,6 +52,9 @@ const CHECKER_APPLICATION: &str = "contend-control";
 /// ends every session within milliseconds, but the step may hear of it
 /// first.
 const LOSS_GRACE: Duration = Duration::from_secs(1);
+
+/// Longest a PgBouncer contend starts for a cell gets to be ready.
+const POOLER_STARTUP: Duration = Duration::from_secs(30);
 
 /// How often the deadline looks at the clock and the live counts.
 const CLOCK_TICK: Duration = Duration::from_millis(200);
@@ -174,6 +179,15 @@ pub(super) struct CellHarness {
     cache_client: Option<redis::Client>,
     pools: Arc<Vec<AppPool>>,
     sampler: Option<ServerSampler>,
+    /// The server the pools reach, for a PgBouncer contend starts in front
+    /// of it.
+    upstream: PgServer,
+    /// The user's PgBouncer (`--pooler-url`), for cells that go through it.
+    external_pooler: Option<ExternalPooler>,
+    /// The cell's pooler while the load runs, and its sampler.
+    pooler: Option<(Pooler, PoolerSampler)>,
+    /// What the pooler did, once the load stopped.
+    pooler_cell: Option<PoolerCell>,
     live: Arc<LiveCounts>,
     opened: Instant,
     clock: Arc<CellClock>,
@@ -266,6 +280,10 @@ impl CellHarness {
             cache_client: None,
             pools: Arc::new(Vec::new()),
             sampler: None,
+            upstream: servers.postgres.clone(),
+            external_pooler: servers.external_pooler.clone(),
+            pooler: None,
+            pooler_cell: None,
             live,
             opened: Instant::now(),
         })
@@ -309,13 +327,14 @@ impl CellHarness {
         self.unless_lost_in_setup(prepared).await
     }
 
-    /// Builds the instances' pools (they connect when first used) and
-    /// starts the sampler.
+    /// Starts the cell's pooler when it has one, builds the instances'
+    /// pools (they connect when first used) and starts the samplers.
     pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
         self.clock.bound_from(Some(Instant::now()));
         let started = async {
+            let app_url = self.app_pools_url(settings.pooler).await?;
             let pools = (0..settings.instances)
-                .map(|_| AppPool::new(&self.client_url, &settings.pool))
+                .map(|_| AppPool::new(&app_url, &settings.pool))
                 .collect::<Result<Vec<_>, _>>()?;
             self.pools = Arc::new(pools);
             let sampler = ServerSampler::start(
@@ -329,6 +348,35 @@ impl CellHarness {
         }
         .await;
         self.unless_lost_in_setup(started).await
+    }
+
+    /// The URL the app pools connect to: the server's, or, with a pooler,
+    /// the pooler's (started now in front of the cell's database, or the
+    /// user's), whose admin console is then sampled. contend's own
+    /// connections (checker, sampler, template) always go to the server.
+    async fn app_pools_url(&mut self, pooler: Option<CellPooler>) -> Result<String, RunError> {
+        let Some(pooler) = pooler else {
+            return Ok(self.client_url.clone());
+        };
+        let pooler = match pooler {
+            CellPooler::PgBouncer(settings) => {
+                start_pgbouncer(&settings, &self.upstream, &self.database, POOLER_STARTUP).await?
+            }
+            CellPooler::External => {
+                let external = self.external_pooler.as_ref().ok_or(RunError::NoExternalPooler)?;
+                connect_external_pooler(external, &self.database).await?
+            }
+        };
+        let sampler = PoolerSampler::start(&pooler.admin_url, &self.database, POOLER_INTERVAL).await?;
+        let url = pooler.client_url.clone();
+        self.pooler = Some((pooler, sampler));
+        Ok(url)
+    }
+
+    /// What the cell's pooler did, once [`CellHarness::stop_load`] ran;
+    /// `None` without a pooler.
+    pub fn take_pooler(&mut self) -> Option<PoolerCell> {
+        self.pooler_cell.take()
     }
 
     /// Drives `workload` through the pools with the watchdog armed: a
@@ -393,22 +441,35 @@ impl CellHarness {
         }
     }
 
-    /// Stops the sampler and closes the pools; returns what was sampled.
-    /// The sampler's last `pg_stat_database` snapshot waits for the pools'
-    /// sessions to exit: a backend flushes its counters lazily, and fully
-    /// only as it exits.
+    /// Stops the sampler and closes the pools (and the pooler, after its
+    /// sampler's last reading); returns what was sampled. The sampler's
+    /// last `pg_stat_database` snapshot waits for the pools' sessions to
+    /// exit: a backend flushes its counters lazily, and fully only as it
+    /// exits (a pooler's server connections exit as the pooler does).
     pub async fn stop_load(&mut self) -> ServerSamples {
         let sampler = self
             .sampler
             .take()
             .expect("start_load starts the sampler stop_load stops");
         let pools = Arc::clone(&self.pools);
-        let closing = async move {
+        let pooler = self.pooler.take();
+        let mut pooler_cell = None;
+        let closing = async {
             for pool in pools.iter() {
                 pool.close().await;
             }
+            if let Some((pooler, pooler_sampler)) = pooler {
+                let samples = pooler_sampler.stop().await;
+                pooler_cell = Some(PoolerCell {
+                    info: pooler.info.clone(),
+                    samples,
+                });
+                pooler.shutdown().await;
+            }
         };
-        sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await
+        let samples = sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await;
+        self.pooler_cell = pooler_cell;
+        samples
     }
 
     /// The workload's invariants, checked on the cell's data.
@@ -427,6 +488,9 @@ impl CellHarness {
         }
         for pool in self.pools.iter() {
             pool.close().await;
+        }
+        if let Some((pooler, _sampler)) = self.pooler.take() {
+            pooler.shutdown().await;
         }
         let mut lost = false;
         self.watchdog.send_modify(|watch| {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::client::{PoolError, RedisError};
 use crate::driver::DriveError;
 use crate::measure::SamplerError;
-use crate::provision::ProvisionError;
+use crate::provision::{PoolerError, ProvisionError};
 use crate::record::ServerLoss;
 use crate::results::ResultsError;
 use crate::workload::{MigrationError, WorkloadError};
@@ -46,6 +46,12 @@ pub enum RunError {
     /// An application pool could not be built.
     #[error(transparent)]
     Pool(#[from] PoolError),
+    /// The cell's pooler could not be started or reached.
+    #[error(transparent)]
+    Pooler(#[from] PoolerError),
+    /// A cell goes through the user's pooler and none was given.
+    #[error("--pooler external needs --pooler-url and --pooler-admin-url")]
+    NoExternalPooler,
     /// The server sampler could not start.
     #[error(transparent)]
     Sampler(#[from] SamplerError),

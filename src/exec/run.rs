@@ -68,6 +68,7 @@ impl CellRun<'_> {
         let mut harness = CellHarness::open(self.servers, &workload.data_plan(), database, self.live, clock).await?;
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
+        let pooler = harness.take_pooler();
         let Measured {
             metrics,
             schedule,
@@ -94,6 +95,7 @@ impl CellRun<'_> {
             business,
             slo,
             invariants,
+            pooler,
         })
     }
 }

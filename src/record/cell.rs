@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::PoolSettings;
 use crate::driver::{DriverSettings, Load};
-use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec};
-use crate::provision::{Backend, PgServer, RedisServer};
+use crate::measure::{CellMetrics, LatencySummary, PoolerSamples, ServerSamples, SloResult, SloSpec};
+use crate::provision::{Backend, CellPooler, PgServer, PoolerInfo, RedisServer};
 use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
 
 /// Version of the cell record's schema; bumped on any incompatible change.
@@ -34,6 +34,12 @@ pub struct CellSettings {
     pub instances: u32,
     /// Driver settings. Default: [`DriverSettings::default`].
     pub driver: DriverSettings,
+    /// A pooler between the app pools and the server (`--pooler`).
+    /// Default: none, the pools connect to the server. Left out of the
+    /// record when none, so cells (and their keys) from before it read and
+    /// match as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<CellPooler>,
 }
 
 impl Default for CellSettings {
@@ -44,6 +50,7 @@ impl Default for CellSettings {
             pool: PoolSettings::default(),
             instances: 1,
             driver: DriverSettings::default(),
+            pooler: None,
         }
     }
 }
@@ -84,6 +91,19 @@ pub struct CellRecord {
     pub slo: Scorecard,
     /// Invariants checked on the data after the run.
     pub invariants: Vec<InvariantCheck>,
+    /// The pooler the cell went through and what it did, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerCell>,
+}
+
+/// The pooler side of a cell: what it was and what its admin console
+/// showed each second (sampled outside the pools).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolerCell {
+    /// Version, origin, address and settings.
+    pub info: PoolerInfo,
+    /// `SHOW POOLS` and `SHOW STATS` deltas over the cell.
+    pub samples: PoolerSamples,
 }
 
 impl CellRecord {

@@ -12,8 +12,8 @@ mod migration;
 mod plan;
 
 pub use self::cell::{
-    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, ScheduleReport, Scorecard, TemplateInfo,
-    CELL_SCHEMA,
+    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, PoolerCell, ScheduleReport, Scorecard,
+    TemplateInfo, CELL_SCHEMA,
 };
 pub use self::failed::{FailedCell, FailureCause, ServerLoss, FAILED_CELL_SCHEMA};
 pub use self::migration::{

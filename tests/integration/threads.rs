@@ -42,6 +42,7 @@ fn two_instances(kind: PoolKind, load: Load) -> CellSettings {
             threads: 2,
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 

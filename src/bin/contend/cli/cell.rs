@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::{PoolKind, PoolSettings, QueryMode};
 use contend::driver::{DriverSettings, Load, Ramp};
 use contend::record::CellSettings;
 use contend::workload::script::{ScriptData, ScriptFile, ScriptSettings};
@@ -27,7 +27,7 @@ pgbench's letters: -c clients, -j driver threads, -T duration, -R rate, -L laten
 Left out because contend means something else or has no such thing: -t (contend runs for a time, \
 not a count of transactions), -h/-p/-U/-d (-h is help here; give --database-url), -D (--set sets \
 the workload's TOML, not script variables), -l (see the run's results directory), -n/-v, -S/-N/-b \
-(workloads are named with --workload), -r; -M is not offered yet.";
+(workloads are named with --workload), -r. -M is --query-mode (simple, extended, prepared).";
 
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.
 #[derive(Debug, Args)]
@@ -80,6 +80,9 @@ pub struct CellArgs {
     /// Think time between a client's transactions, e.g. 10ms (default: the workload's).
     #[arg(long, value_parser = parse_duration)]
     pub think_time: Option<Duration>,
+    /// How statements are sent, as pgbench's -M: prepared (named statements reused per connection, what ORMs do), extended (the unnamed statement, one round trip) or simple (the simple protocol, parameters as literals).
+    #[arg(short = 'M', long, value_enum, default_value_t = QueryModeArg::Prepared)]
+    pub query_mode: QueryModeArg,
     /// Longest wait for a pooled connection.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub acquire_timeout: Duration,
@@ -135,6 +138,17 @@ pub enum PoolArg {
     None,
 }
 
+/// `--query-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryModeArg {
+    /// Named prepared statements, reused per connection.
+    Prepared,
+    /// The unnamed statement: parse, bind, execute in one round trip.
+    Extended,
+    /// The simple query protocol.
+    Simple,
+}
+
 /// `herd` or `linear:DURATION`.
 fn parse_ramp(raw: &str) -> Result<Ramp, String> {
     match raw.split_once(':') {
@@ -188,6 +202,11 @@ impl CellArgs {
             size: pool_size,
             acquire_timeout: self.acquire_timeout,
             statement_timeout: self.statement_timeout,
+            query_mode: match self.query_mode {
+                QueryModeArg::Prepared => QueryMode::Prepared,
+                QueryModeArg::Extended => QueryMode::Extended,
+                QueryModeArg::Simple => QueryMode::Simple,
+            },
             ..defaults.pool
         };
         let defaults_file = match &self.workload_file {
@@ -223,6 +242,8 @@ impl CellArgs {
                 grace_s: self.cell_grace.as_secs_f64(),
                 latency_limit_ms: self.latency_limit,
             },
+            // Set by run and sweep (--pooler), which know the servers.
+            pooler: None,
         };
         // Its message, not its chain of sources: the message already says
         // the cause, and `contend: error:` would print it twice.
