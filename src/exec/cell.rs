@@ -463,6 +463,7 @@ impl CellHarness {
                 pooler_cell = Some(PoolerCell {
                     info: pooler.info.clone(),
                     samples,
+                    cpu_s: pooler.cpu_seconds(),
                 });
                 pooler.shutdown().await;
             }

@@ -229,10 +229,18 @@ impl Pooler {
         }
     }
 
-    /// The pgbouncer process's pid, when contend started it (its CPU time
-    /// is in /proc/<pid>/stat).
-    pub fn pid(&self) -> Option<u32> {
-        self.process.as_ref().map(Child::id)
+    /// CPU seconds (user + system) the pgbouncer process used so far, from
+    /// /proc/<pid>/stat; `None` for an external pooler or when unreadable.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.process.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // utime and stime are fields 14 and 15; the fields after the
+        // parenthesised name start at field 3.
+        let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+        Some((utime + stime) as f64 / ticks as f64)
     }
 }
 

@@ -104,6 +104,11 @@ pub struct PoolerCell {
     pub info: PoolerInfo,
     /// `SHOW POOLS` and `SHOW STATS` deltas over the cell.
     pub samples: PoolerSamples,
+    /// CPU seconds the pgbouncer process used over the cell (it shares the
+    /// machine's cores with the server and the clients); `None` for an
+    /// external pooler.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
 }
 
 impl CellRecord {

@@ -12,16 +12,69 @@ fn ms(us: u64) -> String {
     format!("{:.1}", us as f64 / 1000.0)
 }
 
-fn label_of(key: &str) -> String {
-    let class = match key {
+fn class_of(key: &str) -> ErrorClass {
+    match key {
         "pool_timeout" => ErrorClass::PoolTimeout,
         "connection_failed" => ErrorClass::ConnectionFailed,
         "connection_lost" => ErrorClass::ConnectionLost,
         "too_many_open_files" => ErrorClass::ClientOutOfFiles,
         "other" => ErrorClass::Other,
         code => ErrorClass::from_sqlstate(code),
+    }
+}
+
+fn label_of(key: &str) -> String {
+    class_of(key).label()
+}
+
+/// The pooler's lines: what it was, its queue, and where a transaction's
+/// time went: the app pool's wait from the clients' timings; the pooler's
+/// wait and the time on a server connection from its SHOW STATS (its
+/// transaction time counts from the client's first query, so it holds the
+/// wait, which is taken out).
+fn pooler_text(out: &mut String, record: &CellRecord, pooler: &crate::record::PoolerCell) {
+    let config = |key: &str| pooler.info.config.get(key).map_or("?", String::as_str);
+    let origin = match pooler.info.origin {
+        crate::provision::ServerOrigin::External => "external",
+        _ => "started by contend",
     };
-    class.label()
+    let samples = &pooler.samples;
+    let _ = writeln!(
+        out,
+        "\npooler: {} ({origin}) · {} mode · pool {} + reserve {} · max_client_conn {} · {} samples: peak cl_waiting {} · peak maxwait {} ms{}",
+        pooler.info.version,
+        config("pool_mode"),
+        config("default_pool_size"),
+        config("reserve_pool_size"),
+        config("max_client_conn"),
+        samples.samples.len(),
+        samples.max_cl_waiting(),
+        ms(samples.max_wait_us()),
+        pooler.cpu_s.map_or(String::new(), |cpu| format!(" · its CPU {cpu:.2} s")),
+    );
+    let (mut count, mut pool_wait, mut in_db) = (0u64, 0.0, 0.0);
+    for op in &record.metrics.operations {
+        count += op.in_db.count;
+        pool_wait += op.pool_wait.mean_us * op.pool_wait.count as f64;
+        in_db += op.in_db.mean_us * op.in_db.count as f64;
+    }
+    if count > 0 && samples.totals.xacts > 0 {
+        let totals = &samples.totals;
+        let pooler_wait = totals.wait_per_xact_us();
+        let on_server = (totals.xact_time_per_xact_us() - pooler_wait).max(0.0);
+        let _ = writeln!(
+            out,
+            "where a transaction's time went (means): app pool wait {:.2} ms · pooler wait {:.2} ms · in the database {:.2} ms (PgBouncer's SHOW STATS over {} transactions; the clients timed {:.2} ms from BEGIN to COMMIT; the pooler's wait also counts clients logging in while every server connection was busy)",
+            pool_wait / count as f64 / 1000.0,
+            pooler_wait / 1000.0,
+            on_server / 1000.0,
+            totals.xacts,
+            in_db / count as f64 / 1000.0,
+        );
+    }
+    if !samples.sampling_errors.is_empty() {
+        let _ = writeln!(out, "pooler sampling errors: {}", samples.sampling_errors.join("; "));
+    }
 }
 
 fn load_text(driver: &DriverSettings) -> String {
@@ -193,6 +246,17 @@ pub fn cell_summary(record: &CellRecord) -> String {
         for (key, count) in &m.errors_by_class {
             let _ = writeln!(out, "  {count:>8}  {}", label_of(key));
         }
+        let mut explained = std::collections::BTreeSet::new();
+        for key in m.errors_by_class.keys() {
+            if let Some(why) = class_of(key).explanation() {
+                if explained.insert(why) {
+                    let _ = writeln!(out, "  why: {why}");
+                }
+            }
+        }
+    }
+    if let Some(pooler) = &record.pooler {
+        pooler_text(&mut out, record, pooler);
     }
     let server = &record.server;
     if !server.samples.is_empty() {

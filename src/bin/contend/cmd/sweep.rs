@@ -44,6 +44,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             return Err(error.into());
         }
     };
+    servers.external_pooler = plan.external_pooler.clone();
     if fresh && plan.provision.backend == BackendChoice::Auto {
         // The plan names the backend auto chose, so a resume measures on
         // the same kind of server even if docker comes or goes meanwhile.
