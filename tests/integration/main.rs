@@ -17,6 +17,7 @@ mod migrate;
 mod old_results;
 mod panics;
 mod pgbench_flags;
+mod pooler;
 mod report;
 mod run;
 mod run_dirs;
