@@ -7,6 +7,7 @@
 
 mod compare;
 mod formula;
+mod pooler;
 mod recommend;
 mod stats;
 mod usl;
@@ -15,6 +16,7 @@ pub use self::compare::{
     compare, configuration, markdown, CompareError, CompareOptions, Comparison, MetricComparison, Verdict, Worse,
 };
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
+pub use self::pooler::{recommend_pooler, PoolerRecommendation};
 pub use self::recommend::{
     recommend, recommend_each, CellPoint, FormulaVerdict, Knee, LittleCheck, MaxConnectionsAdvice, OverBudget,
     RecommendOptions, Recommendation, UslReport, BUILT_IN_FORMULAS,

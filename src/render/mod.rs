@@ -16,7 +16,8 @@ pub use self::junit::{junit_xml, JunitError};
 pub use self::plots::{Plot, PlotError};
 pub use self::site::{index_html, summary_markdown, write_report, SiteError, Written};
 pub use self::text::{
-    cell_summary, errors_text, failed_cell_line, migration_text, recommendation_text, scorecard_text,
+    cell_summary, errors_text, failed_cell_line, migration_text, pooler_recommendation_text, recommendation_text,
+    scorecard_text,
 };
 
 /// The plots of a run, one function per chart.

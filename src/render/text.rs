@@ -659,6 +659,35 @@ pub fn migration_text(record: &crate::record::MigrationRecord) -> String {
     out
 }
 
+/// The recommendation across the layers of a sweep through PgBouncer.
+pub fn pooler_recommendation_text(rec: &crate::analysis::PoolerRecommendation) -> String {
+    let cells = |cells: &[usize]| cells.iter().map(|n| format!("#{n}")).collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    let _ = writeln!(out, "\nthrough PgBouncer:");
+    let _ = writeln!(
+        out,
+        "  default_pool_size {}: goodput {:.1}/s, p99 {:.1} ms (cells {}); the best, {:.1}/s, at {} (cells {})",
+        rec.pool_size,
+        rec.goodput_per_s,
+        rec.p99_ms,
+        cells(&rec.cells),
+        rec.best_goodput_per_s,
+        rec.best_pool_size,
+        cells(&rec.best_cells),
+    );
+    let _ = writeln!(
+        out,
+        "  app pool per instance {} × {} instance(s): the shortest pooler queue at that size (peak cl_waiting {}); connections past the pooler's pool only wait in it",
+        rec.app_pool_size, rec.instances, rec.peak_cl_waiting,
+    );
+    let _ = writeln!(
+        out,
+        "  max_connections >= {} = 1 pooler pool × {} + reserve {} + {} reserved + headroom {}",
+        rec.max_connections, rec.pool_size, rec.reserve_pool_size, rec.reserved_connections, rec.headroom,
+    );
+    out
+}
+
 /// Errors by class as one short phrase: "connection_lost×2 53300×5", or
 /// "none".
 pub fn errors_text(errors_by_class: &std::collections::BTreeMap<String, u64>) -> String {

@@ -170,7 +170,19 @@ fn a_sweep_runs_the_pooler_pool_size_as_an_axis() {
         .arg(&results)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{:?}", text(&output));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The recommendation names the pooler's pool size and its cells.
+    let named = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("default_pool_size "))
+        .unwrap_or_else(|| panic!("a pooler recommendation: {stdout}"));
+    assert!(
+        (named.contains("default_pool_size 2:") && named.contains("(cells #1)"))
+            || (named.contains("default_pool_size 8:") && named.contains("(cells #2)")),
+        "{named}"
+    );
+    assert!(stdout.contains("max_connections >= "), "{stdout}");
     let run_dir = std::fs::read_dir(&results).unwrap().flatten().next().unwrap().path();
     let cells: Vec<serde_json::Value> = std::fs::read_to_string(run_dir.join("cells.jsonl"))
         .unwrap()

@@ -89,9 +89,14 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             say(
                 &bar,
                 format!(
-                    "pool {:>3} × {} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
+                    "pool {:>3} × {}{} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
                     record.settings.pool.size,
                     record.settings.instances,
+                    match record.settings.pooler {
+                        Some(contend::provision::CellPooler::PgBouncer(pooler)) =>
+                            format!(" · pgbouncer {}", pooler.pool_size),
+                        _ => String::new(),
+                    },
                     record.postgres.max_connections,
                     record.business.goodput_per_s,
                     record.metrics.worst_p99_ms(),
@@ -140,6 +145,15 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
                 Format::Text => {
                     for recommendation in &run.recommendations {
                         print!("{}", contend::render::recommendation_text(recommendation));
+                    }
+                    let judging = &plan.recommend;
+                    if let Some(pooler) = contend::analysis::recommend_pooler(
+                        &run.cells,
+                        judging.goodput_share,
+                        judging.p99_slo_ms,
+                        judging.headroom,
+                    ) {
+                        print!("{}", contend::render::pooler_recommendation_text(&pooler));
                     }
                 }
                 Format::Json => super::print_json(&run)?,
