@@ -462,18 +462,24 @@ impl Session {
         columns: usize,
         first_row: &mut (dyn FnMut(Option<i64>) + Send),
     ) -> Result<u64, ErrorClass> {
-        if self.mode == QueryMode::Simple {
-            let text = inline_params(sql, params)?;
-            return self.fetch_simple(&text, columns, first_row).await.map(|(rows, _)| rows);
+        // The other modes boxed: the driver's futures nest these, and one
+        // future holding every mode's state at once overflowed a test
+        // thread's stack in a debug build.
+        match self.mode {
+            QueryMode::Prepared => {}
+            QueryMode::Simple => {
+                let text = inline_params(sql, params)?;
+                return Box::pin(self.fetch_simple(&text, columns, first_row))
+                    .await
+                    .map(|(rows, _)| rows);
+            }
+            QueryMode::Extended => {
+                if let Some(client) = self.checkout.tokio_client() {
+                    return Box::pin(fetch_extended(client, sql, params, columns, first_row)).await;
+                }
+            }
         }
         let extended = self.mode == QueryMode::Extended;
-        if let (true, Some(client)) = (extended, self.checkout.tokio_client()) {
-            let rows = client
-                .query_typed_raw(sql, typed_params(params))
-                .await
-                .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-            return tokio_fetched(rows, columns, first_row).await;
-        }
         match &mut self.checkout {
             Checkout::Deadpool(client) => {
                 let statement = client
@@ -519,30 +525,21 @@ impl Session {
     /// Runs one statement that returns no rows and gives the rows it
     /// affected.
     pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
-        if self.mode == QueryMode::Simple {
-            let text = inline_params(sql, params)?;
-            return self
-                .fetch_simple(&text, 0, &mut |_| {})
-                .await
-                .map(|(_, affected)| affected);
+        match self.mode {
+            QueryMode::Prepared => {}
+            QueryMode::Simple => {
+                let text = inline_params(sql, params)?;
+                return Box::pin(self.fetch_simple(&text, 0, &mut |_| {}))
+                    .await
+                    .map(|(_, affected)| affected);
+            }
+            QueryMode::Extended => {
+                if let Some(client) = self.checkout.tokio_client() {
+                    return Box::pin(execute_extended(client, sql, params)).await;
+                }
+            }
         }
         let extended = self.mode == QueryMode::Extended;
-        if let (true, Some(client)) = (extended, self.checkout.tokio_client()) {
-            use futures_util::TryStreamExt;
-            let rows = client
-                .query_typed_raw(sql, typed_params(params))
-                .await
-                .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
-            let mut rows = std::pin::pin!(rows);
-            while rows
-                .as_mut()
-                .try_next()
-                .await
-                .map_err(|e| ErrorClass::from_tokio_postgres(&e))?
-                .is_some()
-            {}
-            return Ok(rows.rows_affected().unwrap_or(0));
-        }
         match &mut self.checkout {
             Checkout::Deadpool(client) => {
                 let statement = client
@@ -631,6 +628,40 @@ impl Session {
         }
         Ok((rows, affected))
     }
+}
+
+/// One query as the unnamed statement (parse, bind, execute, one round
+/// trip); see [`Session::fetch`].
+async fn fetch_extended(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[Param],
+    columns: usize,
+    first_row: &mut (dyn FnMut(Option<i64>) + Send),
+) -> Result<u64, ErrorClass> {
+    let rows = client
+        .query_typed_raw(sql, typed_params(params))
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+    tokio_fetched(rows, columns, first_row).await
+}
+
+/// One statement as the unnamed statement; the rows it affected.
+async fn execute_extended(client: &tokio_postgres::Client, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
+    use futures_util::TryStreamExt;
+    let rows = client
+        .query_typed_raw(sql, typed_params(params))
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+    let mut rows = std::pin::pin!(rows);
+    while rows
+        .as_mut()
+        .try_next()
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?
+        .is_some()
+    {}
+    Ok(rows.rows_affected().unwrap_or(0))
 }
 
 /// `sql` with each `$N` replaced by parameter N as a literal, for the

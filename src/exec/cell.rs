@@ -332,7 +332,7 @@ impl CellHarness {
     pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
         self.clock.bound_from(Some(Instant::now()));
         let started = async {
-            let app_url = self.app_pools_url(settings.pooler).await?;
+            let app_url = Box::pin(self.app_pools_url(settings.pooler)).await?;
             let pools = (0..settings.instances)
                 .map(|_| AppPool::new(&app_url, &settings.pool))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -358,16 +358,24 @@ impl CellHarness {
         let Some(pooler) = pooler else {
             return Ok(self.client_url.clone());
         };
+        // Boxed: starting a pooler is a large future, and a cell's future
+        // holds it (a debug build's test thread has a 2 MiB stack).
         let pooler = match pooler {
             CellPooler::PgBouncer(settings) => {
-                start_pgbouncer(&settings, &self.upstream, &self.database, POOLER_STARTUP).await?
+                Box::pin(start_pgbouncer(
+                    &settings,
+                    &self.upstream,
+                    &self.database,
+                    POOLER_STARTUP,
+                ))
+                .await?
             }
             CellPooler::External => {
                 let external = self.external_pooler.as_ref().ok_or(RunError::NoExternalPooler)?;
-                connect_external_pooler(external, &self.database).await?
+                Box::pin(connect_external_pooler(external, &self.database)).await?
             }
         };
-        let sampler = PoolerSampler::start(&pooler.admin_url, &self.database, POOLER_INTERVAL).await?;
+        let sampler = Box::pin(PoolerSampler::start(&pooler.admin_url, &self.database, POOLER_INTERVAL)).await?;
         let url = pooler.client_url.clone();
         self.pooler = Some((pooler, sampler));
         Ok(url)
@@ -459,16 +467,17 @@ impl CellHarness {
                 pool.close().await;
             }
             if let Some((pooler, pooler_sampler)) = pooler {
-                let samples = pooler_sampler.stop().await;
+                let samples = Box::pin(pooler_sampler.stop()).await;
                 pooler_cell = Some(PoolerCell {
                     info: pooler.info.clone(),
                     samples,
                     cpu_s: pooler.cpu_seconds(),
                 });
-                pooler.shutdown().await;
+                Box::pin(pooler.shutdown()).await;
             }
         };
-        let samples = sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await;
+        // Boxed, as the pooler's start is.
+        let samples = sampler.stop_after(Box::pin(closing), Some(POOL_APPLICATION_NAME)).await;
         self.pooler_cell = pooler_cell;
         samples
     }
@@ -491,7 +500,7 @@ impl CellHarness {
             pool.close().await;
         }
         if let Some((pooler, _sampler)) = self.pooler.take() {
-            pooler.shutdown().await;
+            Box::pin(pooler.shutdown()).await;
         }
         let mut lost = false;
         self.watchdog.send_modify(|watch| {

@@ -57,7 +57,11 @@ impl WorkloadUser for CellRun<'_> {
     async fn run<W: Workload>(self, workload: W) -> Self::Output {
         let clock = CellClock::new(self.settings.driver.grace_s);
         let live = Arc::clone(&self.live);
-        clock.bound(&live, self.run_cell(workload, Arc::clone(&clock))).await
+        // Boxed: a cell's future is large in a debug build, and the callers'
+        // futures hold it on a 2 MiB test thread's stack.
+        clock
+            .bound(&live, Box::pin(self.run_cell(workload, Arc::clone(&clock))))
+            .await
     }
 }
 

@@ -27,6 +27,45 @@ fn label_of(key: &str) -> String {
     class_of(key).label()
 }
 
+/// Where a transaction's time went in a cell through a pooler, means in
+/// milliseconds.
+pub(super) struct TimeSplit {
+    /// Waiting for the app's own pool (the clients' timings).
+    pub app_pool_wait_ms: f64,
+    /// Waiting in the pooler for a server connection (its SHOW STATS).
+    pub pooler_wait_ms: f64,
+    /// On a server connection (its SHOW STATS transaction time less the
+    /// wait).
+    pub in_db_ms: f64,
+    /// The clients' own BEGIN-to-COMMIT time, which holds the last two.
+    pub client_in_db_ms: f64,
+    /// Transactions PgBouncer counted.
+    pub pooled_xacts: u64,
+}
+
+/// The [`TimeSplit`] of a cell, when it has attempts and the pooler
+/// counted transactions.
+pub(super) fn time_split(record: &CellRecord, pooler: &crate::record::PoolerCell) -> Option<TimeSplit> {
+    let (mut count, mut pool_wait, mut in_db) = (0u64, 0.0, 0.0);
+    for op in &record.metrics.operations {
+        count += op.in_db.count;
+        pool_wait += op.pool_wait.mean_us * op.pool_wait.count as f64;
+        in_db += op.in_db.mean_us * op.in_db.count as f64;
+    }
+    let totals = &pooler.samples.totals;
+    if count == 0 || totals.xacts == 0 {
+        return None;
+    }
+    let pooler_wait = totals.wait_per_xact_us();
+    Some(TimeSplit {
+        app_pool_wait_ms: pool_wait / count as f64 / 1000.0,
+        pooler_wait_ms: pooler_wait / 1000.0,
+        in_db_ms: (totals.xact_time_per_xact_us() - pooler_wait).max(0.0) / 1000.0,
+        client_in_db_ms: in_db / count as f64 / 1000.0,
+        pooled_xacts: totals.xacts,
+    })
+}
+
 /// The pooler's lines: what it was, its queue, and where a transaction's
 /// time went: the app pool's wait from the clients' timings; the pooler's
 /// wait and the time on a server connection from its SHOW STATS (its
@@ -52,24 +91,11 @@ fn pooler_text(out: &mut String, record: &CellRecord, pooler: &crate::record::Po
         ms(samples.max_wait_us()),
         pooler.cpu_s.map_or(String::new(), |cpu| format!(" · its CPU {cpu:.2} s")),
     );
-    let (mut count, mut pool_wait, mut in_db) = (0u64, 0.0, 0.0);
-    for op in &record.metrics.operations {
-        count += op.in_db.count;
-        pool_wait += op.pool_wait.mean_us * op.pool_wait.count as f64;
-        in_db += op.in_db.mean_us * op.in_db.count as f64;
-    }
-    if count > 0 && samples.totals.xacts > 0 {
-        let totals = &samples.totals;
-        let pooler_wait = totals.wait_per_xact_us();
-        let on_server = (totals.xact_time_per_xact_us() - pooler_wait).max(0.0);
+    if let Some(split) = time_split(record, pooler) {
         let _ = writeln!(
             out,
             "where a transaction's time went (means): app pool wait {:.2} ms · pooler wait {:.2} ms · in the database {:.2} ms (PgBouncer's SHOW STATS over {} transactions; the clients timed {:.2} ms from BEGIN to COMMIT; the pooler's wait also counts clients logging in while every server connection was busy)",
-            pool_wait / count as f64 / 1000.0,
-            pooler_wait / 1000.0,
-            on_server / 1000.0,
-            totals.xacts,
-            in_db / count as f64 / 1000.0,
+            split.app_pool_wait_ms, split.pooler_wait_ms, split.in_db_ms, split.pooled_xacts, split.client_in_db_ms,
         );
     }
     if !samples.sampling_errors.is_empty() {

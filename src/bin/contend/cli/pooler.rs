@@ -16,6 +16,20 @@ use super::values::parse_pool_size;
 /// pools' role cannot take.
 const DEFAULT_RESERVED: u32 = 3;
 
+/// Slots the clients' role cannot take on a server contend starts:
+/// `superuser_reserved_connections` (+ `reserved_connections`, 16+) as
+/// `--pg-setting` gives them, else PostgreSQL's default.
+pub fn reserved_slots(pg_settings: &[(String, String)]) -> u32 {
+    let given = |key: &str| {
+        pg_settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.trim().parse::<u32>().ok())
+    };
+    given("superuser_reserved_connections").unwrap_or(DEFAULT_RESERVED) + given("reserved_connections").unwrap_or(0)
+}
+
 /// PostgreSQL's default `max_connections`.
 const DEFAULT_MAX_CONNECTIONS: u32 = 100;
 
@@ -79,6 +93,7 @@ impl PoolerArgs {
         cell: &CellSettings,
         max_connections: Option<u32>,
         server_known: bool,
+        reserved: u32,
     ) -> anyhow::Result<Option<CellPooler>> {
         if self.pooler_url.is_some() {
             anyhow::ensure!(
@@ -115,10 +130,10 @@ impl PoolerArgs {
         );
         if server_known {
             let max_connections = max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-            let usable = max_connections.saturating_sub(DEFAULT_RESERVED);
+            let usable = max_connections.saturating_sub(reserved);
             anyhow::ensure!(
                 settings.server_connections() <= usable,
-                "PgBouncer's pool ({} + reserve {}) exceeds max_connections {max_connections} less {DEFAULT_RESERVED} superuser-reserved slots: the server would refuse its connections past {usable} (53300) and PgBouncer would wait 15 s (server_login_retry) before trying again; lower --pooler-pool-size(s) or raise --max-connections",
+                "PgBouncer's pool ({} + reserve {}) exceeds max_connections {max_connections} less {reserved} superuser-reserved slots: the server would refuse its connections past {usable} (53300) and PgBouncer would wait 15 s (server_login_retry) before trying again; lower --pooler-pool-size(s) or raise --max-connections",
                 settings.pool_size,
                 settings.reserve_pool_size,
             );

@@ -67,9 +67,13 @@ impl TryFrom<RunCommand> for RunPlan {
         let mut provision = ProvisionOptions::try_from(args.servers)?;
         provision.with_redis = contend::exec::cells_need_redis([&cell])?;
         let server_known = provision.backend != BackendChoice::External && provision.database_url.is_none();
-        cell.pooler = args
-            .pooler
-            .cell_pooler(args.pooler_pool_size, &cell, provision.max_connections, server_known)?;
+        cell.pooler = args.pooler.cell_pooler(
+            args.pooler_pool_size,
+            &cell,
+            provision.max_connections,
+            server_known,
+            super::pooler::reserved_slots(&provision.pg_settings),
+        )?;
         Ok(RunPlan {
             cell,
             provision,

@@ -129,6 +129,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
                             &settings,
                             max_connections.or(provision.max_connections),
                             server_known,
+                            super::pooler::reserved_slots(&provision.pg_settings),
                         )?;
                         for run in 0..u64::from(args.repeat) {
                             let mut settings = settings.clone();
