@@ -2,6 +2,8 @@
 # Prepare this machine for contend's tests and benches. Idempotent, and safe to
 # run concurrently (runs are serialised with a lock):
 #   - makes sure redis-server is on PATH (installs Debian's package when root),
+#   - makes sure pgbouncer is installed (Debian's package, binary in /usr/sbin;
+#     the pooler tests start their own, so the packaged service is stopped),
 #   - builds the local stand-in docker images (testcontainers/build-images.sh)
 #     when a docker daemon answers, since no image registry may be reachable,
 #   - with --with-chromium, makes sure chromium-headless-shell is on PATH (the
@@ -112,6 +114,38 @@ else
 	install_package redis-server redis-server
 	stop_packaged_redis
 	summary+=("installed redis-server $(redis_version)")
+fi
+
+# Like redis: the package's own pgbouncer (127.0.0.1:6432) is not ours to keep.
+stop_packaged_pgbouncer() {
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		systemctl stop pgbouncer >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/pgbouncer ] && command -v service >/dev/null 2>&1; then
+		service pgbouncer stop >/dev/null 2>&1 || true
+	fi
+	local pidfile=/run/postgresql/pgbouncer.pid pid i
+	[ -s "$pidfile" ] || return 0
+	pid=$(cat "$pidfile")
+	if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q pgbouncer; then
+		kill "$pid" 2>/dev/null || true
+		for i in $(seq 1 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		summary+=("stopped the packaged pgbouncer daemon (pid $pid)")
+	fi
+}
+
+pgbouncer_version() { "$1" --version | sed -n 's/^[Pp][Gg][Bb]ouncer \([^ ]*\).*/\1/p' | head -n 1; }
+
+# /usr/sbin is not on every user's PATH; contend looks there too.
+pgbouncer_bin=$(command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; } || true)
+if [ -n "$pgbouncer_bin" ]; then
+	summary+=("pgbouncer $(pgbouncer_version "$pgbouncer_bin") present")
+else
+	PATH="$PATH:/usr/sbin" install_package pgbouncer pgbouncer
+	stop_packaged_pgbouncer
+	summary+=("installed pgbouncer $(pgbouncer_version /usr/sbin/pgbouncer)")
 fi
 
 if [ "$with_chromium" = 1 ]; then

@@ -13,7 +13,8 @@
 //! ```text
 //! provision  servers and their lifetimes: local (initdb/postgres,
 //!            redis-server), docker (testcontainers), external (URLs);
-//!            generated passwords, URLs masked in every output; tls/:
+//!            a PgBouncer per cell (or the user's); generated passwords,
+//!            URLs masked in every output; tls/:
 //!            libpq's sslmode settings read once into the connector every
 //!            PostgreSQL connection uses, certificates for --tls servers
 //! network    the network between app pools and server: a delaying TCP
@@ -23,7 +24,8 @@
 //!            one attempt's lazily checked-out session, Redis connections,
 //!            error classes
 //! measure    recorder → CellMetrics (HdrHistograms, errors, timeline); the
-//!            server sampled meanwhile; SLO scoring; EXPLAIN plans
+//!            server (and PgBouncer's admin console) sampled meanwhile; SLO
+//!            scoring; EXPLAIN plans
 //! workload   the trait, the registry, one module per workload (+ sql/<name>/,
 //!            workloads/<name>.toml), script/ for pgbench-style scripts,
 //!            migration files parsed into statements

@@ -8,6 +8,7 @@
 mod compare;
 mod diagnosis;
 mod formula;
+mod pooler;
 mod recommend;
 mod stats;
 mod usl;
@@ -17,6 +18,7 @@ pub use self::compare::{
 };
 pub use self::diagnosis::diagnose;
 pub use self::formula::{Bindings, Formula, FormulaError, Sizes, VARIABLES};
+pub use self::pooler::{recommend_pooler, PoolerRecommendation};
 pub use self::recommend::{
     recommend, recommend_each, BestMeasured, CellPoint, FormulaVerdict, Knee, KneeVerdict, LittleCheck,
     MaxConnectionsAdvice, OverBudget, RecommendOptions, Recommendation, RttProjection, SideVerdict, UslReport,

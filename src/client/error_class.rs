@@ -23,6 +23,12 @@ pub enum ErrorClass {
     QueryCanceled,
     /// SQLSTATE 23505: a unique constraint was violated.
     UniqueViolation,
+    /// SQLSTATE 26000 (a prepared statement the client named does not
+    /// exist) or 42P05 (one of that name exists already), holding which: the
+    /// client's named prepared statements were made on another server
+    /// connection, as through a transaction- or statement-mode PgBouncer
+    /// before 1.21 ([`ErrorClass::explanation`]).
+    PreparedStatement(String),
     /// Any other SQLSTATE; holds the full five-character code as the server sent it.
     OtherSqlState(String),
     /// Waiting for a pooled connection took longer than the pool's acquire timeout.
@@ -50,6 +56,7 @@ impl ErrorClass {
             "55P03" => ErrorClass::LockNotAvailable,
             "57014" => ErrorClass::QueryCanceled,
             "23505" => ErrorClass::UniqueViolation,
+            "26000" | "42P05" => ErrorClass::PreparedStatement(code.to_string()),
             other => ErrorClass::OtherSqlState(other.to_string()),
         }
     }
@@ -65,7 +72,7 @@ impl ErrorClass {
             ErrorClass::LockNotAvailable => "55P03".to_string(),
             ErrorClass::QueryCanceled => "57014".to_string(),
             ErrorClass::UniqueViolation => "23505".to_string(),
-            ErrorClass::OtherSqlState(code) => code.clone(),
+            ErrorClass::OtherSqlState(code) | ErrorClass::PreparedStatement(code) => code.clone(),
             ErrorClass::PoolTimeout => "pool_timeout".to_string(),
             ErrorClass::ConnectionFailed => "connection_failed".to_string(),
             ErrorClass::ConnectionLost => "connection_lost".to_string(),
@@ -84,6 +91,10 @@ impl ErrorClass {
             ErrorClass::LockNotAvailable => "lock not available (55P03)".to_string(),
             ErrorClass::QueryCanceled => "query canceled (57014)".to_string(),
             ErrorClass::UniqueViolation => "unique violation (23505)".to_string(),
+            ErrorClass::PreparedStatement(code) if code == "42P05" => {
+                "prepared statement already exists (42P05)".to_string()
+            }
+            ErrorClass::PreparedStatement(code) => format!("prepared statement does not exist ({code})"),
             ErrorClass::OtherSqlState(code) => match code.get(..2) {
                 Some(class) => match sqlstate_class_name(class) {
                     Some(name) => format!("SQLSTATE {code} (class {class}: {name})"),
@@ -99,6 +110,17 @@ impl ErrorClass {
                 None => "too many open files in contend".to_string(),
             },
             ErrorClass::Other => "other".to_string(),
+        }
+    }
+
+    /// One line saying what a class means and what to do, for classes
+    /// whose cause is not in their label.
+    pub fn explanation(&self) -> Option<&'static str> {
+        match self {
+            ErrorClass::PreparedStatement(_) => Some(
+                "named prepared statements do not survive a transaction- or statement-mode pooler that hands each transaction another server connection: use --query-mode extended (unnamed statements), or PgBouncer >= 1.21 with max_prepared_statements",
+            ),
+            _ => None,
         }
     }
 

@@ -15,6 +15,6 @@ pub use self::attempt::{Attempt, AttemptTimes};
 pub use self::cache::{cache_connections, redis_client, RedisError};
 pub use self::error_class::ErrorClass;
 pub use self::pool::{
-    count_round_trips, AcquireTiming, AppPool, Param, PoolError, PoolKind, PoolSettings, QueryResult, Session,
-    TimedManager, UntypedNumber, POOL_APPLICATION_NAME,
+    count_round_trips, AcquireTiming, AppPool, Param, PoolError, PoolKind, PoolSettings, QueryMode, QueryResult,
+    Session, TimedManager, UntypedNumber, POOL_APPLICATION_NAME,
 };

@@ -45,6 +45,36 @@ impl std::fmt::Display for PoolKind {
     }
 }
 
+/// How statements go to the server, as pgbench's `-M`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMode {
+    /// Named statements, prepared once per connection and reused (what
+    /// deadpool's statement cache, sqlx and most ORMs do).
+    #[default]
+    Prepared,
+    /// The unnamed statement, parsed, bound and executed in one round
+    /// trip: nothing outlives the statement.
+    Extended,
+    /// The simple query protocol, parameters written into the text as
+    /// literals.
+    Simple,
+}
+
+impl std::fmt::Display for QueryMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QueryMode::Prepared => "prepared",
+            QueryMode::Extended => "extended",
+            QueryMode::Simple => "simple",
+        })
+    }
+}
+
+fn is_prepared(mode: &QueryMode) -> bool {
+    *mode == QueryMode::Prepared
+}
+
 /// One application instance's pool settings. `PoolSettings::default()` is
 /// what `contend run` uses without flags: deadpool, 10 connections, 5 s
 /// acquire timeout, 10 s connect timeout, the server's statement_timeout.
@@ -63,6 +93,11 @@ pub struct PoolSettings {
     /// Server-side statement_timeout for every connection; `None` keeps the
     /// server's. Default: `None` (`--statement-timeout`).
     pub statement_timeout: Option<Duration>,
+    /// How statements are sent. Default: [`QueryMode::Prepared`]
+    /// (`--query-mode`, `-M`); left out of records when prepared, so
+    /// records from before it read (and key) as they were.
+    #[serde(default, skip_serializing_if = "is_prepared")]
+    pub query_mode: QueryMode,
 }
 
 impl Default for PoolSettings {
@@ -75,6 +110,7 @@ impl Default for PoolSettings {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: None,
+            query_mode: QueryMode::Prepared,
         }
     }
 }
@@ -245,8 +281,13 @@ impl managed::Manager for TimedManager {
     }
 }
 
-/// One application instance's pool.
-pub enum AppPool {
+/// One application instance's pool, and how its sessions send statements.
+pub struct AppPool {
+    pool: Pool,
+    mode: QueryMode,
+}
+
+enum Pool {
     /// deadpool-postgres.
     Deadpool(managed::Pool<TimedManager>),
     /// sqlx.
@@ -269,7 +310,7 @@ impl AppPool {
         if let Some(timeout) = settings.statement_timeout {
             config.options(format!("-c statement_timeout={}", timeout.as_millis()));
         }
-        match settings.kind {
+        let pool = match settings.kind {
             PoolKind::Deadpool => {
                 let manager = deadpool_postgres::Manager::from_connect(
                     target.config.clone(),
@@ -284,8 +325,8 @@ impl AppPool {
                     .create_timeout(Some(settings.connect_timeout))
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
-                    .map(AppPool::Deadpool)
-                    .map_err(PoolError::Deadpool)
+                    .map(Pool::Deadpool)
+                    .map_err(PoolError::Deadpool)?
             }
             PoolKind::Sqlx => {
                 let mut options = target.sqlx_options().map_err(PoolError::SqlxUrl)?;
@@ -300,17 +341,27 @@ impl AppPool {
                     // A benchmark measures the pool, not a health check per checkout.
                     .test_before_acquire(false)
                     .connect_lazy_with(options);
-                Ok(AppPool::Sqlx(pool))
+                Pool::Sqlx(pool)
             }
-            PoolKind::None => Ok(AppPool::None(Box::new(target))),
-        }
+            PoolKind::None => Pool::None(Box::new(target)),
+        };
+        Ok(AppPool {
+            pool,
+            mode: settings.query_mode,
+        })
     }
 
     /// Checks a connection out, or says why it could not.
     pub async fn acquire(&self) -> (Result<Session, ErrorClass>, AcquireTiming) {
+        let (checkout, timing) = self.check_out().await;
+        let mode = self.mode;
+        (checkout.map(|checkout| Session { checkout, mode }), timing)
+    }
+
+    async fn check_out(&self) -> (Result<Checkout, ErrorClass>, AcquireTiming) {
         let started = Instant::now();
-        match self {
-            AppPool::Deadpool(pool) => {
+        match &self.pool {
+            Pool::Deadpool(pool) => {
                 let (got, connect_us) = CONNECT_US
                     .scope(Cell::new(0), async { (pool.get().await, CONNECT_US.with(Cell::get)) })
                     .await;
@@ -319,9 +370,9 @@ impl AppPool {
                     pool_wait_us: total.saturating_sub(connect_us),
                     connect_us,
                 };
-                (got.map(Session::Deadpool).map_err(|e| classify_deadpool(&e)), timing)
+                (got.map(Checkout::Deadpool).map_err(|e| classify_deadpool(&e)), timing)
             }
-            AppPool::Sqlx(pool) => {
+            Pool::Sqlx(pool) => {
                 // sqlx opens connections inside acquire without a hook to
                 // time them: its pool wait includes connecting when it grows.
                 let got = pool.acquire().await;
@@ -329,9 +380,9 @@ impl AppPool {
                     pool_wait_us: started.elapsed().as_micros() as u64,
                     connect_us: 0,
                 };
-                (got.map(Session::Sqlx).map_err(|e| ErrorClass::from_sqlx(&e)), timing)
+                (got.map(Checkout::Sqlx).map_err(|e| ErrorClass::from_sqlx(&e)), timing)
             }
-            AppPool::None(target) => {
+            Pool::None(target) => {
                 let connected = target.connect().await;
                 let timing = AcquireTiming {
                     pool_wait_us: 0,
@@ -341,7 +392,7 @@ impl AppPool {
                     let task = tokio::spawn(async move {
                         let _ = connection.await;
                     });
-                    Session::Fresh(client, task)
+                    Checkout::Fresh(client, task)
                 });
                 (
                     session.map_err(|e| connect_failure(ErrorClass::from_tokio_postgres(&e))),
@@ -353,10 +404,10 @@ impl AppPool {
 
     /// Closes the pool's connections.
     pub async fn close(&self) {
-        match self {
-            AppPool::Deadpool(pool) => pool.close(),
-            AppPool::Sqlx(pool) => pool.close().await,
-            AppPool::None(_) => {}
+        match &self.pool {
+            Pool::Deadpool(pool) => pool.close(),
+            Pool::Sqlx(pool) => pool.close().await,
+            Pool::None(_) => {}
         }
     }
 }
@@ -379,8 +430,14 @@ fn connect_failure(class: ErrorClass) -> ErrorClass {
     }
 }
 
-/// A connection checked out for one transaction.
-pub enum Session {
+/// A connection checked out for one transaction, sending statements as
+/// its pool's [`QueryMode`] says.
+pub struct Session {
+    checkout: Checkout,
+    mode: QueryMode,
+}
+
+enum Checkout {
     /// From deadpool; goes back to the pool on drop.
     Deadpool(managed::Object<TimedManager>),
     /// From sqlx; goes back to the pool on drop.
@@ -389,9 +446,20 @@ pub enum Session {
     Fresh(tokio_postgres::Client, tokio::task::JoinHandle<()>),
 }
 
-impl Drop for Session {
+impl Checkout {
+    /// The tokio-postgres client, for every kind but sqlx.
+    fn tokio_client(&self) -> Option<&tokio_postgres::Client> {
+        match self {
+            Checkout::Deadpool(client) => Some(client),
+            Checkout::Fresh(client, _) => Some(client),
+            Checkout::Sqlx(_) => None,
+        }
+    }
+}
+
+impl Drop for Checkout {
     fn drop(&mut self) {
-        if let Session::Fresh(_, task) = self {
+        if let Checkout::Fresh(_, task) = self {
             task.abort();
         }
     }
@@ -411,16 +479,16 @@ impl Session {
     /// (BEGIN, COMMIT, ROLLBACK, SET).
     pub async fn simple(&mut self, sql: &str) -> Result<(), ErrorClass> {
         round_trips(1);
-        match self {
-            Session::Deadpool(client) => client
+        match &mut self.checkout {
+            Checkout::Deadpool(client) => client
                 .batch_execute(sql)
                 .await
                 .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
-            Session::Fresh(client, _) => client
+            Checkout::Fresh(client, _) => client
                 .batch_execute(sql)
                 .await
                 .map_err(|e| ErrorClass::from_tokio_postgres(&e)),
-            Session::Sqlx(connection) => {
+            Checkout::Sqlx(connection) => {
                 use sqlx::Executor;
                 connection
                     .execute(sqlx::raw_sql(sql))
@@ -452,8 +520,28 @@ impl Session {
         columns: usize,
         first_row: &mut (dyn FnMut(Option<i64>) + Send),
     ) -> Result<u64, ErrorClass> {
-        match self {
-            Session::Deadpool(client) => {
+        // The other modes boxed: the driver's futures nest these, and one
+        // future holding every mode's state at once overflowed a test
+        // thread's stack in a debug build.
+        match self.mode {
+            QueryMode::Prepared => {}
+            QueryMode::Simple => {
+                let text = inline_params(sql, params)?;
+                round_trips(1);
+                return Box::pin(self.fetch_simple(&text, columns, first_row))
+                    .await
+                    .map(|(rows, _)| rows);
+            }
+            QueryMode::Extended => {
+                if let Some(client) = self.checkout.tokio_client() {
+                    round_trips(1);
+                    return Box::pin(fetch_extended(client, sql, params, columns, first_row)).await;
+                }
+            }
+        }
+        let extended = self.mode == QueryMode::Extended;
+        match &mut self.checkout {
+            Checkout::Deadpool(client) => {
                 let statement = prepare_counted(client, sql).await?;
                 round_trips(1);
                 let rows = client
@@ -462,7 +550,7 @@ impl Session {
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
                 tokio_fetched(rows, columns, first_row).await
             }
-            Session::Fresh(client, _) => {
+            Checkout::Fresh(client, _) => {
                 round_trips(2);
                 let rows = client
                     .query_raw(sql, tokio_params(params))
@@ -470,10 +558,11 @@ impl Session {
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
                 tokio_fetched(rows, columns, first_row).await
             }
-            Session::Sqlx(connection) => {
+            Checkout::Sqlx(connection) => {
                 use sqlx::Row;
                 round_trips(1);
                 let rows = sqlx_query(sql, params)
+                    .persistent(!extended)
                     .fetch_all(&mut **connection)
                     .await
                     .map_err(|e| ErrorClass::from_sqlx(&e))?;
@@ -496,8 +585,25 @@ impl Session {
     /// Runs one statement that returns no rows and gives the rows it
     /// affected.
     pub async fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
-        match self {
-            Session::Deadpool(client) => {
+        match self.mode {
+            QueryMode::Prepared => {}
+            QueryMode::Simple => {
+                let text = inline_params(sql, params)?;
+                round_trips(1);
+                return Box::pin(self.fetch_simple(&text, 0, &mut |_| {}))
+                    .await
+                    .map(|(_, affected)| affected);
+            }
+            QueryMode::Extended => {
+                if let Some(client) = self.checkout.tokio_client() {
+                    round_trips(1);
+                    return Box::pin(execute_extended(client, sql, params)).await;
+                }
+            }
+        }
+        let extended = self.mode == QueryMode::Extended;
+        match &mut self.checkout {
+            Checkout::Deadpool(client) => {
                 let statement = prepare_counted(client, sql).await?;
                 round_trips(1);
                 client
@@ -505,16 +611,17 @@ impl Session {
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))
             }
-            Session::Fresh(client, _) => {
+            Checkout::Fresh(client, _) => {
                 round_trips(2);
                 client
                     .execute_raw(sql, tokio_params(params))
                     .await
                     .map_err(|e| ErrorClass::from_tokio_postgres(&e))
             }
-            Session::Sqlx(connection) => {
+            Checkout::Sqlx(connection) => {
                 round_trips(1);
                 sqlx_query(sql, params)
+                    .persistent(!extended)
                     .execute(&mut **connection)
                     .await
                     .map(|done| done.rows_affected())
@@ -550,6 +657,154 @@ impl Session {
             .await?;
         Ok(first_row)
     }
+}
+
+impl Session {
+    /// Runs `text` through the simple query protocol: the rows returned
+    /// (the first row's first `columns` integer columns handed to
+    /// `first_row`) and the rows the last command affected.
+    async fn fetch_simple(
+        &mut self,
+        text: &str,
+        columns: usize,
+        first_row: &mut (dyn FnMut(Option<i64>) + Send),
+    ) -> Result<(u64, u64), ErrorClass> {
+        use tokio_postgres::SimpleQueryMessage;
+        let messages = match &mut self.checkout {
+            Checkout::Sqlx(connection) => {
+                use sqlx::{Executor, Row};
+                let rows = connection
+                    .fetch_all(sqlx::raw_sql(text))
+                    .await
+                    .map_err(|e| ErrorClass::from_sqlx(&e))?;
+                if let Some(row) = rows.first() {
+                    for i in 0..row.len().min(columns) {
+                        first_row(
+                            row.try_get::<i64, _>(i)
+                                .ok()
+                                .or_else(|| row.try_get::<i32, _>(i).ok().map(i64::from)),
+                        );
+                    }
+                }
+                // sqlx's raw fetch gives rows, not the command tag.
+                return Ok((rows.len() as u64, rows.len() as u64));
+            }
+            Checkout::Deadpool(client) => client.simple_query(text).await,
+            Checkout::Fresh(client, _) => client.simple_query(text).await,
+        }
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+        let (mut rows, mut affected) = (0u64, 0u64);
+        for message in &messages {
+            match message {
+                SimpleQueryMessage::Row(row) => {
+                    if rows == 0 {
+                        for i in 0..row.len().min(columns) {
+                            first_row(row.get(i).and_then(|v| v.parse().ok()));
+                        }
+                    }
+                    rows += 1;
+                }
+                SimpleQueryMessage::CommandComplete(n) => affected = *n,
+                _ => {}
+            }
+        }
+        Ok((rows, affected))
+    }
+}
+
+/// One query as the unnamed statement (parse, bind, execute, one round
+/// trip); see [`Session::fetch`].
+async fn fetch_extended(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[Param],
+    columns: usize,
+    first_row: &mut (dyn FnMut(Option<i64>) + Send),
+) -> Result<u64, ErrorClass> {
+    let rows = client
+        .query_typed_raw(sql, typed_params(params))
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+    tokio_fetched(rows, columns, first_row).await
+}
+
+/// One statement as the unnamed statement; the rows it affected.
+async fn execute_extended(client: &tokio_postgres::Client, sql: &str, params: &[Param]) -> Result<u64, ErrorClass> {
+    use futures_util::TryStreamExt;
+    let rows = client
+        .query_typed_raw(sql, typed_params(params))
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?;
+    let mut rows = std::pin::pin!(rows);
+    while rows
+        .as_mut()
+        .try_next()
+        .await
+        .map_err(|e| ErrorClass::from_tokio_postgres(&e))?
+        .is_some()
+    {}
+    Ok(rows.rows_affected().unwrap_or(0))
+}
+
+/// `sql` with each `$N` replaced by parameter N as a literal, for the
+/// simple protocol: numbers as they print, text single-quoted with quotes
+/// doubled (standard_conforming_strings is on from PostgreSQL 9.1). A `$N`
+/// inside a quoted literal or identifier is left alone.
+fn inline_params(sql: &str, params: &[Param]) -> Result<String, ErrorClass> {
+    let mut out = String::with_capacity(sql.len() + params.len() * 8);
+    let mut chars = sql.char_indices().peekable();
+    let mut quote: Option<char> = None;
+    while let Some((_, c)) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (Some(_), c) => out.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (None, '$') if chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) => {
+                let mut number = 0usize;
+                while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                    number = number * 10 + (d as usize - '0' as usize);
+                    chars.next();
+                }
+                let param = number
+                    .checked_sub(1)
+                    .and_then(|i| params.get(i))
+                    .ok_or(ErrorClass::Other)?;
+                match param {
+                    Param::Int(v) => out.push_str(&v.to_string()),
+                    Param::BigInt(v) => out.push_str(&v.to_string()),
+                    Param::Untyped(UntypedNumber::Int(v)) => out.push_str(&v.to_string()),
+                    Param::Untyped(UntypedNumber::Double(v)) => out.push_str(&format!("{v:?}")),
+                    Param::Text(v) => {
+                        out.push('\'');
+                        out.push_str(&v.replace('\'', "''"));
+                        out.push('\'');
+                    }
+                }
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Parameters with the types the unnamed statement declares for them:
+/// untyped numbers as int8 or float8 (PostgreSQL casts them to an int4 or
+/// numeric column on assignment and compares across integer widths).
+fn typed_params(params: &[Param]) -> impl Iterator<Item = (&(dyn ToSql + Sync), tokio_postgres::types::Type)> {
+    use tokio_postgres::types::Type;
+    params.iter().map(|param| match param {
+        Param::Int(v) => (v as &(dyn ToSql + Sync), Type::INT4),
+        Param::BigInt(v) => (v as &(dyn ToSql + Sync), Type::INT8),
+        Param::Text(v) => (v as &(dyn ToSql + Sync), Type::TEXT),
+        Param::Untyped(v @ UntypedNumber::Int(_)) => (v as &(dyn ToSql + Sync), Type::INT8),
+        Param::Untyped(v @ UntypedNumber::Double(_)) => (v as &(dyn ToSql + Sync), Type::FLOAT8),
+    })
 }
 
 fn sqlx_query<'q>(
@@ -608,6 +863,21 @@ async fn tokio_fetched(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simple_mode_writes_parameters_as_literals() {
+        let params = [
+            Param::Int(7),
+            Param::Text("it's".into()),
+            Param::Untyped(UntypedNumber::Double(0.5)),
+        ];
+        assert_eq!(
+            inline_params("SELECT $1, $2, '$1', \"$2\", $3", &params).unwrap(),
+            "SELECT 7, 'it''s', '$1', \"$2\", 0.5"
+        );
+        assert_eq!(inline_params("SELECT $4", &params), Err(ErrorClass::Other));
+        assert_eq!(inline_params("SELECT 1", &[]).unwrap(), "SELECT 1");
+    }
 
     #[test]
     fn defaults_are_the_cli_defaults() {

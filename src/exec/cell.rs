@@ -42,11 +42,13 @@ use super::error::RunError;
 use super::template::{copy_for_cell, drop_database, ensure_template_then, grant_cell_to};
 use crate::client::{cache_connections, redis_client, AppPool, POOL_APPLICATION_NAME};
 use crate::driver::{drive, DriveOutput, DriverSettings, LiveCounts};
-use crate::measure::{SamplerSettings, ServerSampler, ServerSamples};
+use crate::measure::{PoolerSampler, SamplerSettings, ServerSampler, ServerSamples, POOLER_INTERVAL};
 use crate::network::{upstream_of, url_through, DelayProxy, ProxyReport};
 use crate::provision::tls::{PgConnection, PgTarget, TargetError};
-use crate::provision::{database_url, Servers};
-use crate::record::{CellSettings, NetworkMeasured, ServerLoss, TemplateInfo};
+use crate::provision::{
+    connect_external_pooler, database_url, start_pgbouncer, CellPooler, ExternalPooler, PgServer, Pooler, Servers,
+};
+use crate::record::{CellSettings, NetworkMeasured, PoolerCell, ServerLoss, TemplateInfo};
 use crate::workload::{uses_redis, CellContext, DataPlan, InvariantCheck, Workload, WorkloadError};
 
 /// `application_name` of the checker's connection.
@@ -64,6 +66,9 @@ const RTT_SAMPLES: u32 = 51;
 /// ends every session within milliseconds, but the step may hear of it
 /// first.
 const LOSS_GRACE: Duration = Duration::from_secs(1);
+
+/// Longest a PgBouncer contend starts for a cell gets to be ready.
+const POOLER_STARTUP: Duration = Duration::from_secs(30);
 
 /// How often the deadline looks at the clock and the live counts.
 const CLOCK_TICK: Duration = Duration::from_millis(200);
@@ -195,6 +200,15 @@ pub(super) struct CellHarness {
     cache_client: Option<redis::Client>,
     pools: Arc<Vec<AppPool>>,
     sampler: Option<ServerSampler>,
+    /// The server the pools reach, for a PgBouncer contend starts in front
+    /// of it.
+    upstream: PgServer,
+    /// The user's PgBouncer (`--pooler-url`), for cells that go through it.
+    external_pooler: Option<ExternalPooler>,
+    /// The cell's pooler while the load runs, and its sampler.
+    pooler: Option<(Pooler, PoolerSampler)>,
+    /// What the pooler did, once the load stopped.
+    pooler_cell: Option<PoolerCell>,
     live: Arc<LiveCounts>,
     opened: Instant,
     clock: Arc<CellClock>,
@@ -290,6 +304,10 @@ impl CellHarness {
             cache_client: None,
             pools: Arc::new(Vec::new()),
             sampler: None,
+            upstream: servers.postgres.clone(),
+            external_pooler: servers.external_pooler.clone(),
+            pooler: None,
+            pooler_cell: None,
             live,
             opened: Instant::now(),
         })
@@ -333,15 +351,18 @@ impl CellHarness {
         self.unless_lost_in_setup(prepared).await
     }
 
-    /// Builds the instances' pools (they connect when first used) and
-    /// starts the sampler.
+    /// Starts the cell's pooler when it has one, builds the instances'
+    /// pools (they connect when first used) and starts the samplers.
     pub async fn start_load(&mut self, settings: &CellSettings) -> Result<(), RunError> {
         self.clock.bound_from(Some(Instant::now()));
         let started = async {
-            self.pools_url = self.client_url.clone();
+            // The pools' URL: the server's or the pooler's; with a network
+            // (--network-rtt) the proxy sits in front of it.
+            let app_url = Box::pin(self.app_pools_url(settings.pooler)).await?;
+            self.pools_url = app_url.clone();
             if !settings.network.is_direct() {
-                let proxy = DelayProxy::start(upstream_of(&self.client_url)?, settings.network)?;
-                self.pools_url = url_through(&self.client_url, proxy.local_addr());
+                let proxy = DelayProxy::start(upstream_of(&app_url)?, settings.network)?;
+                self.pools_url = url_through(&app_url, proxy.local_addr());
                 self.proxy = Some(proxy);
             }
             let pools = (0..settings.instances)
@@ -399,6 +420,43 @@ impl CellHarness {
             pools_connect_to,
             proxy: None,
         })
+    }
+
+    /// The URL the app pools connect to: the server's, or, with a pooler,
+    /// the pooler's (started now in front of the cell's database, or the
+    /// user's), whose admin console is then sampled. contend's own
+    /// connections (checker, sampler, template) always go to the server.
+    async fn app_pools_url(&mut self, pooler: Option<CellPooler>) -> Result<String, RunError> {
+        let Some(pooler) = pooler else {
+            return Ok(self.client_url.clone());
+        };
+        // Boxed: starting a pooler is a large future, and a cell's future
+        // holds it (a debug build's test thread has a 2 MiB stack).
+        let pooler = match pooler {
+            CellPooler::PgBouncer(settings) => {
+                Box::pin(start_pgbouncer(
+                    &settings,
+                    &self.upstream,
+                    &self.database,
+                    POOLER_STARTUP,
+                ))
+                .await?
+            }
+            CellPooler::External => {
+                let external = self.external_pooler.as_ref().ok_or(RunError::NoExternalPooler)?;
+                Box::pin(connect_external_pooler(external, &self.database)).await?
+            }
+        };
+        let sampler = Box::pin(PoolerSampler::start(&pooler.admin_url, &self.database, POOLER_INTERVAL)).await?;
+        let url = pooler.client_url.clone();
+        self.pooler = Some((pooler, sampler));
+        Ok(url)
+    }
+
+    /// What the cell's pooler did, once [`CellHarness::stop_load`] ran;
+    /// `None` without a pooler.
+    pub fn take_pooler(&mut self) -> Option<PoolerCell> {
+        self.pooler_cell.take()
     }
 
     /// Drives `workload` through the pools with the watchdog armed: a
@@ -463,22 +521,36 @@ impl CellHarness {
         }
     }
 
-    /// Stops the sampler and closes the pools; returns what was sampled.
-    /// The sampler's last `pg_stat_database` snapshot waits for the pools'
-    /// sessions to exit: a backend flushes its counters lazily, and fully
-    /// only as it exits.
+    /// Stops the sampler and closes the pools (and the pooler, after its
+    /// sampler's last reading); returns what was sampled. The sampler's
+    /// last `pg_stat_database` snapshot waits for the pools' sessions to
+    /// exit: a backend flushes its counters lazily, and fully only as it
+    /// exits (a pooler's server connections exit as the pooler does).
     pub async fn stop_load(&mut self) -> ServerSamples {
         let sampler = self
             .sampler
             .take()
             .expect("start_load starts the sampler stop_load stops");
         let pools = Arc::clone(&self.pools);
-        let closing = async move {
+        let pooler = self.pooler.take();
+        let mut pooler_cell = None;
+        let closing = async {
             for pool in pools.iter() {
                 pool.close().await;
             }
+            if let Some((pooler, pooler_sampler)) = pooler {
+                let samples = Box::pin(pooler_sampler.stop()).await;
+                pooler_cell = Some(PoolerCell {
+                    info: pooler.info.clone(),
+                    samples,
+                    cpu_s: pooler.cpu_seconds(),
+                });
+                Box::pin(pooler.shutdown()).await;
+            }
         };
-        let samples = sampler.stop_after(closing, Some(POOL_APPLICATION_NAME)).await;
+        // Boxed, as the pooler's start is.
+        let samples = sampler.stop_after(Box::pin(closing), Some(POOL_APPLICATION_NAME)).await;
+        self.pooler_cell = pooler_cell;
         self.stop_proxy().await;
         samples
     }
@@ -510,6 +582,9 @@ impl CellHarness {
             pool.close().await;
         }
         self.stop_proxy().await;
+        if let Some((pooler, _sampler)) = self.pooler.take() {
+            Box::pin(pooler.shutdown()).await;
+        }
         let mut lost = false;
         self.watchdog.send_modify(|watch| {
             watch.closing = true;

@@ -14,7 +14,7 @@ use crate::driver::DriveError;
 use crate::measure::SamplerError;
 use crate::network::ProxyError;
 use crate::provision::tls::TlsError;
-use crate::provision::ProvisionError;
+use crate::provision::{PoolerError, ProvisionError};
 use crate::record::ServerLoss;
 use crate::results::ResultsError;
 use crate::workload::{MigrationError, WorkloadError};
@@ -54,6 +54,12 @@ pub enum RunError {
     /// The network proxy (`--network-rtt`) could not start.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    /// The cell's pooler could not be started or reached.
+    #[error(transparent)]
+    Pooler(#[from] PoolerError),
+    /// A cell goes through the user's pooler and none was given.
+    #[error("--pooler external needs --pooler-url and --pooler-admin-url")]
+    NoExternalPooler,
     /// The server sampler could not start.
     #[error(transparent)]
     Sampler(#[from] SamplerError),

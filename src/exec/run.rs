@@ -61,7 +61,11 @@ impl WorkloadUser for CellRun<'_> {
     async fn run<W: Workload>(self, workload: W) -> Self::Output {
         let clock = CellClock::new(self.settings.driver.grace_s);
         let live = Arc::clone(&self.live);
-        clock.bound(&live, self.run_cell(workload, Arc::clone(&clock))).await
+        // Boxed: a cell's future is large in a debug build, and the callers'
+        // futures hold it on a 2 MiB test thread's stack.
+        clock
+            .bound(&live, Box::pin(self.run_cell(workload, Arc::clone(&clock))))
+            .await
     }
 }
 
@@ -79,6 +83,7 @@ impl CellRun<'_> {
         let outcome = measure(&mut harness, workload, self.settings).await;
         let (template, copy) = (harness.template.clone(), harness.copy);
         let proxy_report = harness.proxy_report.take();
+        let pooler = harness.take_pooler();
         let Measured {
             metrics,
             schedule,
@@ -112,6 +117,7 @@ impl CellRun<'_> {
             network: Some(network),
             client_cpu,
             diagnosis: None,
+            pooler,
         };
         record.diagnosis = Some(crate::analysis::diagnose(&record));
         Ok(record)

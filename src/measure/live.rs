@@ -33,7 +33,7 @@ fn class_index(class: &ErrorClass) -> usize {
         ErrorClass::LockNotAvailable => 3,
         ErrorClass::QueryCanceled => 4,
         ErrorClass::UniqueViolation => 5,
-        ErrorClass::OtherSqlState(_) => 6,
+        ErrorClass::OtherSqlState(_) | ErrorClass::PreparedStatement(_) => 6,
         ErrorClass::PoolTimeout => 7,
         ErrorClass::ConnectionFailed => 8,
         ErrorClass::ConnectionLost => 9,

@@ -26,8 +26,9 @@ pub use self::live::{IntervalSnapshot, IntervalStats};
 pub use self::operation::{AttemptOutcome, AttemptTiming};
 pub use self::recorder::Recorder;
 pub use self::sampler::{
-    ActivitySample, DatabaseDelta, RedisDelta, SamplerError, SamplerSettings, ServerSampler, ServerSamples,
-    StatementStats, TlsSessions, APPLICATION_NAME, DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS,
+    ActivitySample, DatabaseDelta, PoolerSample, PoolerSampler, PoolerSamples, PoolerStatsDelta, RedisDelta,
+    SamplerError, SamplerSettings, ServerSampler, ServerSamples, StatementStats, TlsSessions, APPLICATION_NAME,
+    DEFAULT_INTERVAL, DEFAULT_TOP_STATEMENTS, MAX_SAMPLING_ERRORS, POOLER_INTERVAL,
 };
 pub use self::slo::{ShareOver, SloContext, SloError, SloResult, SloSpec, SloUnit};
 pub use self::summary::{

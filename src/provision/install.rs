@@ -9,6 +9,8 @@ pub enum ServerBinary {
     Redis,
     /// `initdb` and `postgres`.
     Postgres,
+    /// `pgbouncer` (`--pooler pgbouncer`).
+    PgBouncer,
 }
 
 /// Package managers contend knows, in the order they are looked for, with
@@ -35,6 +37,8 @@ pub fn install_command(binary: ServerBinary) -> Option<String> {
     let package = match binary {
         ServerBinary::Redis => redis,
         ServerBinary::Postgres => postgres,
+        // Every manager above names it so.
+        ServerBinary::PgBouncer => &"pgbouncer",
     };
     let sudo = match *manager != "brew" && !nix::unistd::geteuid().is_root() {
         true => "sudo ",
@@ -57,5 +61,9 @@ pub fn how_to_get(binary: ServerBinary) -> String {
         }
         (ServerBinary::Postgres, Some(command)) => format!("install them with `{command}`"),
         (ServerBinary::Postgres, None) => "install PostgreSQL's server package with this system's package manager".into(),
+        (ServerBinary::PgBouncer, Some(command)) => {
+            format!("install it with `{command}` (scripts/setup.sh in contend's source tree does this)")
+        }
+        (ServerBinary::PgBouncer, None) => "install PgBouncer with this system's package manager".into(),
     }
 }

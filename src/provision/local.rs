@@ -104,12 +104,12 @@ pub fn find_redis_server() -> Result<PathBuf, ProvisionError> {
 }
 
 /// The run directory: created owned by the server account, removed on drop.
-struct RunDir {
-    path: PathBuf,
+pub(super) struct RunDir {
+    pub(super) path: PathBuf,
 }
 
 impl RunDir {
-    fn create(run_as: Option<&RunAs>) -> Result<RunDir, ProvisionError> {
+    pub(super) fn create(run_as: Option<&RunAs>) -> Result<RunDir, ProvisionError> {
         let path = std::env::temp_dir().join(format!(
             "{RUN_DIR_PREFIX}{}-{}",
             std::process::id(),
@@ -608,7 +608,7 @@ fn redis_quoted(value: &str) -> String {
 
 /// Writes `bytes` to a new file with mode 0600, owned by `run_as` when
 /// contend is root: readable by the server's account and nobody else.
-fn write_private(path: &Path, bytes: &[u8], run_as: Option<&RunAs>) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8], run_as: Option<&RunAs>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
@@ -625,7 +625,7 @@ fn write_private(path: &Path, bytes: &[u8], run_as: Option<&RunAs>) -> std::io::
 
 /// A server that never logged that it was ready.
 #[derive(Debug, thiserror::Error)]
-enum NotReady {
+pub(super) enum NotReady {
     /// It exited; what it logged since it was started.
     #[error("{}", if log.trim().is_empty() { format!("exited with {status} and logged nothing") } else { log.clone() })]
     Exited {
@@ -650,7 +650,7 @@ enum NotReady {
 
 /// Waits until `needle` appears in the log after `offset`. On exit of the
 /// server or timeout, says so with the log written since `offset`.
-async fn wait_for_log_line(
+pub(super) async fn wait_for_log_line(
     child: &mut Child,
     log_path: &Path,
     offset: u64,
@@ -709,7 +709,7 @@ fn important_lines(log: &str) -> String {
     }
 }
 
-fn last_lines(text: &str, count: usize) -> String {
+pub(super) fn last_lines(text: &str, count: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(count)..].join(" / ")
 }

@@ -1,5 +1,6 @@
-//! Getting PostgreSQL and Redis servers: started with the settings a cell
-//! needs, reachable, and gone afterwards.
+//! Getting PostgreSQL and Redis servers (and a PgBouncer in front of a
+//! cell's database): started with the settings a cell needs, reachable,
+//! and gone afterwards.
 //!
 //! One interface, [`provision`] → [`Servers`], over three backends:
 //! `local` (initdb and postgres/redis-server binaries on this machine),
@@ -17,6 +18,7 @@ mod install;
 mod local;
 mod options;
 mod owner;
+mod pgbouncer;
 mod ports;
 mod probe;
 pub(crate) mod process;
@@ -34,6 +36,10 @@ pub use install::{how_to_get, install_command, ServerBinary};
 pub use local::find_pg_bin_dir;
 pub use options::{validate_max_connections, ProvisionOptions, MAX_CONNECTIONS_LIMIT};
 pub use owner::{host_identity, process_start_time};
+pub use pgbouncer::{
+    connect_admin, connect_external_pooler, find_pgbouncer, start_pgbouncer, CellPooler, ExternalPooler, PoolMode,
+    Pooler, PoolerError, PoolerInfo, PoolerSettings,
+};
 pub(crate) use probe::explain_pg_connect_error;
 pub use probe::CLIENT_ROLE;
 pub(crate) use probe::{probe_postgres, probe_redis};

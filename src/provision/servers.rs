@@ -124,6 +124,10 @@ pub struct Servers {
     pub backend: Backend,
     /// Why that backend was chosen (auto) or that it was asked for.
     pub backend_reason: String,
+    /// The user's PgBouncer in front of this server (`--pooler-url`), for
+    /// cells that go through it; set by the caller after provisioning.
+    /// Default `None`.
+    pub external_pooler: Option<super::ExternalPooler>,
     owned: Owned,
 }
 
@@ -290,6 +294,7 @@ pub async fn provision(options: &ProvisionOptions) -> Result<Servers, ProvisionE
         redis,
         backend,
         backend_reason: reason,
+        external_pooler: None,
         owned,
     })
 }

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use super::docker_api::PROXY_SOCKET_PREFIX;
 use super::local::{OWNER_FILE, REDIS_PID_FILE, RUN_DIR_PREFIX};
 use super::owner::{host_identity, process_start_time};
+use super::pgbouncer::PGBOUNCER_PID_FILE;
 use super::process::pid_alive;
 
 /// Removes run directories left by dead contend processes, returning one
@@ -80,18 +81,19 @@ fn owner_gone(owner_file: &Path, this_host: &str) -> bool {
     }
 }
 
-/// Stops a postmaster or redis-server still running from `dir`; returns how
+/// Stops a postmaster, redis-server or pgbouncer still running from `dir`; returns how
 /// many were signalled. A pid is only signalled when it runs inside the
 /// directory, so a reused pid is never hit.
 fn stop_leftover_servers(dir: &Path) -> usize {
     let candidates = [
         (read_pid(&dir.join("data").join("postmaster.pid")), Signal::SIGQUIT),
         (read_pid(&dir.join(REDIS_PID_FILE)), Signal::SIGKILL),
+        (read_pid(&dir.join(PGBOUNCER_PID_FILE)), Signal::SIGKILL),
     ];
     let mut stopped = 0;
     for (pid, signal) in candidates {
         let Some(pid) = pid else { continue };
-        // Both servers were started in the run directory (postgres then
+        // Every server was started in the run directory (postgres then
         // moves into its data directory, below it).
         let runs_there = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
         if runs_there && kill(Pid::from_raw(pid), signal).is_ok() {

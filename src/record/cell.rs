@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::PoolSettings;
 use crate::driver::{DriverSettings, Load};
-use crate::measure::{CellMetrics, LatencySummary, ServerSamples, SloResult, SloSpec, TlsSessions};
+use crate::measure::{CellMetrics, LatencySummary, PoolerSamples, ServerSamples, SloResult, SloSpec, TlsSessions};
 use crate::network::{NetworkSettings, ProxyReport};
 use crate::provision::tls::SslMode;
-use crate::provision::{Backend, PgServer, RedisServer};
+use crate::provision::{Backend, CellPooler, PgServer, PoolerInfo, RedisServer};
 use crate::workload::{goal_count, InvariantCheck, WorkloadOverrides};
 
 use super::diagnosis::Diagnosis;
@@ -43,6 +43,12 @@ pub struct CellSettings {
     /// recorded before it existed keeps its key.
     #[serde(default, skip_serializing_if = "NetworkSettings::is_direct")]
     pub network: NetworkSettings,
+    /// A pooler between the app pools and the server (`--pooler`).
+    /// Default: none, the pools connect to the server. Left out of the
+    /// record when none, so cells (and their keys) from before it read and
+    /// match as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<CellPooler>,
 }
 
 impl Default for CellSettings {
@@ -54,6 +60,7 @@ impl Default for CellSettings {
             instances: 1,
             driver: DriverSettings::default(),
             network: NetworkSettings::default(),
+            pooler: None,
         }
     }
 }
@@ -98,6 +105,9 @@ pub struct CellRecord {
     pub slo: Scorecard,
     /// Invariants checked on the data after the run.
     pub invariants: Vec<InvariantCheck>,
+    /// The pooler the cell went through and what it did, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerCell>,
     /// The round trips the clients saw, and the proxy's report when one
     /// was in the path. `None` in cells recorded before it existed.
     #[serde(default)]
@@ -176,6 +186,21 @@ pub struct NetworkMeasured {
     pub pools_connect_to: String,
     /// The proxy in the path, when there was one.
     pub proxy: Option<ProxyReport>,
+}
+
+/// The pooler side of a cell: what it was and what its admin console
+/// showed each second (sampled outside the pools).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolerCell {
+    /// Version, origin, address and settings.
+    pub info: PoolerInfo,
+    /// `SHOW POOLS` and `SHOW STATS` deltas over the cell.
+    pub samples: PoolerSamples,
+    /// CPU seconds the pgbouncer process used over the cell (it shares the
+    /// machine's cores with the server and the clients); `None` for an
+    /// external pooler.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
 }
 
 impl CellRecord {

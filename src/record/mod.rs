@@ -13,7 +13,7 @@ mod migration;
 mod plan;
 
 pub use self::cell::{
-    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, NetworkMeasured,
+    cell_key, record_key, BusinessSummary, CellRecord, CellSettings, CellTls, ClientCpu, NetworkMeasured, PoolerCell,
     ScheduleReport, Scorecard, TemplateInfo, CELL_SCHEMA,
 };
 pub use self::diagnosis::{Bottleneck, Diagnosis, TimeShares};

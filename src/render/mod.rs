@@ -19,8 +19,8 @@ pub use self::junit::{junit_xml, JunitError};
 pub use self::plots::{Plot, PlotError};
 pub use self::site::{index_html, summary_markdown, write_report, SiteError, Written};
 pub use self::text::{
-    bottleneck_name, cell_summary, diagnosis_text, errors_text, failed_cell_line, migration_text, recommendation_text,
-    scorecard_text, sweep_cell_line,
+    bottleneck_name, cell_summary, diagnosis_text, errors_text, failed_cell_line, migration_text,
+    pooler_recommendation_text, recommendation_text, scorecard_text, sweep_cell_line,
 };
 
 /// The plots of a run, one function per chart.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::plots::{self, Plot};
 use super::text::{
-    bottleneck_name, diagnosis_text, errors_text, recommendation_text, scorecard_text, slo_measured_text,
+    bottleneck_name, diagnosis_text, errors_text, recommendation_text, scorecard_text, slo_measured_text, time_split,
 };
 use crate::record::{cell_key, record_key, CellRecord, MigrationRecord};
 use crate::results::{write_whole, ResultsError, RunFile};
@@ -62,6 +62,49 @@ pub fn write_report(dir: &Path, run: &RunFile) -> Result<Written, SiteError> {
 }
 
 use super::markup::{escape_html as escape, slug};
+
+const POOLER_HEADER: [&str; 9] = [
+    "cell",
+    "pooler",
+    "app pools",
+    "goodput/s",
+    "peak cl_waiting",
+    "app pool wait ms",
+    "pooler wait ms",
+    "in the database ms",
+    "PgBouncer CPU s",
+];
+
+/// Rows of the pooler table: one per cell that went through a pooler.
+fn pooler_rows(cells: &[CellRecord]) -> Vec<[String; 9]> {
+    cells
+        .iter()
+        .enumerate()
+        .filter_map(|(i, cell)| {
+            let pooler = cell.pooler.as_ref()?;
+            let config = |key: &str| pooler.info.config.get(key).cloned().unwrap_or_default();
+            let split = time_split(cell, pooler);
+            let ms =
+                |f: fn(&super::text::TimeSplit) -> f64| split.as_ref().map_or("–".into(), |s| format!("{:.2}", f(s)));
+            Some([
+                format!("#{}", i + 1),
+                format!(
+                    "{} {} pool {}",
+                    pooler.info.version,
+                    config("pool_mode"),
+                    config("default_pool_size")
+                ),
+                format!("{} × {}", cell.settings.instances, cell.settings.pool.size),
+                format!("{:.1}", cell.business.goodput_per_s),
+                pooler.samples.max_cl_waiting().to_string(),
+                ms(|s| s.app_pool_wait_ms),
+                ms(|s| s.pooler_wait_ms),
+                ms(|s| s.in_db_ms),
+                pooler.cpu_s.map_or("–".into(), |cpu| format!("{cpu:.2}")),
+            ])
+        })
+        .collect()
+}
 
 /// Rows of the scorecard table: one per cell.
 const DIAGNOSIS_HEADER: [&str; 4] = ["cell", "pools", "bottleneck", "why"];
@@ -344,6 +387,11 @@ pub fn summary_markdown(run: &RunFile, plots: &[Plot]) -> String {
         let _ = writeln!(out, "\n## Where the time went\n");
         markdown_table(&mut out, DIAGNOSIS_HEADER, &diagnosed);
     }
+    let pooled = pooler_rows(&run.cells);
+    if !pooled.is_empty() {
+        let _ = writeln!(out, "\n## Through PgBouncer: where a transaction's time went\n");
+        markdown_table(&mut out, POOLER_HEADER, &pooled);
+    }
     if !run.failed_cells.is_empty() {
         let _ = writeln!(out, "\n## Cells the server died under\n");
         markdown_table(&mut out, FAILED_HEADER, &failed_rows(run));
@@ -408,6 +456,11 @@ pub fn index_html(dir: &Path, run: &RunFile, plots: &[Plot]) -> String {
             escape(&rec.workload),
             escape(&recommendation_text(rec))
         );
+    }
+    let pooled = pooler_rows(&run.cells);
+    if !pooled.is_empty() {
+        out.push_str("<h2 id=\"pooler\">Through PgBouncer: where a transaction's time went</h2>\n");
+        html_table(&mut out, POOLER_HEADER, &pooled);
     }
     if !run.cells.is_empty() {
         out.push_str("<h2 id=\"scorecard\">SLO scorecard</h2>\n");

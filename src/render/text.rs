@@ -12,16 +12,95 @@ fn ms(us: u64) -> String {
     format!("{:.1}", us as f64 / 1000.0)
 }
 
-fn label_of(key: &str) -> String {
-    let class = match key {
+fn class_of(key: &str) -> ErrorClass {
+    match key {
         "pool_timeout" => ErrorClass::PoolTimeout,
         "connection_failed" => ErrorClass::ConnectionFailed,
         "connection_lost" => ErrorClass::ConnectionLost,
         "too_many_open_files" => ErrorClass::ClientOutOfFiles,
         "other" => ErrorClass::Other,
         code => ErrorClass::from_sqlstate(code),
+    }
+}
+
+fn label_of(key: &str) -> String {
+    class_of(key).label()
+}
+
+/// Where a transaction's time went in a cell through a pooler, means in
+/// milliseconds.
+pub(super) struct TimeSplit {
+    /// Waiting for the app's own pool (the clients' timings).
+    pub app_pool_wait_ms: f64,
+    /// Waiting in the pooler for a server connection (its SHOW STATS).
+    pub pooler_wait_ms: f64,
+    /// On a server connection (its SHOW STATS transaction time less the
+    /// wait).
+    pub in_db_ms: f64,
+    /// The clients' own BEGIN-to-COMMIT time, which holds the last two.
+    pub client_in_db_ms: f64,
+    /// Transactions PgBouncer counted.
+    pub pooled_xacts: u64,
+}
+
+/// The [`TimeSplit`] of a cell, when it has attempts and the pooler
+/// counted transactions.
+pub(super) fn time_split(record: &CellRecord, pooler: &crate::record::PoolerCell) -> Option<TimeSplit> {
+    let (mut count, mut pool_wait, mut in_db) = (0u64, 0.0, 0.0);
+    for op in &record.metrics.operations {
+        count += op.in_db.count;
+        pool_wait += op.pool_wait.mean_us * op.pool_wait.count as f64;
+        in_db += op.in_db.mean_us * op.in_db.count as f64;
+    }
+    let totals = &pooler.samples.totals;
+    if count == 0 || totals.xacts == 0 {
+        return None;
+    }
+    let pooler_wait = totals.wait_per_xact_us();
+    Some(TimeSplit {
+        app_pool_wait_ms: pool_wait / count as f64 / 1000.0,
+        pooler_wait_ms: pooler_wait / 1000.0,
+        in_db_ms: (totals.xact_time_per_xact_us() - pooler_wait).max(0.0) / 1000.0,
+        client_in_db_ms: in_db / count as f64 / 1000.0,
+        pooled_xacts: totals.xacts,
+    })
+}
+
+/// The pooler's lines: what it was, its queue, and where a transaction's
+/// time went: the app pool's wait from the clients' timings; the pooler's
+/// wait and the time on a server connection from its SHOW STATS (its
+/// transaction time counts from the client's first query, so it holds the
+/// wait, which is taken out).
+fn pooler_text(out: &mut String, record: &CellRecord, pooler: &crate::record::PoolerCell) {
+    let config = |key: &str| pooler.info.config.get(key).map_or("?", String::as_str);
+    let origin = match pooler.info.origin {
+        crate::provision::ServerOrigin::External => "external",
+        _ => "started by contend",
     };
-    class.label()
+    let samples = &pooler.samples;
+    let _ = writeln!(
+        out,
+        "\npooler: {} ({origin}) · {} mode · pool {} + reserve {} · max_client_conn {} · {} samples: peak cl_waiting {} · peak maxwait {} ms{}",
+        pooler.info.version,
+        config("pool_mode"),
+        config("default_pool_size"),
+        config("reserve_pool_size"),
+        config("max_client_conn"),
+        samples.samples.len(),
+        samples.max_cl_waiting(),
+        ms(samples.max_wait_us()),
+        pooler.cpu_s.map_or(String::new(), |cpu| format!(" · its CPU {cpu:.2} s")),
+    );
+    if let Some(split) = time_split(record, pooler) {
+        let _ = writeln!(
+            out,
+            "where a transaction's time went (means): app pool wait {:.2} ms · pooler wait {:.2} ms · in the database {:.2} ms (PgBouncer's SHOW STATS over {} transactions; the clients timed {:.2} ms from BEGIN to COMMIT; the pooler's wait also counts clients logging in while every server connection was busy)",
+            split.app_pool_wait_ms, split.pooler_wait_ms, split.in_db_ms, split.pooled_xacts, split.client_in_db_ms,
+        );
+    }
+    if !samples.sampling_errors.is_empty() {
+        let _ = writeln!(out, "pooler sampling errors: {}", samples.sampling_errors.join("; "));
+    }
 }
 
 fn load_text(driver: &DriverSettings) -> String {
@@ -144,10 +223,13 @@ fn time_shares_text(d: &Diagnosis) -> String {
 /// A sweep's line for a finished cell: its pools, max_connections,
 /// goodput, worst p99 and errors, aligned across cells.
 pub fn sweep_cell_line(record: &CellRecord) -> String {
-    let pools = match record.settings.pool.kind {
+    let mut pools = match record.settings.pool.kind {
         crate::client::PoolKind::None => format!("no pool × {}", record.settings.instances),
         _ => format!("pool {:>3} × {}", record.settings.pool.size, record.settings.instances),
     };
+    if let Some(crate::provision::CellPooler::PgBouncer(pooler)) = &record.settings.pooler {
+        let _ = write!(pools, " · pgbouncer {}", pooler.pool_size);
+    }
     let mut line = format!(
         "{pools} · max_connections {:>4} · goodput {:>8.1}/s · p99 {:>8.1} ms · errors {}",
         record.postgres.max_connections,
@@ -371,6 +453,17 @@ pub fn cell_summary(record: &CellRecord) -> String {
         for (key, count) in &m.errors_by_class {
             let _ = writeln!(out, "  {count:>8}  {}", label_of(key));
         }
+        let mut explained = std::collections::BTreeSet::new();
+        for key in m.errors_by_class.keys() {
+            if let Some(why) = class_of(key).explanation() {
+                if explained.insert(why) {
+                    let _ = writeln!(out, "  why: {why}");
+                }
+            }
+        }
+    }
+    if let Some(pooler) = &record.pooler {
+        pooler_text(&mut out, record, pooler);
     }
     let server = &record.server;
     if !server.samples.is_empty() {
@@ -875,6 +968,35 @@ pub fn migration_text(record: &crate::record::MigrationRecord) -> String {
         } else {
             "the migration FAILED (see above)"
         }
+    );
+    out
+}
+
+/// The recommendation across the layers of a sweep through PgBouncer.
+pub fn pooler_recommendation_text(rec: &crate::analysis::PoolerRecommendation) -> String {
+    let cells = |cells: &[usize]| cells.iter().map(|n| format!("#{n}")).collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    let _ = writeln!(out, "\nthrough PgBouncer:");
+    let _ = writeln!(
+        out,
+        "  default_pool_size {}: goodput {:.1}/s, p99 {:.1} ms (cells {}); the best, {:.1}/s, at {} (cells {})",
+        rec.pool_size,
+        rec.goodput_per_s,
+        rec.p99_ms,
+        cells(&rec.cells),
+        rec.best_goodput_per_s,
+        rec.best_pool_size,
+        cells(&rec.best_cells),
+    );
+    let _ = writeln!(
+        out,
+        "  app pool per instance {} × {} instance(s): the shortest pooler queue at that size (peak cl_waiting {}); connections past the pooler's pool only wait in it",
+        rec.app_pool_size, rec.instances, rec.peak_cl_waiting,
+    );
+    let _ = writeln!(
+        out,
+        "  max_connections >= {} = 1 pooler pool × {} + reserve {} + {} reserved + headroom {}",
+        rec.max_connections, rec.pool_size, rec.reserve_pool_size, rec.reserved_connections, rec.headroom,
     );
     out
 }

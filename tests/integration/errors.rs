@@ -21,6 +21,7 @@ fn settings(kind: PoolKind) -> PoolSettings {
         acquire_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
         statement_timeout: None,
+        ..Default::default()
     }
 }
 

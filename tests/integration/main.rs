@@ -20,6 +20,7 @@ mod network;
 mod old_results;
 mod panics;
 mod pgbench_flags;
+mod pooler;
 mod report;
 mod run;
 mod run_dirs;

@@ -88,6 +88,7 @@ async fn tpcb_like_commits_one_history_row_per_transaction_and_keeps_balances_co
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             statement_timeout: None,
+            ..Default::default()
         };
         let pools = Arc::new(vec![AppPool::new(&url, &settings).unwrap()]);
         let output = drive(

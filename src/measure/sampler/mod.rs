@@ -18,8 +18,11 @@
 //!
 //! This file holds the settings, the results and the loop (start, sample
 //! every interval, stop); what is read from PostgreSQL lives in
-//! `postgres.rs` and what is read from Redis in `redis.rs`.
+//! `postgres.rs` and what is read from Redis in `redis.rs`. A PgBouncer in
+//! front of the cell is sampled apart, on its admin console
+//! (`pgbouncer.rs`, [`PoolerSampler`]).
 
+mod pgbouncer;
 mod postgres;
 mod redis;
 
@@ -36,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::{Client, Statement};
 
+pub use self::pgbouncer::{PoolerSample, PoolerSampler, PoolerSamples, PoolerStatsDelta, POOLER_INTERVAL};
 use self::postgres::{
     connect_postgres, database_counters, database_delta, prepare_statements_query, read_activity, read_database,
     read_statements, read_tls, statement_deltas, statements_unavailable, timed_pg, PgFailure, StatementCounters,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use contend::client::{PoolKind, PoolSettings};
+use contend::client::{PoolKind, PoolSettings, QueryMode};
 use contend::driver::{DriverSettings, Load, Ramp};
 use contend::network::NetworkSettings;
 use contend::record::CellSettings;
@@ -29,7 +29,7 @@ pgbench's letters: -c clients, -j driver threads, -T duration, -R rate, -L laten
 Left out because contend means something else or has no such thing: -t (contend runs for a time, \
 not a count of transactions), -h/-p/-U/-d (-h is help here; give --database-url), -D (--set sets \
 the workload's TOML, not script variables), -l only beside --aggregate-interval (no per-transaction log), -n/-v, -S/-N/-b \
-(workloads are named with --workload), -r; -M is not offered yet.";
+(workloads are named with --workload), -r. -M is --query-mode (simple, extended, prepared).";
 
 /// What a cell runs, shared by `run`, `sweep` and `migrate`.
 #[derive(Debug, Args)]
@@ -82,6 +82,9 @@ pub struct CellArgs {
     /// Think time between a client's transactions, e.g. 10ms (default: the workload's).
     #[arg(long, value_parser = parse_duration)]
     pub think_time: Option<Duration>,
+    /// How statements are sent, as pgbench's -M: prepared (named statements reused per connection, what ORMs do), extended (the unnamed statement, one round trip) or simple (the simple protocol, parameters as literals).
+    #[arg(short = 'M', long, value_enum, default_value_t = QueryModeArg::Prepared)]
+    pub query_mode: QueryModeArg,
     /// Longest wait for a pooled connection.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub acquire_timeout: Duration,
@@ -144,6 +147,17 @@ pub enum PoolArg {
     Sqlx,
     /// A new connection per transaction.
     None,
+}
+
+/// `--query-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryModeArg {
+    /// Named prepared statements, reused per connection.
+    Prepared,
+    /// The unnamed statement: parse, bind, execute in one round trip.
+    Extended,
+    /// The simple query protocol.
+    Simple,
 }
 
 /// `herd` or `linear:DURATION`.
@@ -209,6 +223,11 @@ impl CellArgs {
             size: pool_size,
             acquire_timeout: self.acquire_timeout,
             statement_timeout: self.statement_timeout,
+            query_mode: match self.query_mode {
+                QueryModeArg::Prepared => QueryMode::Prepared,
+                QueryModeArg::Extended => QueryMode::Extended,
+                QueryModeArg::Simple => QueryMode::Simple,
+            },
             ..defaults.pool
         };
         let defaults_file = match &self.workload_file {
@@ -248,6 +267,8 @@ impl CellArgs {
                 rtt_ms: self.network_rtt.unwrap_or(0.0),
                 jitter_ms: self.network_jitter.unwrap_or(0.0),
             },
+            // Set by run and sweep (--pooler), which know the servers.
+            pooler: None,
         };
         // Its message, not its chain of sources: the message already says
         // the cause, and `contend: error:` would print it twice.

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use contend::provision::ProvisionOptions;
+use contend::provision::{BackendChoice, ExternalPooler, ProvisionOptions};
 use contend::record::CellSettings;
 
 use super::values::{parse_instances, parse_pool_size};
-use super::{CellArgs, ServerArgs};
+use super::{CellArgs, PoolerArgs, ServerArgs};
 
 /// `contend run`.
 #[derive(Debug, Args)]
@@ -23,6 +23,12 @@ pub struct RunCommand {
     /// Application instances, each with its own pool.
     #[arg(long, default_value_t = CellSettings::default().instances, value_parser = parse_instances)]
     pub instances: u32,
+    /// A pooler between the app pools and the server.
+    #[command(flatten)]
+    pub pooler: PoolerArgs,
+    /// PgBouncer's default_pool_size: server connections it opens for the cell's database [default: 20].
+    #[arg(long, value_name = "N", requires = "pooler", value_parser = parse_pool_size)]
+    pub pooler_pool_size: Option<u32>,
     /// Directory under which results/<run>/ is created.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -53,22 +59,33 @@ pub struct RunPlan {
     pub progress: Option<f64>,
     /// `--aggregate-interval`: pgbench's aggregate log.
     pub aggregate_log: Option<super::AggregateLog>,
+    /// The user's PgBouncer (`--pooler-url`), when the cell goes through it.
+    pub external_pooler: Option<ExternalPooler>,
 }
 
 impl TryFrom<RunCommand> for RunPlan {
     type Error = anyhow::Error;
 
     fn try_from(args: RunCommand) -> Result<Self, Self::Error> {
-        let cell = args.cell.cell_settings(args.pool_size, args.instances)?;
+        let mut cell = args.cell.cell_settings(args.pool_size, args.instances)?;
         let progress = args.cell.progress;
         let mut provision = ProvisionOptions::try_from(args.servers)?;
         provision.with_redis = contend::exec::cells_need_redis([&cell])?;
+        let server_known = provision.backend != BackendChoice::External && provision.database_url.is_none();
+        cell.pooler = args.pooler.cell_pooler(
+            args.pooler_pool_size,
+            &cell,
+            provision.max_connections,
+            server_known,
+            super::pooler::reserved_slots(&provision.pg_settings),
+        )?;
         Ok(RunPlan {
             cell,
             provision,
             results_root: args.results,
             progress,
             aggregate_log: args.log.chosen(),
+            external_pooler: args.pooler.external(),
         })
     }
 }

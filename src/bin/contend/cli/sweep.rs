@@ -9,11 +9,11 @@ use clap::Args;
 
 use contend::analysis::RecommendOptions;
 use contend::exec::{PlannedCell, SweepPlan};
-use contend::provision::ProvisionOptions;
+use contend::provision::{BackendChoice, ExternalPooler, ProvisionOptions};
 use contend::record::SweepPlanRecord;
 
 use super::values::{parse_instances, parse_network_ms, parse_pool_size, parse_repeat};
-use super::{CellArgs, RecommendArgs, ServerArgs};
+use super::{CellArgs, PoolerArgs, RecommendArgs, ServerArgs};
 
 /// `contend sweep`.
 #[derive(Debug, Args)]
@@ -50,6 +50,12 @@ pub struct SweepCommand {
         value_parser = parse_network_ms
     )]
     pub network_rtts: Vec<f64>,
+    /// A pooler between the app pools and the server.
+    #[command(flatten)]
+    pub pooler: PoolerArgs,
+    /// PgBouncer's default_pool_size values, comma-separated, an axis beside --pool-sizes, --instances and --max-connections [default: 20].
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...", requires = "pooler", value_parser = parse_pool_size)]
+    pub pooler_pool_sizes: Vec<u32>,
     /// Runs of each cell, each with its own seed (seed, seed + 1, …): the
     /// recommendation takes medians, and the spread shows the noise.
     #[arg(long, default_value_t = 1, value_parser = parse_repeat)]
@@ -99,6 +105,8 @@ pub struct SweepPlanArgs {
     pub progress: Option<f64>,
     /// `--aggregate-interval`: pgbench's aggregate log of each cell.
     pub aggregate_log: Option<super::AggregateLog>,
+    /// The user's PgBouncer (`--pooler-url`), when the cells go through it.
+    pub external_pooler: Option<ExternalPooler>,
 }
 
 impl TryFrom<SweepCommand> for SweepPlanArgs {
@@ -119,6 +127,12 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
         } else {
             max_connections.iter().copied().map(Some).collect()
         };
+        let server_known = provision.backend != BackendChoice::External && provision.database_url.is_none();
+        // No --pooler-pool-sizes: one pooler pool size (the default), or no pooler.
+        let pooler_sizes: Vec<Option<u32>> = match args.pooler_pool_sizes.is_empty() {
+            true => vec![None],
+            false => args.pooler_pool_sizes.iter().copied().map(Some).collect(),
+        };
         // One round trip, --network-rtt's (0 without it), unless --network-rtts.
         let rtts: Vec<Option<f64>> = if args.network_rtts.is_empty() {
             vec![None]
@@ -133,17 +147,26 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             for &rtt in &rtts {
                 for &instances in &args.instances {
                     for &pool_size in &args.pool_sizes {
-                        let mut settings = args.cell.cell_settings(pool_size, instances)?;
-                        if let Some(rtt_ms) = rtt {
-                            settings.network.rtt_ms = rtt_ms;
-                        }
-                        for run in 0..u64::from(args.repeat) {
-                            let mut settings = settings.clone();
-                            settings.driver.seed = settings.driver.seed.wrapping_add(run);
-                            cells.push(PlannedCell {
-                                max_connections,
-                                settings,
-                            });
+                        for &pooler_size in &pooler_sizes {
+                            let mut settings = args.cell.cell_settings(pool_size, instances)?;
+                            if let Some(rtt_ms) = rtt {
+                                settings.network.rtt_ms = rtt_ms;
+                            }
+                            settings.pooler = args.pooler.cell_pooler(
+                                pooler_size,
+                                &settings,
+                                max_connections.or(provision.max_connections),
+                                server_known,
+                                super::pooler::reserved_slots(&provision.pg_settings),
+                            )?;
+                            for run in 0..u64::from(args.repeat) {
+                                let mut settings = settings.clone();
+                                settings.driver.seed = settings.driver.seed.wrapping_add(run);
+                                cells.push(PlannedCell {
+                                    max_connections,
+                                    settings,
+                                });
+                            }
                         }
                     }
                 }
@@ -157,6 +180,7 @@ impl TryFrom<SweepCommand> for SweepPlanArgs {
             recommend,
             progress: args.cell.progress,
             aggregate_log: args.log.chosen(),
+            external_pooler: args.pooler.external(),
         })
     }
 }
@@ -195,6 +219,18 @@ const CELL_SETTINGS: &[Setting] = &[
     setting("--migrated", &["migrated"], "/settings/overrides/migrated"),
     setting("--pool/-C", &["pool", "connect"], "/settings/pool/kind"),
     setting("--pool-sizes", &["pool_sizes"], "/settings/pool/size"),
+    setting("--query-mode", &["query_mode"], "/settings/pool/query_mode"),
+    setting(
+        "--pooler/--pooler-mode/--pooler-max-client-conn/--pooler-reserve/--pooler-pool-sizes",
+        &[
+            "pooler",
+            "pooler_mode",
+            "pooler_max_client_conn",
+            "pooler_reserve",
+            "pooler_pool_sizes",
+        ],
+        "/settings/pooler",
+    ),
     setting(
         "--acquire-timeout",
         &["acquire_timeout"],
@@ -312,6 +348,8 @@ const FREE_BESIDE_RESUME: &[&str] = &[
     "results",
     "database_url",
     "redis_url",
+    "pooler_url",
+    "pooler_admin_url",
     "pg_bin",
     "pg_port",
     "redis_port",
@@ -365,6 +403,7 @@ impl SweepCommand {
         let results_root = self.results.clone();
         let progress = self.cell.progress;
         let aggregate_log = self.log.chosen();
+        let external_pooler = self.pooler.external();
         let mut cells = run.cells.clone();
         // How long a stalled cell is waited for is not what a cell measures.
         if is_given("cell_grace") {
@@ -382,6 +421,7 @@ impl SweepCommand {
             recommend,
             progress,
             aggregate_log,
+            external_pooler,
         })
     }
 

@@ -26,7 +26,8 @@ pub async fn run(args: RunCommand) -> anyhow::Result<Outcome> {
     let run_dir = RunDir::create(&plan.results_root, &plan.cell.workload)?;
     let dir = run_dir.path().to_path_buf();
     let mut interrupts = Interrupts::listen()?;
-    let servers = provision_for_run(&dir, &plan.provision).await?;
+    let mut servers = provision_for_run(&dir, &plan.provision).await?;
+    servers.external_pooler = plan.external_pooler.clone();
     let live = Arc::new(LiveCounts::default());
     let progress = LiveBar::timed(
         &live,

@@ -44,6 +44,7 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
             return Err(error.into());
         }
     };
+    servers.external_pooler = plan.external_pooler.clone();
     if fresh && plan.provision.backend == BackendChoice::Auto {
         // The plan names the backend auto chose, so a resume measures on
         // the same kind of server even if docker comes or goes meanwhile.
@@ -137,6 +138,15 @@ pub async fn run(args: SweepCommand) -> anyhow::Result<Outcome> {
                 Format::Text => {
                     for recommendation in &run.recommendations {
                         print!("{}", contend::render::recommendation_text(recommendation));
+                    }
+                    let judging = &plan.recommend;
+                    if let Some(pooler) = contend::analysis::recommend_pooler(
+                        &run.cells,
+                        judging.goodput_share,
+                        judging.p99_slo_ms,
+                        judging.headroom,
+                    ) {
+                        print!("{}", contend::render::pooler_recommendation_text(&pooler));
                     }
                 }
                 Format::Json => super::print_json(&run)?,
