@@ -387,6 +387,15 @@ impl CellHarness {
     /// runtime) and directly (the checker's connection), before the load;
     /// with a proxy, first trims what its own path adds off its delay.
     pub async fn measure_network(&self, settings: &CellSettings) -> Result<NetworkMeasured, RunError> {
+        match self.time_network(settings).await {
+            Ok(measured) => Ok(measured),
+            // A server that went away under the probe is a loss, as under the load.
+            Err(error) => Err(self.loss_or(error).await),
+        }
+    }
+
+    /// [`CellHarness::measure_network`]'s timing.
+    async fn time_network(&self, settings: &CellSettings) -> Result<NetworkMeasured, RunError> {
         let (pooled, task) = connect_spawned(
             &self.pools_url,
             RTT_APPLICATION,
@@ -621,6 +630,21 @@ impl CellHarness {
                 Err(self.loss(reason))
             }
             _ => Err(error),
+        }
+    }
+
+    /// [`RunError::ServerLost`] when the checker's connection ends within
+    /// [`LOSS_GRACE`] (the server went away), else `error`.
+    async fn loss_or(&self, error: RunError) -> RunError {
+        let mut seen = self.watchdog.subscribe();
+        let lost = tokio::time::timeout(LOSS_GRACE, seen.wait_for(|watch| watch.lost.is_some())).await;
+        match lost {
+            Ok(Ok(watch)) => {
+                let reason = watch.lost.clone().unwrap_or_default();
+                drop(watch);
+                self.loss(reason)
+            }
+            _ => error,
         }
     }
 

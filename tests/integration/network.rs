@@ -77,7 +77,6 @@ async fn k_statements_at_2ms_spend_k_round_trips_more_in_the_database() {
         network.pools_connect_to, server_addr,
         "RTT 0: the pools reach the server itself"
     );
-    assert!(network.rtt_pooled_ms < 1.0, "loopback: {network:?}");
 
     let far = run_cell(&cell(&script, 2.0), &servers, live()).await.unwrap();
     let network = far.network.as_ref().expect("the round trip is recorded");
