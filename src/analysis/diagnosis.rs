@@ -65,6 +65,13 @@ pub fn diagnose(record: &CellRecord) -> Diagnosis {
             / attempts
     };
     let refused_share = class_share(&REFUSED_CLASSES);
+    let mut refused: Vec<(&str, u64)> = REFUSED_CLASSES
+        .iter()
+        .filter_map(|key| metrics.errors_by_class.get(*key).map(|n| (*key, *n)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    refused.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let refused_classes = refused.into_iter().map(|(key, _)| key.to_string()).collect();
     let pool_timeout_share = class_share(&["pool_timeout"]);
 
     let samples = &record.server.samples;
@@ -124,6 +131,7 @@ pub fn diagnose(record: &CellRecord) -> Diagnosis {
         time_shares,
         mean_end_to_end_ms: end_to_end_us / attempts / 1000.0,
         refused_share,
+        refused_classes,
         pool_timeout_share,
         wait_shares,
         mean_active,

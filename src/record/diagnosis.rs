@@ -52,6 +52,9 @@ pub struct Diagnosis {
     /// Attempts refused a connection (53300, connection failures, contend
     /// out of file descriptors), of all attempts.
     pub refused_share: f64,
+    /// The error classes (keys) of those refusals, most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_classes: Vec<String>,
     /// Attempts that timed out waiting for a pooled connection, of all attempts.
     pub pool_timeout_share: f64,
     /// Active backends by wait event type ("CPU" when not waiting), as

@@ -166,11 +166,28 @@ pub fn diagnosis_text(d: &Diagnosis) -> String {
             },
             d.busy_in_db
         ),
-        Bottleneck::Connections => format!(
-            "{} of attempts were refused a connection (53300 too many clients, or the connection failed) and opening connections took {} of the time",
-            pct(d.refused_share),
-            pct(d.time_shares.connect)
-        ),
+        Bottleneck::Connections => {
+            let named: Vec<&str> = d
+                .refused_classes
+                .iter()
+                .map(|class| match class.as_str() {
+                    "53300" => "53300: the server's max_connections",
+                    "too_many_open_files" => "contend out of file descriptors",
+                    "connection_failed" => "connections that could not be opened",
+                    other => other,
+                })
+                .collect();
+            let why = if named.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", named.join(", "))
+            };
+            format!(
+                "{} of attempts were refused a connection{why} and opening connections took {} of the time",
+                pct(d.refused_share),
+                pct(d.time_shares.connect)
+            )
+        }
         Bottleneck::ServerLocks => format!(
             "{} of active backends waited on locks ({}); {} of the time was in the database",
             pct(share_of(&["Lock", "LWLock"])),

@@ -143,5 +143,11 @@ fn a_sweep_says_why_the_knee_is_where_it_is() {
         .unwrap_or_else(|| panic!("no verdict in {stdout}"));
     assert!(why.contains("below it cells #1 #2"), "{why}");
     assert!(why.contains(": the pool (lock waits"), "{why}");
-    assert!(why.contains("above it cells") && why.contains(": none ("), "{why}");
+    // Where the knee lands (pool 8 or 12) moves with the machine's load;
+    // from it on nothing saturates.
+    assert!(why.contains(": none ("), "{why}");
+    assert!(
+        !why.contains("above it") || why.contains("above it cells #5: none"),
+        "{why}"
+    );
 }

@@ -57,9 +57,12 @@ fn cell(script: &std::path::Path, rtt_ms: f64) -> CellSettings {
     }
 }
 
-/// Mean time in the database per transaction, milliseconds.
+/// Median time in the database per transaction, milliseconds: the
+/// median, since on two cores shared with the other tests of this binary
+/// the proxy's thread is sometimes woken milliseconds late, and those tails
+/// move a mean by more than the 20 % judged here.
 fn in_db_ms(record: &CellRecord) -> f64 {
-    record.metrics.operations[0].in_db.mean_us / 1000.0
+    record.metrics.operations[0].in_db.p50_us as f64 / 1000.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
