@@ -638,7 +638,10 @@ fn recommend_lines(numbered: &[(usize, &CellRecord)], options: &RecommendOptions
     });
 
     let formulas = verdicts(&cells, knee.as_ref(), max_connections.as_ref(), options);
-    let knee_verdict = knee.as_ref().and_then(|knee| knee_verdict(&cells, knee.total_pool));
+    // The cells the knee was judged on: those within the budget (a cell
+    // refused connections is not beside the knee, whatever its pool).
+    let judged: Vec<CellPoint> = within_budget.iter().map(|c| (*c).clone()).collect();
+    let knee_verdict = knee.as_ref().and_then(|knee| knee_verdict(&judged, knee.total_pool));
     let projection = match (options.for_rtt_ms, knee.as_ref()) {
         (Some(for_rtt_ms), Some(knee)) => project(&cells, knee, for_rtt_ms),
         _ => None,
